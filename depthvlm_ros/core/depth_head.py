@@ -1,0 +1,162 @@
+"""The DPT depth head of DepthVLM.
+
+The module tree and the arithmetic follow the authors' release so that the ``depth_head.*``
+tensors of DepthVLM-4B load unchanged and give the same numbers:
+
+* one shared LayerNorm over the four token sequences, then 1x1 ``projects``;
+* ``resize_layers``: transposed convs x8 / x4 / x2 and an identity, making a pyramid at
+  1/4, 1/8, 1/16 and 1/32 of the model image;
+* ``scratch.layerN_rn``: bias-free 3x3 convs to ``features`` channels;
+* ``scratch.refinenet4..1``: RefineNet fusion bottom-up, each step upsampling by 2 with
+  align-corners bilinear interpolation, ending at 1/2 resolution;
+* ``scratch.output_conv1`` (features -> features/2), bilinear resize to the output size,
+  ``scratch.output_conv2`` (-> 32, ReLU, -> 1, Softplus): depth in metres.
+
+The head is a plain ``nn.Module`` whose ``forward`` takes tensors and returns a tensor, so it
+exports to ONNX and TensorRT on its own.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+__all__ = ["DPTDepthHead", "DEFAULT_FEATURES", "DEFAULT_OUT_CHANNELS"]
+
+DEFAULT_FEATURES = 256
+DEFAULT_OUT_CHANNELS = (256, 512, 1024, 1024)
+#: Width of the last hidden layer of the output head (fixed in the release).
+_HEAD_HIDDEN = 32
+
+
+class _ResidualConvUnit(nn.Module):
+    """Two 3x3 convs with a skip.
+
+    The release applies an in-place ReLU to the block input, so its skip connection carries
+    ``relu(x)`` rather than ``x``. We reproduce that arithmetic explicitly (without in-place
+    ops, which would also break autograd in other call sites).
+    """
+
+    def __init__(self, features: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(features, features, 3, padding=1, bias=True)
+        self.conv2 = nn.Conv2d(features, features, 3, padding=1, bias=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.relu(x)
+        return x + self.conv2(F.relu(self.conv1(x)))
+
+
+class _FusionBlock(nn.Module):
+    """Adds a refined skip (when present) to the deeper features, refines, upsamples, 1x1 conv."""
+
+    def __init__(self, features: int, has_skip: bool) -> None:
+        super().__init__()
+        self.out_conv = nn.Conv2d(features, features, 1, bias=True)
+        if has_skip:
+            # Attribute names match the release's state-dict keys ("resConfUnit").
+            self.resConfUnit1 = _ResidualConvUnit(features)
+        self.resConfUnit2 = _ResidualConvUnit(features)
+
+    def forward(self, x: torch.Tensor, skip: torch.Tensor | None = None,
+                size: Sequence[int] | None = None) -> torch.Tensor:
+        if skip is not None:
+            x = x + self.resConfUnit1(skip)
+        x = self.resConfUnit2(x)
+        if size is None:
+            x = F.interpolate(x, scale_factor=2.0, mode="bilinear", align_corners=True)
+        else:
+            x = F.interpolate(x, size=tuple(size), mode="bilinear", align_corners=True)
+        return self.out_conv(x)
+
+
+class DPTDepthHead(nn.Module):
+    """Dense metric depth from four token grids of a Qwen3-VL model.
+
+    Args:
+        dim_in: Channel width of the input tokens (the LLM hidden size; DeepStack merger
+            outputs have the same width).
+        features: Channels of the fusion stage (256 in the release).
+        out_channels: Channels of the four pyramid levels ((256, 512, 1024, 1024) in the
+            release). Smaller values make small CPU models.
+    """
+
+    def __init__(self, dim_in: int, features: int = DEFAULT_FEATURES,
+                 out_channels: Sequence[int] = DEFAULT_OUT_CHANNELS) -> None:
+        super().__init__()
+        out_channels = [int(c) for c in out_channels]
+        if len(out_channels) != 4:
+            raise ValueError(f"out_channels needs 4 entries, got {out_channels}")
+        if features % 2:
+            raise ValueError(f"features must be even, got {features}")
+        self.norm = nn.LayerNorm(dim_in)
+        self.projects = nn.ModuleList(nn.Conv2d(dim_in, c, 1) for c in out_channels)
+        self.resize_layers = nn.ModuleList([
+            nn.ConvTranspose2d(out_channels[0], out_channels[0], kernel_size=8, stride=8),
+            nn.ConvTranspose2d(out_channels[1], out_channels[1], kernel_size=4, stride=4),
+            nn.ConvTranspose2d(out_channels[2], out_channels[2], kernel_size=2, stride=2),
+            nn.Identity(),
+        ])
+        scratch = nn.Module()
+        for i, c in enumerate(out_channels, start=1):
+            setattr(scratch, f"layer{i}_rn", nn.Conv2d(c, features, 3, padding=1, bias=False))
+        scratch.refinenet1 = _FusionBlock(features, has_skip=True)
+        scratch.refinenet2 = _FusionBlock(features, has_skip=True)
+        scratch.refinenet3 = _FusionBlock(features, has_skip=True)
+        scratch.refinenet4 = _FusionBlock(features, has_skip=False)
+        scratch.output_conv1 = nn.Conv2d(features, features // 2, 3, padding=1)
+        scratch.output_conv2 = nn.Sequential(
+            nn.Conv2d(features // 2, _HEAD_HIDDEN, 3, padding=1),
+            nn.ReLU(),
+            nn.Conv2d(_HEAD_HIDDEN, 1, 1),
+            nn.Softplus(),
+        )
+        self.scratch = scratch
+
+    def forward(self, ds0: torch.Tensor, ds1: torch.Tensor, ds2: torch.Tensor,
+                llm: torch.Tensor, out_hw: torch.Tensor | Sequence[int]) -> torch.Tensor:
+        """Predict depth.
+
+        Args:
+            ds0, ds1, ds2: DeepStack merger outputs at the image tokens, each (B, gh, gw, C),
+                tokens in raster order of the 32x32-pixel grid.
+            llm: LLM last hidden state at the image tokens, (B, gh, gw, C).
+            out_hw: Output (height, width) in pixels; usually (32 gh, 32 gw).
+
+        Returns:
+            Depth in metres, (B, H_out, W_out), strictly positive.
+        """
+        levels = []
+        for idx, tokens in enumerate((ds0, ds1, ds2, llm)):
+            x = self.norm(tokens).permute(0, 3, 1, 2)
+            levels.append(self.resize_layers[idx](self.projects[idx](x)))
+        s = self.scratch
+        l1, l2, l3, l4 = (s.layer1_rn(levels[0]), s.layer2_rn(levels[1]),
+                          s.layer3_rn(levels[2]), s.layer4_rn(levels[3]))
+        x = s.refinenet4(l4, size=l3.shape[2:])
+        x = s.refinenet3(x, l3, size=l2.shape[2:])
+        x = s.refinenet2(x, l2, size=l1.shape[2:])
+        x = s.refinenet1(x, l1)
+        x = s.output_conv1(x)
+        x = F.interpolate(x, size=(int(out_hw[0]), int(out_hw[1])), mode="bilinear",
+                          align_corners=True)
+        return s.output_conv2(x).squeeze(1)
+
+    def forward_tokens(self, features_list: Sequence[torch.Tensor], patch_h: int, patch_w: int,
+                       output_size: Sequence[int] | None = None) -> torch.Tensor:
+        """The release's calling convention: four (B, N, C) sequences and the grid size.
+
+        Args:
+            features_list: [DeepStack 0, DeepStack 1, DeepStack 2, LLM last], each (B, N, C).
+            patch_h, patch_w: Token grid; ``N == patch_h * patch_w``.
+            output_size: (H, W) of the output, default ``(32 patch_h, 32 patch_w)``.
+        """
+        if len(features_list) != 4:
+            raise ValueError(f"expected 4 feature sequences, got {len(features_list)}")
+        grids = [f.reshape(f.shape[0], patch_h, patch_w, f.shape[-1]) for f in features_list]
+        if output_size is None:
+            output_size = (patch_h * 32, patch_w * 32)
+        return self.forward(*grids, out_hw=output_size)

@@ -1,0 +1,94 @@
+"""Model folders: the embedded model, tiny random models, and writing self-describing folders.
+
+A model folder is a standard Hugging Face folder: ``config.json``, ``*.safetensors``,
+tokenizer files, ``preprocessor_config.json`` and our ``depthvlm_meta.json`` (what made it:
+stage, step, metrics, command). DepthVLM-4B folders and ours load through the same code.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .errors import ModelLoadError
+from .model import PREPROCESSOR_DEFAULTS, DepthVLMForConditionalGeneration, tiny_config
+from .tokenizer import SPECIAL_TOKENS, build_tokenizer
+
+__all__ = ["EMBEDDED_DIR", "resolve_model_path", "make_tiny_model", "write_model_folder",
+           "read_preprocessor", "read_meta", "META_FILE"]
+
+#: Folder of the small model shipped inside the package (``model_path: embedded``).
+EMBEDDED_DIR = Path(__file__).resolve().parent.parent / "embedded"
+META_FILE = "depthvlm_meta.json"
+
+
+def resolve_model_path(model_path: str) -> Path:
+    """Map ``embedded`` to the shipped model, expand ``~``; the folder must exist."""
+    if model_path == "embedded":
+        path = EMBEDDED_DIR
+    else:
+        path = Path(os.path.expanduser(model_path))
+    if not path.is_dir():
+        raise ModelLoadError(f"model folder {path} does not exist")
+    return path
+
+
+def make_tiny_model(seed: int = 0, vocab_size: int = 512, **sizes: Any):
+    """A random DepthVLM of a few MB and its tokenizer, deterministic for ``seed``.
+
+    ``sizes`` are passed to :func:`tiny_config` (text_hidden, vision_depth, head_features...).
+    """
+    tokenizer = build_tokenizer(vocab_size=vocab_size, seed=seed)
+    special = {t: tokenizer.convert_tokens_to_ids(t) for t in SPECIAL_TOKENS}
+    config = tiny_config(len(tokenizer), special, **sizes)
+    torch.manual_seed(seed)
+    model = DepthVLMForConditionalGeneration(config).eval()
+    # Start the head near 2 m instead of softplus(0) = 0.69 m: a sane depth before training.
+    with torch.no_grad():
+        model.depth_head.scratch.output_conv2[2].bias.fill_(1.85)
+    return model, tokenizer
+
+
+def write_model_folder(model: DepthVLMForConditionalGeneration, tokenizer, out: str | os.PathLike,
+                       meta: dict[str, Any] | None = None,
+                       preprocessor: dict[str, Any] | None = None) -> Path:
+    """Write a self-describing HF folder (safetensors only) and return its path."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out, safe_serialization=True)
+    tokenizer.save_pretrained(out)
+    (out / "preprocessor_config.json").write_text(
+        json.dumps(preprocessor or PREPROCESSOR_DEFAULTS, indent=2) + "\n")
+    info = {"format": "depthvlm-hf-folder/1",
+            "parameters": sum(p.numel() for p in model.parameters())}
+    info.update(meta or {})
+    (out / META_FILE).write_text(json.dumps(info, indent=2, default=str) + "\n")
+    return out
+
+
+def read_preprocessor(folder: str | os.PathLike) -> dict[str, Any]:
+    """Preprocessing settings of a folder, Qwen3-VL defaults for missing keys."""
+    values = dict(PREPROCESSOR_DEFAULTS)
+    path = Path(folder) / "preprocessor_config.json"
+    if path.is_file():
+        try:
+            values.update(json.loads(path.read_text()))
+        except (OSError, json.JSONDecodeError) as exc:
+            raise ModelLoadError(f"{path} is not valid JSON: {exc}") from None
+    for key, want in (("patch_size", 16), ("merge_size", 2), ("temporal_patch_size", 2)):
+        if int(values[key]) != want:
+            raise ModelLoadError(f"{path}: {key}={values[key]} is not supported (Qwen3-VL uses {want})")
+    return values
+
+
+def read_meta(folder: str | os.PathLike) -> dict[str, Any]:
+    """Our ``depthvlm_meta.json`` if present (empty for third-party folders such as DepthVLM-4B)."""
+    path = Path(folder) / META_FILE
+    try:
+        return json.loads(path.read_text()) if path.is_file() else {}
+    except (OSError, json.JSONDecodeError):
+        return {}
