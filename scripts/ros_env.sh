@@ -1,0 +1,56 @@
+# Source this file (bash) to use the colcon install space of this repository:
+#
+#   bash scripts/build_ros.sh && source scripts/ros_env.sh
+#   python -c 'from depthvlm_ros.msg import SpatialQuery'
+#   install/depthvlm_ros/lib/depthvlm_ros/depthvlm_node --ros-args -r image:=/camera/image_raw
+#
+# What it does:
+#   * activates ./.venv when no virtual environment is active (the PyPI ROS wheels live there);
+#   * puts the venv prefix on AMENT_PREFIX_PATH, where the wheels keep their ament index
+#     (a system ROS sourced from /opt/ros/<distro>/setup.bash is left as it is);
+#   * sources install/setup.bash, which colcon generates and which works with the wheels too:
+#     it prepends install/depthvlm_ros to AMENT_PREFIX_PATH and CMAKE_PREFIX_PATH, its
+#     site-packages to PYTHONPATH and its lib/ to LD_LIBRARY_PATH;
+#   * sets RMW_IMPLEMENTATION=rmw_fastrtps_cpp unless already set (the only RMW the wheels ship);
+#   * with DEPTHVLM_ROS_SOURCE=1, also puts the repository root first on PYTHONPATH, so that the
+#     live source tree is imported instead of the copy in install/ (depthvlm_ros/__init__.py
+#     extends the package path, so depthvlm_ros.msg still comes from install/).
+# Returns non-zero, with a message, when install/ has not been built.
+
+_depthvlm_env() {
+  local repo venv_prefix
+  repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)" || return 1
+  if [[ ! -f "$repo/install/setup.bash" ]]; then
+    echo "ros_env.sh: $repo/install/setup.bash not found; run: bash $repo/scripts/build_ros.sh" >&2
+    return 1
+  fi
+  if [[ -z "${VIRTUAL_ENV:-}" && -f "$repo/.venv/bin/activate" ]]; then
+    # shellcheck disable=SC1091
+    source "$repo/.venv/bin/activate" || return 1
+  fi
+  venv_prefix="${VIRTUAL_ENV:-}"
+  if [[ -n "$venv_prefix" && -d "$venv_prefix/share/ament_index" ]]; then
+    case ":${AMENT_PREFIX_PATH:-}:" in
+      *":$venv_prefix:"*) ;;
+      *) export AMENT_PREFIX_PATH="$venv_prefix${AMENT_PREFIX_PATH:+:$AMENT_PREFIX_PATH}" ;;
+    esac
+  fi
+  # colcon's scripts read unset variables; callers running under `set -u` must not break.
+  local had_nounset=0
+  [[ $- == *u* ]] && had_nounset=1 && set +u
+  # shellcheck disable=SC1091
+  source "$repo/install/setup.bash"
+  local rc=$?
+  ((had_nounset)) && set -u
+  ((rc == 0)) || return "$rc"
+  export RMW_IMPLEMENTATION="${RMW_IMPLEMENTATION:-rmw_fastrtps_cpp}"
+  if [[ "${DEPTHVLM_ROS_SOURCE:-0}" == 1 ]]; then
+    export PYTHONPATH="$repo${PYTHONPATH:+:$PYTHONPATH}"
+  fi
+  export DEPTHVLM_ROS_INSTALL="$repo/install"
+}
+_depthvlm_env
+_depthvlm_env_rc=$?
+unset -f _depthvlm_env
+# Sourced: report through the return status; run directly: through the exit status.
+return "$_depthvlm_env_rc" 2>/dev/null || exit "$_depthvlm_env_rc"
