@@ -1,0 +1,436 @@
+"""Depth metrics with the DepthVLM authors' evaluation arithmetic.
+
+The reference is the authors' ``eval/eval.py`` and ``utils/datasets.py`` (hanxunyu/DepthVLM):
+
+* GT depth is read in metres (``raw / depth_scale``), optional masks zero pixels, values outside
+  the dataset's ``[min_depth, max_depth]`` are set to 0 (= invalid), and the map is resized to
+  ``canonical_size`` with OpenCV's ``INTER_NEAREST``.
+* Dense protocol: the prediction is resized to the GT map's size with ``INTER_LINEAR`` and
+  compared over pixels with ``gt > 0 and pred > 0``.
+* Sparse protocol: the listed ``pixel_coords`` ([col, row] at the original RGB resolution) are
+  scaled to ``canonical_size`` and rounded (``np.round``, half to even); GT is read from the
+  resized map, falling back to the JSONL ``depth`` value where the map is 0; points outside the
+  map get GT 0; the prediction is sampled at the same pixel; points outside it are dropped.
+* δ1 per image = mean over valid pixels of ``max(p/g, g/p) < 1.25``; an image without a valid
+  pixel scores 0. The dataset score is the mean over images.
+
+OpenCV is not a dependency, so :func:`resize_nearest` and :func:`resize_linear` re-implement the
+two OpenCV resize modes the reference uses, including OpenCV's index arithmetic (nearest uses
+``floor(dst * src/dst)`` without a half-pixel shift; linear uses half-pixel centres with the
+border pixels replicated).
+
+The metrics beyond δ1 are not in the reference; they follow the usual definitions on the same
+valid pixels (see :data:`METRIC_DEFINITIONS`).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Iterable, Mapping, Sequence
+
+import numpy as np
+
+__all__ = [
+    "METRIC_NAMES",
+    "METRIC_DEFINITIONS",
+    "DEPTH_BIN_EDGES",
+    "ImageMetrics",
+    "DatasetMetrics",
+    "DepthBins",
+    "resize_nearest",
+    "resize_linear",
+    "apply_depth_range",
+    "image_metrics",
+    "dense_pair",
+    "sparse_targets",
+    "SparseTargets",
+    "sample_points",
+    "aggregate",
+    "group_average",
+]
+
+#: Keys of every metrics dict, in report order.
+METRIC_NAMES = ("delta1", "delta2", "delta3", "abs_rel", "rmse", "silog")
+
+#: Human-readable definitions written into results.json and the report.
+METRIC_DEFINITIONS = {
+    "valid": "pixels/points with gt > 0 and pred > 0, after GT outside the dataset's "
+             "[min_depth, max_depth] was zeroed (as the authors' loader does)",
+    "delta1": "mean over valid of max(p/g, g/p) < 1.25 (float32 ratio, as eval.py); "
+              "an image with no valid pixel scores 0",
+    "delta2": "as delta1 with threshold 1.25**2",
+    "delta3": "as delta1 with threshold 1.25**3",
+    "abs_rel": "mean over valid of |p - g| / g",
+    "rmse": "sqrt(mean over valid of (p - g)**2), metres",
+    "silog": "100 * sqrt(mean(d**2) - mean(d)**2), d = ln p - ln g over valid (KITTI "
+             "benchmark form, lambda = 1)",
+    "aggregation": "every metric is computed per image and averaged over the images of a "
+                   "dataset; abs_rel/rmse/silog skip images with no valid pixel; indoor, "
+                   "outdoor and overall are unweighted means over the datasets in the group",
+}
+
+#: GT-depth bin edges (metres) for the δ1-versus-depth curves.
+DEPTH_BIN_EDGES = (0.0, 1.0, 2.0, 3.0, 5.0, 7.5, 10.0, 15.0, 20.0, 30.0, 50.0, 80.0, 120.0)
+
+_THRESHOLDS = (1.25, 1.25 ** 2, 1.25 ** 3)
+
+
+# ----------------------------------------------------------------------------------------------
+# OpenCV-compatible resizes
+# ----------------------------------------------------------------------------------------------
+
+def _nearest_index(src: int, dst: int) -> np.ndarray:
+    # OpenCV resizeNN: ifx = 1 / (dst / src); sx = min(floor(dx * ifx), src - 1). Doing the
+    # division the same way keeps floor() identical at exact multiples.
+    ifx = 1.0 / (float(dst) / float(src))
+    idx = np.floor(np.arange(dst, dtype=np.float64) * ifx).astype(np.int64)
+    return np.minimum(idx, src - 1)
+
+
+def resize_nearest(a: np.ndarray, size: Sequence[int]) -> np.ndarray:
+    """Resize a 2-D array like ``cv2.resize(a, (w, h), interpolation=cv2.INTER_NEAREST)``.
+
+    Args:
+        a: (H, W) array of any dtype.
+        size: target ``(width, height)`` (OpenCV order).
+
+    Returns:
+        The (height, width) array, same dtype.
+    """
+    w, h = int(size[0]), int(size[1])
+    if a.shape == (h, w):
+        return a
+    rows = _nearest_index(a.shape[0], h)
+    cols = _nearest_index(a.shape[1], w)
+    return a[rows[:, None], cols[None, :]]
+
+
+def _linear_taps(src: int, dst: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    # OpenCV resize (INTER_LINEAR): source position (dx + 0.5) * scale - 0.5 in double,
+    # sx = floor, fraction kept as float32 weight; sx < 0 -> (0, 0); sx >= src - 1 ->
+    # (src - 1, 0). Checked against cv2 5.0: the weight comes from the double position.
+    scale = 1.0 / (float(dst) / float(src))
+    f = (np.arange(dst, dtype=np.float64) + 0.5) * scale - 0.5
+    s = np.floor(f).astype(np.int64)
+    frac = (f - s).astype(np.float32)
+    low = s < 0
+    s[low], frac[low] = 0, 0.0
+    high = s >= src - 1
+    s[high], frac[high] = src - 1, 0.0
+    s1 = np.minimum(s + 1, src - 1)
+    return s, s1, frac
+
+
+def resize_linear(a: np.ndarray, size: Sequence[int]) -> np.ndarray:
+    """Resize a 2-D float array like ``cv2.resize(a, (w, h), interpolation=cv2.INTER_LINEAR)``.
+
+    Computed in float32, horizontal pass first, as OpenCV does for float images. NaN spreads to
+    the pixels it contributes to, so an invalid prediction stays invalid after resizing.
+
+    Args:
+        a: (H, W) array.
+        size: target ``(width, height)``.
+
+    Returns:
+        (height, width) float32 array.
+    """
+    w, h = int(size[0]), int(size[1])
+    a = np.asarray(a, dtype=np.float32)
+    if a.shape == (h, w):
+        return a
+    x0, x1, fx = _linear_taps(a.shape[1], w)
+    y0, y1, fy = _linear_taps(a.shape[0], h)
+    with np.errstate(invalid="ignore"):
+        horiz = a[:, x0] * (np.float32(1) - fx)[None, :] + a[:, x1] * fx[None, :]
+        out = horiz[y0, :] * (np.float32(1) - fy)[:, None] + horiz[y1, :] * fy[:, None]
+    return out.astype(np.float32, copy=False)
+
+
+def apply_depth_range(gt: np.ndarray, min_depth: float, max_depth: float) -> np.ndarray:
+    """Zero GT depth outside ``[min_depth, max_depth]`` (and non-finite values), as the authors do.
+
+    Args:
+        gt: GT depth in metres.
+        min_depth: smallest valid depth (metres).
+        max_depth: largest valid depth (metres), may be ``inf``.
+
+    Returns:
+        A float32 copy with invalid pixels set to 0.
+    """
+    out = np.array(gt, dtype=np.float32, copy=True)
+    with np.errstate(invalid="ignore"):
+        bad = ~np.isfinite(out) | (out < min_depth) | (out > max_depth)
+    out[bad] = 0.0
+    return out
+
+
+# ----------------------------------------------------------------------------------------------
+# Per-image metrics
+# ----------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class ImageMetrics:
+    """Metrics of one image (or one image's points).
+
+    ``abs_rel``, ``rmse`` and ``silog`` are NaN when ``n_valid`` is 0; the δ's are then 0 (the
+    reference's convention for δ1).
+    """
+
+    delta1: float
+    delta2: float
+    delta3: float
+    abs_rel: float
+    rmse: float
+    silog: float
+    n_valid: int
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def image_metrics(pred: np.ndarray, gt: np.ndarray) -> ImageMetrics:
+    """Metrics over the valid pixels of one image.
+
+    Args:
+        pred: predicted depth (metres), any shape; NaN or <= 0 is invalid.
+        gt: GT depth (metres) of the same shape, already range-capped; <= 0 is invalid.
+
+    Returns:
+        The image's :class:`ImageMetrics`.
+    """
+    # float32 like the reference (its maps are float32): the ratio test is then bit-identical.
+    p = np.asarray(pred, dtype=np.float32).ravel()
+    g = np.asarray(gt, dtype=np.float32).ravel()
+    if p.shape != g.shape:
+        raise ValueError(f"pred and gt differ in size: {p.shape} vs {g.shape}")
+    valid = (g > 0) & (p > 0)
+    n = int(valid.sum())
+    if n == 0:
+        return ImageMetrics(0.0, 0.0, 0.0, math.nan, math.nan, math.nan, 0)
+    pv, gv = p[valid], g[valid]
+    ratio = np.maximum(pv / gv, gv / pv)
+    d1, d2, d3 = (float((ratio < t).mean()) for t in _THRESHOLDS)
+    p64, g64 = pv.astype(np.float64), gv.astype(np.float64)
+    abs_rel = float(np.mean(np.abs(p64 - g64) / g64))
+    rmse = float(np.sqrt(np.mean((p64 - g64) ** 2)))
+    d = np.log(p64) - np.log(g64)
+    silog = float(100.0 * np.sqrt(max(0.0, float(np.mean(d ** 2) - np.mean(d) ** 2))))
+    return ImageMetrics(d1, d2, d3, abs_rel, rmse, silog, n)
+
+
+def dense_pair(pred: np.ndarray, gt_capped: np.ndarray,
+               canonical_size: Sequence[int] | None) -> tuple[np.ndarray, np.ndarray]:
+    """Bring prediction and GT to the reference's evaluation grid (dense protocol).
+
+    Args:
+        pred: predicted depth at any resolution.
+        gt_capped: GT at its native resolution, range-capped (see :func:`apply_depth_range`).
+        canonical_size: ``[W, H]`` from the annotation, or None to evaluate at GT resolution.
+
+    Returns:
+        ``(pred_on_grid, gt_on_grid)``: GT nearest-resized to ``canonical_size``, prediction
+        bilinearly resized to the GT's size.
+    """
+    gt = gt_capped
+    if canonical_size:
+        gt = resize_nearest(gt, canonical_size)
+    p = np.asarray(pred, dtype=np.float32)
+    if p.shape != gt.shape:
+        p = resize_linear(p, (gt.shape[1], gt.shape[0]))
+    return p, gt
+
+
+@dataclass(frozen=True)
+class SparseTargets:
+    """The evaluation points of one image on the evaluation grid.
+
+    Attributes:
+        coords: (N, 2) int64 [col, row] on the grid (may lie outside it).
+        gt: (N,) float32 GT in metres (0 = invalid).
+        grid_size: ``(width, height)`` of the grid the coordinates refer to.
+    """
+
+    coords: np.ndarray
+    gt: np.ndarray
+    grid_size: tuple[int, int]
+
+
+def sparse_targets(pixel_coords: np.ndarray, depth_jsonl: np.ndarray,
+                   original_rgb_size: Sequence[int],
+                   canonical_size: Sequence[int] | None,
+                   gt_map_capped: np.ndarray | None,
+                   min_depth: float = 0.0, max_depth: float = math.inf,
+                   strict_range: bool = False) -> SparseTargets:
+    """GT at the annotated points, as the reference's sparse-points mode computes it.
+
+    Args:
+        pixel_coords: (N, 2) [col, row] at ``original_rgb_size``.
+        depth_jsonl: (N,) depth values from the annotation.
+        original_rgb_size: ``(W, H)`` of the RGB the coordinates refer to.
+        canonical_size: ``(W, H)`` evaluation grid, or None for the original grid.
+        gt_map_capped: native-resolution range-capped GT map, or None when there is none (then
+            the annotation values are used directly).
+        min_depth, max_depth: dataset range, used only when ``strict_range``.
+        strict_range: also zero annotation fall-back values outside the range. The reference
+            does not (a point whose map value was capped away falls back to its uncapped JSONL
+            value), so the default is False.
+
+    Returns:
+        The :class:`SparseTargets`.
+    """
+    coords = np.asarray(pixel_coords, dtype=np.float64).reshape(-1, 2)
+    jsonl = np.asarray(depth_jsonl, dtype=np.float32).reshape(-1)
+    if canonical_size:
+        sx = canonical_size[0] / original_rgb_size[0]
+        sy = canonical_size[1] / original_rgb_size[1]
+        grid = (int(canonical_size[0]), int(canonical_size[1]))
+        scaled = np.stack([coords[:, 0] * sx, coords[:, 1] * sy], axis=1)
+        ij = np.round(scaled).astype(np.int64)
+    else:
+        grid = (int(original_rgb_size[0]), int(original_rgb_size[1]))
+        ij = coords.astype(np.int64)  # the reference truncates here
+    fallback = jsonl.copy()
+    if strict_range:
+        fallback = apply_depth_range(fallback, min_depth, max_depth)
+    if gt_map_capped is None:
+        return SparseTargets(ij, fallback, grid)
+    gmap = resize_nearest(gt_map_capped, grid) if canonical_size else gt_map_capped
+    mh, mw = gmap.shape
+    inside = (ij[:, 0] >= 0) & (ij[:, 0] < mw) & (ij[:, 1] >= 0) & (ij[:, 1] < mh)
+    gt = np.zeros(len(ij), dtype=np.float32)
+    vals = gmap[ij[inside, 1], ij[inside, 0]].astype(np.float32)
+    gt[inside] = np.where(vals > 0, vals, fallback[inside])
+    return SparseTargets(ij, gt, grid)
+
+
+def sample_points(pred_on_grid: np.ndarray, targets: SparseTargets) -> tuple[np.ndarray, np.ndarray]:
+    """Prediction and GT at the targets that fall inside the prediction (others are dropped).
+
+    Args:
+        pred_on_grid: prediction resized to ``targets.grid_size``.
+        targets: from :func:`sparse_targets`.
+
+    Returns:
+        ``(pred_values, gt_values)`` float32 arrays of equal length.
+    """
+    h, w = pred_on_grid.shape
+    c = targets.coords
+    inside = (c[:, 0] >= 0) & (c[:, 0] < w) & (c[:, 1] >= 0) & (c[:, 1] < h)
+    return (pred_on_grid[c[inside, 1], c[inside, 0]].astype(np.float32),
+            targets.gt[inside].astype(np.float32))
+
+
+# ----------------------------------------------------------------------------------------------
+# Aggregation
+# ----------------------------------------------------------------------------------------------
+
+@dataclass
+class DepthBins:
+    """Pixel counts per GT-depth bin, for δ1 as a function of depth (pooled over pixels)."""
+
+    edges: tuple[float, ...] = DEPTH_BIN_EDGES
+    valid: np.ndarray = field(default=None)  # type: ignore[assignment]
+    good: np.ndarray = field(default=None)  # type: ignore[assignment]
+
+    def __post_init__(self) -> None:
+        n = len(self.edges) - 1
+        if self.valid is None:
+            self.valid = np.zeros(n, dtype=np.int64)
+        if self.good is None:
+            self.good = np.zeros(n, dtype=np.int64)
+
+    def add(self, pred: np.ndarray, gt: np.ndarray) -> None:
+        """Add one image's pixels (same validity rule as :func:`image_metrics`)."""
+        p = np.asarray(pred, dtype=np.float32).ravel()
+        g = np.asarray(gt, dtype=np.float32).ravel()
+        valid = (g > 0) & (p > 0)
+        pv, gv = p[valid], g[valid]
+        if pv.size == 0:
+            return
+        good = np.maximum(pv / gv, gv / pv) < _THRESHOLDS[0]
+        # Depths beyond the last edge are counted in the last bin rather than dropped.
+        idx = np.clip(np.searchsorted(self.edges, gv, side="right") - 1, 0, len(self.edges) - 2)
+        self.valid += np.bincount(idx, minlength=len(self.valid))
+        self.good += np.bincount(idx[good], minlength=len(self.good))
+
+    def merge(self, other: "DepthBins") -> None:
+        self.valid += other.valid
+        self.good += other.good
+
+    def delta1(self) -> list[float | None]:
+        """δ1 per bin (None where the bin is empty)."""
+        return [float(g / v) if v else None for g, v in zip(self.good, self.valid)]
+
+    def as_dict(self) -> dict:
+        return {"edges_m": list(self.edges), "n_valid": self.valid.tolist(),
+                "delta1": self.delta1()}
+
+
+@dataclass
+class DatasetMetrics:
+    """Per-dataset averages of :class:`ImageMetrics`."""
+
+    delta1: float
+    delta2: float
+    delta3: float
+    abs_rel: float
+    rmse: float
+    silog: float
+    n_images: int
+    n_points: int
+
+    def as_dict(self) -> dict:
+        return {k: (None if isinstance(v, float) and math.isnan(v) else v)
+                for k, v in asdict(self).items()}
+
+
+def _nanmean(values: Iterable[float]) -> float:
+    vals = [v for v in values if not math.isnan(v)]
+    return float(sum(vals) / len(vals)) if vals else math.nan
+
+
+def aggregate(images: Sequence[ImageMetrics]) -> DatasetMetrics:
+    """Average per-image metrics over a dataset.
+
+    δ's average over every image (an image with no valid pixel counts as 0, as the reference);
+    the error metrics skip images without valid pixels.
+
+    Args:
+        images: metrics of each evaluated image.
+
+    Returns:
+        The dataset's :class:`DatasetMetrics` (NaN metrics when ``images`` is empty).
+    """
+    n = len(images)
+    if n == 0:
+        return DatasetMetrics(math.nan, math.nan, math.nan, math.nan, math.nan, math.nan, 0, 0)
+    return DatasetMetrics(
+        delta1=float(sum(m.delta1 for m in images) / n),
+        delta2=float(sum(m.delta2 for m in images) / n),
+        delta3=float(sum(m.delta3 for m in images) / n),
+        abs_rel=_nanmean(m.abs_rel for m in images),
+        rmse=_nanmean(m.rmse for m in images),
+        silog=_nanmean(m.silog for m in images),
+        n_images=n,
+        n_points=int(sum(m.n_valid for m in images)),
+    )
+
+
+def group_average(per_dataset: Mapping[str, DatasetMetrics],
+                  names: Iterable[str]) -> DatasetMetrics | None:
+    """Unweighted mean over datasets (each dataset counts once, whatever its size).
+
+    Args:
+        per_dataset: dataset name -> metrics.
+        names: the datasets of the group; names without results are ignored.
+
+    Returns:
+        The group's metrics (counts are summed), or None when no dataset of the group was run.
+    """
+    members = [per_dataset[n] for n in names if n in per_dataset and per_dataset[n].n_images > 0]
+    if not members:
+        return None
+    means = {k: _nanmean(getattr(m, k) for m in members) for k in METRIC_NAMES}
+    return DatasetMetrics(**means, n_images=sum(m.n_images for m in members),
+                          n_points=sum(m.n_points for m in members))
