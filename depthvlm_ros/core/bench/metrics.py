@@ -159,8 +159,11 @@ def apply_depth_range(gt: np.ndarray, min_depth: float, max_depth: float) -> np.
         A float32 copy with invalid pixels set to 0.
     """
     out = np.array(gt, dtype=np.float32, copy=True)
+    # Python floats compare at float32 precision here (NumPy's weak scalars), exactly like the
+    # reference's float32 map against its Python-float range: a stored 0.05 stays valid at 0.05.
+    lo, hi = float(min_depth), float(max_depth)
     with np.errstate(invalid="ignore"):
-        bad = ~np.isfinite(out) | (out < min_depth) | (out > max_depth)
+        bad = ~np.isfinite(out) | (out < lo) | (out > hi)
     out[bad] = 0.0
     return out
 
