@@ -1,0 +1,588 @@
+"""numpy <-> ROS 2 message conversions for the node (our own: cv_bridge and sensor_msgs_py are
+not installable from PyPI).
+
+Conventions:
+
+* colour images come out as (H, W, 3) uint8 RGB, whatever the input channel order;
+* depth is float32 metres, z along the optical axis, NaN where invalid (REP 118, ``32FC1``);
+  ``16UC1`` input is millimetres with 0 meaning invalid;
+* point clouds are organized (one point per pixel), float32 x, y, z in the camera optical frame
+  (x right, y down, z forward), optionally a packed ``rgb`` field in the PCL layout, NaN for
+  invalid points, ``is_dense`` false, little-endian, 16 bytes per point.
+
+Readers only touch message attributes (``height``, ``width``, ``encoding``, ``step``, ``data``,
+...), so they accept rclpy messages and look-alikes such as ``rosbags`` dataclasses. Builders
+return ``sensor_msgs`` / ``std_msgs`` rclpy messages; the message packages are imported when a
+builder is first called, so the readers work without them.
+
+Every user-caused problem (unknown encoding, short buffer, inconsistent sizes, bad intrinsics)
+raises :class:`~depthvlm_ros.core.errors.InputError`. All conversions are vectorised.
+"""
+
+from __future__ import annotations
+
+import array
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from ..core.camera import Intrinsics, backproject
+from ..core.errors import InputError
+
+__all__ = [
+    "COLOR_ENCODINGS",
+    "DEPTH_ENCODINGS",
+    "MAX_IMAGE_SIDE",
+    "CloudArrays",
+    "image_to_rgb",
+    "rgb_to_msg",
+    "depth_to_msg",
+    "msg_to_depth",
+    "camera_info_to_intrinsics",
+    "scaled_camera_info",
+    "make_pointcloud2",
+    "depth_to_pointcloud2",
+    "pointcloud2_to_array",
+]
+
+#: Largest accepted image side in pixels. Far beyond any camera, small enough that a corrupt
+#: header cannot make us allocate gigabytes.
+MAX_IMAGE_SIDE = 16384
+
+#: Colour encodings accepted by :func:`image_to_rgb`: bytes per pixel, and the source channel
+#: that feeds R, G and B.
+COLOR_ENCODINGS: dict[str, tuple[int, tuple[int, int, int]]] = {
+    "rgb8": (3, (0, 1, 2)),
+    "bgr8": (3, (2, 1, 0)),
+    "rgba8": (4, (0, 1, 2)),
+    "bgra8": (4, (2, 1, 0)),
+    "mono8": (1, (0, 0, 0)),
+}
+
+#: Depth encodings accepted by :func:`msg_to_depth`: element type (before byte order) and the
+#: factor to metres. ``mono16`` is read like ``16UC1`` because several drivers publish depth
+#: in millimetres under that name.
+DEPTH_ENCODINGS: dict[str, tuple[str, float]] = {
+    "32FC1": ("f4", 1.0),
+    "16UC1": ("u2", 0.001),
+    "mono16": ("u2", 0.001),
+}
+
+# sensor_msgs/PointField datatypes we read or write (values fixed by the message definition).
+_PF_UINT32 = 6
+_PF_FLOAT32 = 7
+_PF_FLOAT64 = 8
+
+# Output cloud layout: PCL's PointXYZRGB / PointXYZ-with-padding, 16 bytes, little-endian.
+_CLOUD_RGB_DTYPE = np.dtype({"names": ["x", "y", "z", "rgb"],
+                             "formats": ["<f4", "<f4", "<f4", "<u4"],
+                             "offsets": [0, 4, 8, 12], "itemsize": 16})
+_CLOUD_XYZ_DTYPE = np.dtype({"names": ["x", "y", "z"], "formats": ["<f4", "<f4", "<f4"],
+                             "offsets": [0, 4, 8], "itemsize": 16})
+
+
+class CloudArrays(NamedTuple):
+    """Arrays read back from a ``PointCloud2`` by :func:`pointcloud2_to_array`.
+
+    Attributes:
+        points: (H, W, 3) float32 x, y, z; NaN where the cloud has no valid point.
+        rgb: (H, W, 3) uint8 colours, or None when the cloud has no ``rgb``/``rgba`` field.
+    """
+
+    points: np.ndarray
+    rgb: np.ndarray | None
+
+
+# --------------------------------------------------------------------------------------------
+# helpers
+
+
+def _check_size(height: Any, width: Any, what: str) -> tuple[int, int]:
+    try:
+        h, w = int(height), int(width)
+    except (TypeError, ValueError) as exc:
+        raise InputError(f"{what}: height/width must be integers, got {height!r}x{width!r}") from exc
+    if h <= 0 or w <= 0:
+        raise InputError(f"{what}: empty image ({w}x{h})")
+    if h > MAX_IMAGE_SIDE or w > MAX_IMAGE_SIDE:
+        raise InputError(f"{what}: {w}x{h} exceeds the limit of {MAX_IMAGE_SIDE} pixels per side")
+    return h, w
+
+
+def _data_bytes(data: Any, what: str) -> np.ndarray:
+    """The message's ``data`` field as a flat uint8 array, without copying where possible."""
+    if data is None:
+        raise InputError(f"{what}: message has no data")
+    if isinstance(data, np.ndarray):
+        if data.dtype == np.uint8:
+            return data.reshape(-1)
+        if data.dtype.kind in "ui":
+            # Some hand-built messages carry wider integer arrays; their values must be bytes.
+            flat = data.reshape(-1)
+            if flat.size and (flat.min() < 0 or flat.max() > 255):
+                raise InputError(f"{what}: data values must be bytes (0..255)")
+            return flat.astype(np.uint8)
+        raise InputError(f"{what}: data must be bytes, got an array of {data.dtype}")
+    try:
+        view = memoryview(data)
+    except TypeError:
+        view = None
+    if view is not None:
+        if not view.c_contiguous:
+            raise InputError(f"{what}: data buffer is not contiguous")
+        # array('B'), bytes, bytearray: read in place. Wider typecodes are reinterpreted as raw
+        # bytes, which is what the wire format carries.
+        return np.frombuffer(view.cast("B") if view.format != "B" else view, dtype=np.uint8)
+    try:
+        arr = np.asarray(data)
+    except (TypeError, ValueError) as exc:
+        raise InputError(f"{what}: data must be a byte sequence") from exc
+    if arr.ndim != 1 or (arr.size and arr.dtype.kind not in "ui"):
+        raise InputError(f"{what}: data must be a flat sequence of bytes")
+    if arr.size and (arr.min() < 0 or arr.max() > 255):
+        raise InputError(f"{what}: data values must be bytes (0..255)")
+    return arr.astype(np.uint8)
+
+
+def _rows(msg: Any, bytes_per_pixel: int, what: str) -> tuple[np.ndarray, int, int]:
+    """(H, W * bpp) uint8 view of the pixel bytes, with the row padding (``step``) cut off."""
+    h, w = _check_size(getattr(msg, "height", None), getattr(msg, "width", None), what)
+    try:
+        step = int(msg.step)
+    except (AttributeError, TypeError, ValueError) as exc:
+        raise InputError(f"{what}: message has no valid step") from exc
+    row = w * bytes_per_pixel
+    if step < row:
+        raise InputError(f"{what}: step {step} is smaller than width x bytes per pixel "
+                         f"({w} x {bytes_per_pixel} = {row})")
+    buf = _data_bytes(getattr(msg, "data", None), what)
+    need = step * h
+    if buf.size < need:
+        raise InputError(f"{what}: data has {buf.size} bytes, step x height needs {need}")
+    return buf[:need].reshape(h, step)[:, :row], h, w
+
+
+def _encoding(msg: Any) -> str:
+    enc = getattr(msg, "encoding", None)
+    if not isinstance(enc, str):
+        raise InputError(f"image encoding must be a string, got {enc!r}")
+    return enc
+
+
+def _msgs():
+    """The rclpy message modules, imported on first use with a clear error if missing."""
+    try:
+        from builtin_interfaces.msg import Time
+        from sensor_msgs.msg import CameraInfo, Image, PointCloud2, PointField
+        from std_msgs.msg import Header
+    except ImportError as exc:  # pragma: no cover - depends on the installation
+        raise ImportError("building ROS messages needs the ROS 2 Python message packages "
+                          "(sensor_msgs, std_msgs); source your ROS 2 setup or install the "
+                          "ros-sensor-msgs / ros-std-msgs wheels") from exc
+    return Time, Header, Image, CameraInfo, PointCloud2, PointField
+
+
+def _header(header: Any):
+    """A fresh std_msgs/Header with the stamp and frame of ``header`` (None: zero stamp).
+
+    Copying (rather than sharing the caller's object) keeps outgoing messages independent, and
+    accepts header look-alikes such as rosbags dataclasses.
+    """
+    Time, Header, *_ = _msgs()
+    if header is None:
+        return Header()
+    try:
+        sec, nanosec = int(header.stamp.sec), int(header.stamp.nanosec)
+        frame_id = str(header.frame_id)
+    except (AttributeError, TypeError, ValueError) as exc:
+        raise InputError(f"header must have stamp.sec, stamp.nanosec and frame_id, got {header!r}") from exc
+    if not (-(2**31) <= sec < 2**31 and 0 <= nanosec < 10**9):
+        raise InputError(f"header stamp out of range: sec={sec} nanosec={nanosec}")
+    return Header(stamp=Time(sec=sec, nanosec=nanosec), frame_id=frame_id)
+
+
+def _byte_array(arr: np.ndarray) -> array.array:
+    # Handing rclpy an array('B') skips its per-element validation of Python sequences, which
+    # would take seconds for a single VGA frame.
+    out = array.array("B")
+    out.frombytes(np.ascontiguousarray(arr).tobytes())
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# images
+
+
+def image_to_rgb(msg: Any) -> np.ndarray:
+    """Decode a colour ``sensor_msgs/Image`` into an RGB array.
+
+    Args:
+        msg: Image with encoding ``rgb8``, ``bgr8``, ``rgba8``, ``bgra8`` or ``mono8``. Row
+            padding (``step`` larger than ``width`` x bytes per pixel) is skipped. All accepted
+            encodings have one byte per channel, so ``is_bigendian`` does not affect them.
+
+    Returns:
+        A new, writable (H, W, 3) uint8 array in RGB order; alpha is dropped and mono8 is
+        repeated into the three channels.
+
+    Raises:
+        InputError: unsupported encoding (16-bit and float encodings are depth or infrared, not
+            colour, and are rejected too), empty or oversized image, ``step`` too small or
+            implausible, or ``data`` shorter than ``step`` x ``height``.
+    """
+    enc = _encoding(msg)
+    if enc not in COLOR_ENCODINGS:
+        raise InputError(f"unsupported colour encoding {enc!r}; expected one of "
+                         f"{', '.join(COLOR_ENCODINGS)}")
+    channels, order = COLOR_ENCODINGS[enc]
+    rows, h, w = _rows(msg, channels, f"{enc} image")
+    pixels = rows.reshape(h, w, channels)
+    if channels == 1:
+        return np.repeat(pixels, 3, axis=2)
+    # Fancy indexing on the channel axis copies, so the result never aliases the message.
+    return pixels[:, :, list(order)]
+
+
+def rgb_to_msg(rgb: np.ndarray, header: Any = None, encoding: str = "rgb8"):
+    """Encode an RGB array as a ``sensor_msgs/Image`` (used for the colorized depth preview).
+
+    Args:
+        rgb: (H, W, 3) uint8 RGB, or (H, W) uint8 when ``encoding`` is ``mono8``.
+        header: header to copy (stamp and frame_id); None gives a zero stamp and empty frame.
+        encoding: ``rgb8``, ``bgr8`` (channels reversed on the way out) or ``mono8``.
+
+    Returns:
+        An Image with ``step`` = width x channels (no padding) and ``is_bigendian`` 0.
+
+    Raises:
+        InputError: wrong dtype, shape or size, or an encoding other than the three above.
+    """
+    rgb = np.asarray(rgb)
+    if rgb.dtype != np.uint8:
+        raise InputError(f"image must be uint8, got {rgb.dtype}")
+    if encoding == "mono8":
+        if rgb.ndim != 2:
+            raise InputError(f"mono8 needs an (H, W) array, got shape {rgb.shape}")
+        pixels, channels = rgb, 1
+    elif encoding in ("rgb8", "bgr8"):
+        if rgb.ndim != 3 or rgb.shape[2] != 3:
+            raise InputError(f"{encoding} needs an (H, W, 3) array, got shape {rgb.shape}")
+        pixels, channels = (rgb if encoding == "rgb8" else rgb[:, :, ::-1]), 3
+    else:
+        raise InputError(f"cannot encode {encoding!r}; use rgb8, bgr8 or mono8")
+    h, w = _check_size(rgb.shape[0], rgb.shape[1], "image")
+    _, _, Image, *_ = _msgs()
+    return Image(header=_header(header), height=h, width=w, encoding=encoding, is_bigendian=0,
+                 step=w * channels, data=_byte_array(pixels))
+
+
+# --------------------------------------------------------------------------------------------
+# depth
+
+
+def depth_to_msg(depth: np.ndarray, header: Any = None):
+    """Encode a depth map as a ``32FC1`` ``sensor_msgs/Image`` (REP 118).
+
+    Args:
+        depth: (H, W) real-valued depth in metres; NaN marks invalid pixels (kept as is).
+        header: header to copy (the input image's, so depth lines up with it in time and
+            frame); None gives a zero stamp and empty frame.
+
+    Returns:
+        A little-endian ``32FC1`` Image with ``step`` = 4 x width.
+
+    Raises:
+        InputError: not 2-D, not a real dtype, or empty / oversized.
+    """
+    depth = np.asarray(depth)
+    if depth.ndim != 2:
+        raise InputError(f"depth must be 2-D, got shape {depth.shape}")
+    if depth.dtype.kind not in "fiu":
+        raise InputError(f"depth must be real-valued, got {depth.dtype}")
+    h, w = _check_size(depth.shape[0], depth.shape[1], "depth")
+    _, _, Image, *_ = _msgs()
+    return Image(header=_header(header), height=h, width=w, encoding="32FC1", is_bigendian=0,
+                 step=4 * w, data=_byte_array(depth.astype("<f4", copy=False)))
+
+
+def msg_to_depth(msg: Any) -> np.ndarray:
+    """Decode a depth ``sensor_msgs/Image`` to metres.
+
+    Args:
+        msg: Image with encoding ``32FC1`` (metres) or ``16UC1`` / ``mono16`` (millimetres,
+            0 = no reading). ``step`` padding and ``is_bigendian`` are honoured.
+
+    Returns:
+        A new (H, W) float32 array in metres, native byte order. Millimetre zeros become NaN;
+        float values (including 0, +-inf and NaN) are passed through unchanged.
+
+    Raises:
+        InputError: unsupported encoding, bad sizes, ``step`` not a whole number of elements
+            or too small, or ``data`` too short.
+    """
+    enc = _encoding(msg)
+    if enc not in DEPTH_ENCODINGS:
+        raise InputError(f"unsupported depth encoding {enc!r}; expected one of "
+                         f"{', '.join(DEPTH_ENCODINGS)}")
+    kind, to_metres = DEPTH_ENCODINGS[enc]
+    dtype = np.dtype((">" if getattr(msg, "is_bigendian", 0) else "<") + kind)
+    rows, h, w = _rows(msg, dtype.itemsize, f"{enc} depth")
+    # .copy() makes the rows contiguous so they can be reinterpreted as elements.
+    values = rows.copy().view(dtype).reshape(h, w)
+    if kind == "f4":
+        return values.astype(np.float32)
+    depth = values.astype(np.float32) * np.float32(to_metres)
+    depth[values == 0] = np.nan
+    return depth
+
+
+# --------------------------------------------------------------------------------------------
+# camera info
+
+
+def camera_info_to_intrinsics(msg: Any) -> Intrinsics:
+    """Pinhole intrinsics from a ``sensor_msgs/CameraInfo``.
+
+    Args:
+        msg: CameraInfo whose ``k`` is the row-major 3x3 camera matrix for an image of
+            ``width`` x ``height``. Skew (``k[1]``) and distortion are not modelled and are
+            ignored: the node expects rectified or near-pinhole images.
+
+    Returns:
+        :class:`~depthvlm_ros.core.camera.Intrinsics`.
+
+    Raises:
+        InputError: ``k`` missing or not 9 numbers, non-positive or non-finite focal lengths
+            (an uncalibrated camera publishes an all-zero ``k``), non-finite principal point,
+            a bottom row other than (0, 0, 1), or a zero / oversized image size.
+    """
+    k = getattr(msg, "k", None)
+    if k is None:
+        raise InputError("camera info has no k matrix")
+    try:
+        k = np.asarray(k, dtype=np.float64).reshape(-1)
+    except (TypeError, ValueError) as exc:
+        raise InputError(f"camera info k must be numbers, got {k!r}") from exc
+    h, w = _check_size(getattr(msg, "height", None), getattr(msg, "width", None), "camera info")
+    intr = Intrinsics.from_k(k, w, h)
+    if not np.allclose(k[6:9], (0.0, 0.0, 1.0), rtol=0.0, atol=1e-9):
+        raise InputError(f"camera info k is not a pinhole matrix: bottom row {k[6:9].tolist()}")
+    return intr
+
+
+def scaled_camera_info(msg: Any, width: int, height: int):
+    """The ``CameraInfo`` of the same camera after resizing its image to ``width`` x ``height``.
+
+    ``k`` and ``p`` follow :meth:`Intrinsics.scaled` (pixel edges map to pixel edges: focal
+    lengths and the stereo baseline term scale with the image, the principal point moves as
+    ``(c + 0.5) * s - 0.5``). Distortion coefficients are in normalized coordinates and ``r``
+    is a rotation, so both are unchanged; ``roi`` is scaled and rounded; the header and
+    ``binning`` are copied. An all-zero ``p`` (published by some drivers) is filled from the
+    scaled ``k``.
+
+    Args:
+        msg: the input image's CameraInfo.
+        width: new image width in pixels.
+        height: new image height in pixels.
+
+    Returns:
+        A new ``sensor_msgs/CameraInfo``.
+
+    Raises:
+        InputError: invalid intrinsics in ``msg`` (see :func:`camera_info_to_intrinsics`) or a
+            zero / oversized target size.
+    """
+    intr = camera_info_to_intrinsics(msg)
+    h2, w2 = _check_size(height, width, "target size")
+    scaled = intr.scaled(w2, h2)
+    sx, sy = w2 / intr.width, h2 / intr.height
+    _, _, _, CameraInfo, *_ = _msgs()
+    out = CameraInfo()
+    out.header = _header(getattr(msg, "header", None))
+    out.width, out.height = w2, h2
+    out.distortion_model = str(getattr(msg, "distortion_model", "") or "")
+    try:
+        out.d = [float(v) for v in np.asarray(getattr(msg, "d", []), dtype=np.float64).reshape(-1)]
+        out.r = np.asarray(getattr(msg, "r", np.eye(3)), dtype=np.float64).reshape(9)
+    except (TypeError, ValueError) as exc:
+        raise InputError(f"camera info d / r are malformed: {exc}") from exc
+    k = np.asarray(msg.k, dtype=np.float64).reshape(9).copy()
+    k[0], k[1], k[2] = scaled.fx, k[1] * sx, scaled.cx
+    k[4], k[5] = scaled.fy, scaled.cy
+    out.k = k
+    try:
+        p_in = np.asarray(getattr(msg, "p", np.zeros(12)), dtype=np.float64).reshape(-1)
+    except (TypeError, ValueError) as exc:
+        raise InputError(f"camera info p must be numbers: {exc}") from exc
+    if p_in.size != 12:
+        raise InputError(f"camera info p must have 12 entries, got {p_in.size}")
+    if not np.any(p_in):
+        p = np.zeros(12)
+        p[[0, 1, 2, 4, 5, 6, 8, 9, 10]] = k
+    else:
+        p = p_in.copy()
+        p[0:4] = p_in[0:4] * sx
+        p[4:8] = p_in[4:8] * sy
+        p[2] = (p_in[2] + 0.5) * sx - 0.5
+        p[6] = (p_in[6] + 0.5) * sy - 0.5
+    out.p = p
+    out.binning_x = int(getattr(msg, "binning_x", 0))
+    out.binning_y = int(getattr(msg, "binning_y", 0))
+    roi = getattr(msg, "roi", None)
+    if roi is not None:
+        out.roi.x_offset = int(round(int(roi.x_offset) * sx))
+        out.roi.y_offset = int(round(int(roi.y_offset) * sy))
+        out.roi.width = int(round(int(roi.width) * sx))
+        out.roi.height = int(round(int(roi.height) * sy))
+        out.roi.do_rectify = bool(roi.do_rectify)
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# point clouds
+
+
+def make_pointcloud2(points: np.ndarray, header: Any = None, rgb: np.ndarray | None = None):
+    """Build an organized ``sensor_msgs/PointCloud2``.
+
+    Args:
+        points: (H, W, 3) x, y, z in metres in the camera optical frame; NaN for invalid
+            points (converted to float32).
+        header: header to copy; its frame_id should be the camera optical frame.
+        rgb: optional (H, W, 3) uint8 RGB colours for the points.
+
+    Returns:
+        A cloud with ``height`` H, ``width`` W, fields x, y, z (FLOAT32, offsets 0, 4, 8) and,
+        with ``rgb``, a FLOAT32 field ``rgb`` at offset 12 whose bits are 0x00RRGGBB (the PCL
+        packing that RViz and PCL read); without ``rgb`` those 4 bytes are zero padding.
+        ``point_step`` 16, ``row_step`` 16 W, little-endian, ``is_dense`` false.
+
+    Raises:
+        InputError: wrong shapes or dtypes, or empty / oversized grids.
+    """
+    points = np.asarray(points)
+    if points.ndim != 3 or points.shape[2] != 3:
+        raise InputError(f"points must be (H, W, 3), got shape {points.shape}")
+    if points.dtype.kind not in "fiu":
+        raise InputError(f"points must be real-valued, got {points.dtype}")
+    h, w = _check_size(points.shape[0], points.shape[1], "point cloud")
+    if rgb is not None:
+        rgb = np.asarray(rgb)
+        if rgb.shape != (h, w, 3) or rgb.dtype != np.uint8:
+            raise InputError(f"rgb must be ({h}, {w}, 3) uint8 to match the points, got "
+                             f"{rgb.shape} {rgb.dtype}")
+    cloud = np.zeros((h, w), dtype=_CLOUD_RGB_DTYPE if rgb is not None else _CLOUD_XYZ_DTYPE)
+    cloud["x"] = points[..., 0]
+    cloud["y"] = points[..., 1]
+    cloud["z"] = points[..., 2]
+    if rgb is not None:
+        c = rgb.astype(np.uint32)
+        cloud["rgb"] = (c[..., 0] << 16) | (c[..., 1] << 8) | c[..., 2]
+    _, _, _, _, PointCloud2, PointField = _msgs()
+    names = ("x", "y", "z", "rgb") if rgb is not None else ("x", "y", "z")
+    fields = [PointField(name=n, offset=4 * i, datatype=PointField.FLOAT32, count=1)
+              for i, n in enumerate(names)]
+    return PointCloud2(header=_header(header), height=h, width=w, fields=fields,
+                       is_bigendian=False, point_step=16, row_step=16 * w,
+                       data=_byte_array(cloud.view(np.uint8)), is_dense=False)
+
+
+def depth_to_pointcloud2(depth: np.ndarray, intrinsics: Intrinsics, header: Any = None,
+                         rgb: np.ndarray | None = None):
+    """Back-project a depth map with :func:`depthvlm_ros.core.camera.backproject` and build the
+    organized cloud with :func:`make_pointcloud2`.
+
+    Args:
+        depth: (H, W) metres, NaN invalid.
+        intrinsics: the camera's intrinsics (rescaled by ``backproject`` if the sizes differ).
+        header: header to copy (the image's stamp and optical frame).
+        rgb: optional (H, W, 3) uint8 colours.
+
+    Returns:
+        A ``sensor_msgs/PointCloud2`` as described in :func:`make_pointcloud2`.
+
+    Raises:
+        InputError: as :func:`backproject` and :func:`make_pointcloud2`.
+    """
+    return make_pointcloud2(backproject(np.asarray(depth), intrinsics), header, rgb)
+
+
+def pointcloud2_to_array(msg: Any) -> CloudArrays:
+    """Read x, y, z (and colour) back from a ``sensor_msgs/PointCloud2``.
+
+    Args:
+        msg: any PointCloud2 with FLOAT32 or FLOAT64 ``x``, ``y``, ``z`` fields; an ``rgb`` or
+            ``rgba`` field (FLOAT32 or UINT32, PCL packing) is decoded when present. Byte order,
+            ``point_step`` and ``row_step`` padding are honoured; unorganized clouds come back
+            with H = 1.
+
+    Returns:
+        :class:`CloudArrays` (points (H, W, 3) float32, rgb (H, W, 3) uint8 or None).
+
+    Raises:
+        InputError: missing or unsupported x/y/z fields, fields that do not fit in
+            ``point_step``, ``row_step`` smaller than a row, ``data`` too short, or empty /
+            oversized clouds.
+    """
+    try:
+        h, w = int(msg.height), int(msg.width)
+        point_step, row_step = int(msg.point_step), int(msg.row_step)
+        endian = ">" if msg.is_bigendian else "<"
+    except (AttributeError, TypeError, ValueError) as exc:
+        raise InputError(f"not a valid PointCloud2 header: {exc}") from exc
+    if h <= 0 or w <= 0:
+        raise InputError(f"point cloud is empty ({w}x{h})")
+    # Unorganized clouds may be wider than any image, so only the point count is limited.
+    if h * w > MAX_IMAGE_SIDE * MAX_IMAGE_SIDE:
+        raise InputError(f"point cloud of {w}x{h} points is too large")
+    if point_step <= 0:
+        raise InputError(f"point_step must be positive, got {point_step}")
+    by_name = {str(f.name): f for f in getattr(msg, "fields", [])}
+    sizes = {_PF_UINT32: ("u4", 4), _PF_FLOAT32: ("f4", 4), _PF_FLOAT64: ("f8", 8)}
+
+    def field(name: str, allowed: tuple[int, ...]):
+        f = by_name[name]
+        dt = int(f.datatype)
+        if dt not in allowed or int(f.count) != 1:
+            raise InputError(f"point cloud field {name!r}: unsupported datatype {dt} "
+                             f"or count {f.count}")
+        kind, size = sizes[dt]
+        off = int(f.offset)
+        if off < 0 or off + size > point_step:
+            raise InputError(f"point cloud field {name!r} at offset {off} does not fit in "
+                             f"point_step {point_step}")
+        return endian + kind, off
+
+    missing = [n for n in ("x", "y", "z") if n not in by_name]
+    if missing:
+        raise InputError(f"point cloud lacks field(s) {', '.join(missing)}")
+    names, formats, offsets = [], [], []
+    for n in ("x", "y", "z"):
+        fmt, off = field(n, (_PF_FLOAT32, _PF_FLOAT64))
+        names.append(n)
+        formats.append(fmt)
+        offsets.append(off)
+    colour = next((n for n in ("rgb", "rgba") if n in by_name), None)
+    if colour is not None:
+        _, off = field(colour, (_PF_FLOAT32, _PF_UINT32))
+        # The colour is a bit pattern, whatever the declared type: read it as an integer.
+        names.append("c")
+        formats.append(endian + "u4")
+        offsets.append(off)
+    if row_step < w * point_step:
+        raise InputError(f"row_step {row_step} is smaller than width x point_step "
+                         f"({w} x {point_step})")
+    buf = _data_bytes(getattr(msg, "data", None), "point cloud")
+    if buf.size < row_step * h:
+        raise InputError(f"point cloud data has {buf.size} bytes, row_step x height needs "
+                         f"{row_step * h}")
+    dtype = np.dtype({"names": names, "formats": formats, "offsets": offsets,
+                      "itemsize": point_step})
+    rows = buf[: row_step * h].reshape(h, row_step)[:, : w * point_step]
+    cloud = rows.copy().view(dtype).reshape(h, w)
+    points = np.stack([cloud["x"], cloud["y"], cloud["z"]], axis=-1).astype(np.float32)
+    rgb = None
+    if colour is not None:
+        c = cloud["c"]
+        rgb = np.stack([(c >> 16) & 0xFF, (c >> 8) & 0xFF, c & 0xFF], axis=-1).astype(np.uint8)
+    return CloudArrays(points, rgb)
