@@ -1,0 +1,95 @@
+"""``depthvlm replay``: run a rosbag through the depth pipeline, write an output bag and report."""
+
+from __future__ import annotations
+
+import argparse
+import math
+from pathlib import Path
+
+from ..core.errors import InputError
+
+__all__ = ["HELP", "add_arguments", "run"]
+
+HELP = ("Replay a rosbag2 bag (mcap or sqlite3) through the model: output bag with depth, "
+        "camera_info, points and answers; metrics and a report when GT depth is recorded.")
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("bag", help="input rosbag2 folder (or its .mcap/.db3 file)")
+    p.add_argument("--image-topic", required=True, help="colour image topic, e.g. /camera/image_raw")
+    p.add_argument("--camera-info-topic", required=True, help="CameraInfo topic (paired by stamp)")
+    p.add_argument("--gt-depth-topic", help="GT depth topic (16UC1 mm or 32FC1 m) to score against")
+    p.add_argument("--queries", help="YAML file of scripted questions (see config/queries.example.yaml)")
+    p.add_argument("--points", action="store_true", help="also write the organized point cloud")
+    p.add_argument("--no-points-rgb", action="store_true", help="points without packed rgb")
+    p.add_argument("--out", required=True,
+                   help="output folder: the bag goes to OUT/bag, the report next to it")
+    p.add_argument("--model", default="embedded", help="model folder or 'embedded'")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--head-backend", default="torch",
+                   choices=("auto", "torch", "onnxruntime", "tensorrt"))
+    p.add_argument("--max-image-tokens", type=int, default=None)
+    p.add_argument("--format", default="mcap", choices=("mcap", "sqlite3"),
+                   help="storage of the output bag (default mcap)")
+    p.add_argument("--output-namespace", default="/",
+                   help="namespace of the output topics (default '/': /depth/image, ...)")
+    p.add_argument("--fallback-hfov", type=float, default=0.0, metavar="DEG",
+                   help="horizontal FOV for images without camera_info (default: skip them)")
+    p.add_argument("--sync-tolerance", type=float, default=0.0, metavar="S",
+                   help="largest image/camera_info stamp difference (default exact)")
+    p.add_argument("--gt-min-depth", type=float, default=1e-3, help="GT below this is not scored (m)")
+    p.add_argument("--gt-max-depth", type=float, default=math.inf,
+                   help="GT above this is not scored (m)")
+    p.add_argument("--report-frames", type=int, default=4,
+                   help="frames shown with error maps in the report")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..core.config import DepthVLMConfig
+    from ..core.pipeline import DepthVLMPipeline
+    from ..ros.replay import ReplayOptions, load_queries, replay_bag
+    from ..ros.replay_report import write_report
+
+    if not 0.0 <= args.fallback_hfov < 180.0:
+        raise InputError(f"--fallback-hfov must be in (0, 180) degrees, got {args.fallback_hfov}")
+    if args.sync_tolerance < 0:
+        raise InputError("--sync-tolerance must not be negative")
+    out = Path(args.out)
+    out_bag = out / "bag"
+    if out_bag.exists():
+        raise InputError(f"{out_bag} exists already; choose another --out")
+    if not Path(args.bag).exists():
+        raise InputError(f"bag {args.bag} not found")
+    queries = load_queries(args.queries) if args.queries else []
+    options = ReplayOptions(
+        image_topic=args.image_topic, camera_info_topic=args.camera_info_topic,
+        gt_depth_topic=args.gt_depth_topic, queries=queries, points=args.points,
+        points_rgb=not args.no_points_rgb, storage=args.format,
+        output_namespace=args.output_namespace, fallback_hfov_deg=args.fallback_hfov,
+        sync_tolerance_s=args.sync_tolerance, gt_min_depth=args.gt_min_depth,
+        gt_max_depth=args.gt_max_depth, report_frames=args.report_frames,
+        progress=not args.no_progress)
+    changes = {"model_path": args.model, "device": args.device, "head_backend": args.head_backend}
+    if args.max_image_tokens:
+        changes["max_image_tokens"] = args.max_image_tokens
+    pipe = DepthVLMPipeline.from_config(DepthVLMConfig().replace(**changes))
+    out.mkdir(parents=True, exist_ok=True)
+    summary = replay_bag(args.bag, out_bag, pipe, options)
+    files = write_report(summary, out, options)
+    print(f"frames: {summary.frames_total} in bag, {summary.frames_processed} processed "
+          f"({summary.frames_fallback} with fallback intrinsics), {summary.frames_unpaired} "
+          f"without camera_info, {summary.frames_bad} bad")
+    if summary.aggregate:
+        a = summary.aggregate
+        print(f"metrics over {summary.frames_scored} frames: delta1 {a['delta1']:.3f}, "
+              f"abs_rel {a['abs_rel'] if a['abs_rel'] is not None else float('nan'):.3f}")
+    if queries:
+        print(f"answers: {summary.answers} ({summary.answer_errors} errors)")
+    for w in summary.warnings:
+        print(f"warning: {w}")
+    print(f"output bag: {out_bag}\nreport: {files['markdown']} {files['html']} {files['results']}")
+    if summary.frames_processed == 0:
+        print("depthvlm replay: error: no frame could be processed")
+        return 1
+    return 0
