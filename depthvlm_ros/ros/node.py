@@ -1,0 +1,588 @@
+"""``depthvlm_node``: the DepthVLM lifecycle node (message -> pipeline -> messages).
+
+The node is a translation layer. :mod:`depthvlm_ros.ros.convert` turns messages into arrays,
+:class:`~depthvlm_ros.core.pipeline.DepthVLMPipeline` does all model work,
+:mod:`depthvlm_ros.core.spatial` reads depths and points at pixels, and
+:mod:`depthvlm_ros.ros.worker` decides what runs, waits or is dropped. Topic names are relative
+(namespaces and remaps choose the final ones):
+
+=====  ======================  ==================================  =========================
+dir    topic                   type                                QoS
+=====  ======================  ==================================  =========================
+in     image                   sensor_msgs/Image                   ``image_qos``
+in     camera_info             sensor_msgs/CameraInfo              ``image_qos``
+in     query                   depthvlm_ros/SpatialQuery           reliable, depth 1000
+in     query_text              std_msgs/String                     reliable, depth 1000
+out    depth/image             sensor_msgs/Image (32FC1, metres)   reliable, depth 5
+out    depth/camera_info       sensor_msgs/CameraInfo              reliable, depth 5
+out    points                  sensor_msgs/PointCloud2             reliable, depth 2
+out    depth/colorized         sensor_msgs/Image (rgb8)            reliable, depth 2
+out    answer                  depthvlm_ros/SpatialAnswer          reliable, depth 1000
+out    /diagnostics            diagnostic_msgs/DiagnosticArray     reliable, depth 10
+=====  ======================  ==================================  =========================
+
+Lifecycle: parameters are read and validated and the model is loaded in ``configure``; topics
+flow only while ``active``; with ``autostart`` (default) the node configures and activates itself.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from typing import Any, Optional
+
+import numpy as np
+import rclpy
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from geometry_msgs.msg import Point
+from rcl_interfaces.msg import (FloatingPointRange, IntegerRange, ParameterDescriptor,
+                                SetParametersResult)
+from rclpy.exceptions import InvalidParameterTypeException, InvalidParameterValueException
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
+from rclpy.qos import (HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data)
+from sensor_msgs.msg import CameraInfo, Image, PointCloud2
+from std_msgs.msg import Header, String
+
+from depthvlm_ros.msg import SpatialAnswer, SpatialQuery
+
+from ..core.camera import Intrinsics, backproject
+from ..core.config import DepthVLMConfig, field_specs
+from ..core.errors import DepthVLMError, InputError
+from ..core.spatial import points_for_pixels, validate_pixels
+from ..core.visualize import colorize_depth
+from . import convert
+from .worker import (FrameJob, HeldFrame, LatestFrameWorker, QueryJob, StampPairer, Counters)
+
+__all__ = ["DepthVLMNode", "main", "LIVE_PARAMETERS", "STARTUP_PARAMETERS"]
+
+#: Parameters applied as soon as they are set; all others take effect at the next configure.
+LIVE_PARAMETERS = frozenset({"publish_points", "points_rgb", "publish_colorized",
+                             "warn_throttle_s", "max_new_tokens", "sync_tolerance_s",
+                             "fallback_hfov_deg"})
+
+#: Parameters only read when the node starts (read-only afterwards).
+STARTUP_PARAMETERS = frozenset({"autostart"})
+
+#: Relative aspect-ratio difference under which a camera_info of another size is rescaled to
+#: the image (a resized stream) rather than rejected (a different camera, or a crop).
+ASPECT_TOLERANCE = 0.01
+
+# Bounded buffers for the request/reply topics: the subscription history must hold a burst of
+# queries until the executor takes them, or DDS would drop some before we could answer busy.
+_QUERY_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1000,
+                        reliability=ReliabilityPolicy.RELIABLE)
+_RELIABLE = ReliabilityPolicy.RELIABLE
+
+
+def _stamp_ns(stamp) -> int:
+    return int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
+
+
+def _copy_header(header) -> Header:
+    out = Header()
+    out.stamp.sec, out.stamp.nanosec = int(header.stamp.sec), int(header.stamp.nanosec)
+    out.frame_id = header.frame_id
+    return out
+
+
+def _camera_info_from_intrinsics(intr: Intrinsics, header) -> CameraInfo:
+    """A distortion-free CameraInfo for intrinsics that did not come from a CameraInfo."""
+    ci = CameraInfo()
+    ci.header = _copy_header(header)
+    ci.width, ci.height = intr.width, intr.height
+    ci.distortion_model = "plumb_bob"
+    ci.d = [0.0] * 5
+    ci.k = [intr.fx, 0.0, intr.cx, 0.0, intr.fy, intr.cy, 0.0, 0.0, 1.0]
+    ci.r = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0]
+    ci.p = [intr.fx, 0.0, intr.cx, 0.0, 0.0, intr.fy, intr.cy, 0.0, 0.0, 0.0, 1.0, 0.0]
+    return ci
+
+
+def _descriptor(spec) -> ParameterDescriptor:
+    desc = ParameterDescriptor(description=spec.description,
+                               read_only=spec.name in STARTUP_PARAMETERS)
+    if spec.range is not None and spec.type is float:
+        desc.floating_point_range = [FloatingPointRange(
+            from_value=float(spec.range[0]), to_value=float(spec.range[1]), step=0.0)]
+    elif spec.range is not None and spec.type is int:
+        desc.integer_range = [IntegerRange(
+            from_value=int(spec.range[0]), to_value=int(spec.range[1]), step=1)]
+    if spec.choices:
+        desc.additional_constraints = "one of: " + ", ".join(spec.choices)
+    if spec.name not in LIVE_PARAMETERS | STARTUP_PARAMETERS:
+        desc.additional_constraints = (desc.additional_constraints + "; " if
+                                       desc.additional_constraints else "") + \
+            "applied at the next configure transition"
+    return desc
+
+
+class DepthVLMNode(LifecycleNode):
+    """Lifecycle node publishing metric depth, point clouds and spatial answers for one camera.
+
+    Args:
+        node_name: name of the node.
+        **kwargs: passed to :class:`rclpy.lifecycle.LifecycleNode` (namespace, parameter
+            overrides, context, ...).
+    """
+
+    def __init__(self, node_name: str = "depthvlm_node", **kwargs: Any) -> None:
+        super().__init__(node_name, **kwargs)
+        self._param_errors: dict[str, str] = {}
+        self._declare_parameters()
+        self.add_on_set_parameters_callback(self._on_set_parameters)
+
+        self._cfg: Optional[DepthVLMConfig] = None
+        self._pipeline = None
+        self._worker: Optional[LatestFrameWorker] = None
+        self._pairer: Optional[StampPairer] = None
+        self._pair_lock = threading.Lock()
+        self._stats = Counters()
+        self._warned: dict[str, float] = {}
+        self._subs: list = []
+        self._pubs: dict[str, Any] = {}
+        self._diag_timer = None
+        self._active = False
+        self._last_frame_id = ""
+
+        self._autostart_timer = None
+        if self.get_parameter("autostart").value:
+            # One-shot: transitions must not run inside the constructor, where the executor
+            # (and anyone watching the lifecycle services) is not up yet.
+            self._autostart_timer = self.create_timer(0.0, self._autostart)
+
+    # --------------------------------------------------------------------------------------
+    # parameters
+    def _declare_parameters(self) -> None:
+        for spec in field_specs():
+            desc = _descriptor(spec)
+            try:
+                self.declare_parameter(spec.name, spec.default, desc)
+            except (InvalidParameterTypeException, InvalidParameterValueException) as exc:
+                # A bad override (wrong type or out of range) must not kill the process: keep
+                # the default, remember the problem, and fail the configure transition with it.
+                self._param_errors[spec.name] = f"{spec.name}: {exc}"
+                self.declare_parameter(spec.name, spec.default, _descriptor(spec),
+                                       ignore_override=True)
+                self.get_logger().error(f"invalid parameter override: {exc}")
+
+    def _values(self, changes: Optional[dict] = None) -> dict[str, Any]:
+        values = {s.name: self.get_parameter(s.name).value for s in field_specs()}
+        values.update(changes or {})
+        return values
+
+    def _on_set_parameters(self, params) -> SetParametersResult:
+        names = {s.name for s in field_specs()}
+        changes = {p.name: p.value for p in params if p.name in names}
+        if not changes:
+            return SetParametersResult(successful=True)
+        try:
+            DepthVLMConfig(**self._values(changes)).validate()
+        except (DepthVLMError, TypeError) as exc:
+            return SetParametersResult(successful=False, reason=str(exc))
+        for name in changes:
+            self._param_errors.pop(name, None)
+        live = {k: v for k, v in changes.items() if k in LIVE_PARAMETERS}
+        if self._cfg is not None and live:
+            self._cfg = self._cfg.replace(**live)
+            if self._pairer is not None and "sync_tolerance_s" in live:
+                with self._pair_lock:
+                    self._pairer.tolerance_ns = int(live["sync_tolerance_s"] * 1e9)
+            if self._worker is not None and "sync_tolerance_s" in live:
+                self._worker.stamp_tolerance_ns = int(live["sync_tolerance_s"] * 1e9)
+        later = sorted(set(changes) - LIVE_PARAMETERS)
+        if later and self._cfg is not None:
+            self.get_logger().info(f"parameter(s) {', '.join(later)} take effect at the next "
+                                   "configure (deactivate, cleanup, configure, activate)")
+        return SetParametersResult(successful=True)
+
+    # --------------------------------------------------------------------------------------
+    # lifecycle
+    def _autostart(self) -> None:
+        self.destroy_timer(self._autostart_timer)
+        self._autostart_timer = None
+        if self.trigger_configure() == TransitionCallbackReturn.SUCCESS:
+            self.trigger_activate()
+
+    def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
+        if self._param_errors:
+            self.get_logger().error("configure failed: invalid parameter(s): "
+                                    + "; ".join(self._param_errors.values()))
+            return TransitionCallbackReturn.FAILURE
+        try:
+            cfg = DepthVLMConfig.from_mapping(self._values())
+        except DepthVLMError as exc:
+            self.get_logger().error(f"configure failed: {exc}")
+            return TransitionCallbackReturn.FAILURE
+        from ..core.pipeline import DepthVLMPipeline  # torch: imported when first needed
+
+        t0 = time.perf_counter()
+        try:
+            pipeline = DepthVLMPipeline.from_config(cfg)
+        except DepthVLMError as exc:
+            self.get_logger().error(f"configure failed: cannot load the model: {exc}")
+            return TransitionCallbackReturn.FAILURE
+        self.get_logger().info(
+            f"model '{cfg.model_path}' loaded in {time.perf_counter() - t0:.1f} s on "
+            f"{pipeline.device} ({pipeline.dtype}, head: {pipeline.head_backend_name})")
+        self._cfg, self._pipeline = cfg, pipeline
+        self._stats = Counters()
+        self._pairer = StampPairer(cfg.camera_info_buffer, int(cfg.sync_tolerance_s * 1e9))
+        self._worker = LatestFrameWorker(
+            self._run_frame, self._run_query, cfg.query_queue_size, cfg.frame_history,
+            int(cfg.sync_tolerance_s * 1e9), on_error=self._on_worker_error)
+        depth_qos = QoSProfile(depth=5, reliability=_RELIABLE)
+        self._pubs = {
+            "depth": self.create_lifecycle_publisher(Image, "depth/image", depth_qos),
+            "info": self.create_lifecycle_publisher(CameraInfo, "depth/camera_info", depth_qos),
+            "points": self.create_lifecycle_publisher(PointCloud2, "points", 2),
+            "colorized": self.create_lifecycle_publisher(Image, "depth/colorized", 2),
+            "answer": self.create_lifecycle_publisher(SpatialAnswer, "answer", _QUERY_QOS),
+            "diag": self.create_lifecycle_publisher(DiagnosticArray, "/diagnostics", 10),
+        }
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        cfg = self._cfg
+        image_qos = (qos_profile_sensor_data if cfg.image_qos == "sensor_data"
+                     else QoSProfile(depth=5, reliability=_RELIABLE))
+        self._subs = [
+            self.create_subscription(Image, "image", self._on_image, image_qos),
+            self.create_subscription(CameraInfo, "camera_info", self._on_camera_info, image_qos),
+            self.create_subscription(SpatialQuery, "query", self._on_query, _QUERY_QOS),
+            self.create_subscription(String, "query_text", self._on_query_text, _QUERY_QOS),
+        ]
+        self._diag_timer = self.create_timer(cfg.diagnostics_period_s, self._publish_diagnostics)
+        self._stats.snapshot()  # start the first rate period now
+        self._worker.start()
+        self._active = True
+        self.get_logger().info("active: waiting for images on "
+                               f"{self.resolve_topic_name('image')}")
+        # Enables the lifecycle publishers.
+        return super().on_activate(state)
+
+    def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._stop_flow(publish=True)
+        return super().on_deactivate(state)
+
+    def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._release()
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._stop_flow(publish=self._active)
+        self._release()
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_error(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._stop_flow(publish=False)
+        self._release()
+        return TransitionCallbackReturn.SUCCESS
+
+    def _stop_flow(self, publish: bool) -> None:
+        """Stop inputs and the worker; answer what was still queued (when we may publish)."""
+        self._active = False
+        for sub in self._subs:
+            self.destroy_subscription(sub)
+        self._subs = []
+        if self._diag_timer is not None:
+            self.destroy_timer(self._diag_timer)
+            self._diag_timer = None
+        if self._worker is not None:
+            queries, frame = self._worker.stop()
+            if frame is not None:
+                self._stats.drop("inactive")
+            for q in queries:
+                # Never lose a question silently: tell the asker the node went down under it.
+                if publish:
+                    self._publish_error(q, SpatialAnswer.STATUS_ERROR,
+                                        "the node was deactivated before answering")
+        if self._pairer is not None:
+            with self._pair_lock:
+                self._stats.drop("inactive", self._pairer.clear())
+
+    def _release(self) -> None:
+        for pub in self._pubs.values():
+            self.destroy_lifecycle_publisher(pub)
+        self._pubs = {}
+        self._worker = None
+        self._pairer = None
+        self._pipeline = None
+        self._cfg = None
+
+    def close(self) -> None:
+        """Stop the worker without publishing (the context may already be shut down)."""
+        if self._worker is not None:
+            self._worker.stop(timeout=10.0)
+
+    # --------------------------------------------------------------------------------------
+    # helpers
+    def _warn(self, key: str, text: str) -> None:
+        """Warning throttled per ``key`` (rclpy's throttling is per call site, not per reason)."""
+        now = time.monotonic()
+        period = self._cfg.warn_throttle_s if self._cfg is not None else 5.0
+        last = self._warned.get(key)
+        if last is None or now - last >= period:
+            self._warned[key] = now
+            self.get_logger().warning(text)
+
+    def _drop(self, reason: str, text: str, n: int = 1) -> None:
+        self._stats.drop(reason, n)
+        self._warn(reason, f"dropped image ({reason}): {text}")
+
+    def _on_worker_error(self, where: str, exc: BaseException) -> None:
+        if where == "frame":
+            self._stats.drop("error")
+        else:
+            self._stats.inc("queries_error")
+        self.get_logger().error(f"unexpected error in the worker ({where}): "
+                                f"{type(exc).__name__}: {exc}")
+
+    # --------------------------------------------------------------------------------------
+    # inputs (executor thread: cheap bookkeeping only; the model runs on the worker)
+    def _on_image(self, msg: Image) -> None:
+        if not self._active:
+            return
+        self._stats.inc("frames_received")
+        stamp = _stamp_ns(msg.header.stamp)
+        with self._pair_lock:
+            # Without any camera_info so far, a fallback FOV lets the node run rather than wait.
+            fallback = self._cfg.fallback_hfov_deg > 0 and not self._pairer.seen_info
+            info, pushed_out = (None, 0) if fallback else self._pairer.add_image(stamp, msg)
+            seen_info = self._pairer.seen_info
+        if pushed_out:
+            self._drop("no_camera_info", f"no camera_info with a matching stamp arrived for "
+                       f"{pushed_out} image(s) on {self.resolve_topic_name('camera_info')}",
+                       pushed_out)
+        if info is None and not fallback:
+            # The image is held until its camera_info arrives. That is routine when the two
+            # topics race, so only the case where no camera_info was ever seen is worth a warning.
+            if not seen_info:
+                self._warn("waiting_camera_info",
+                           "waiting for camera_info on "
+                           f"{self.resolve_topic_name('camera_info')} (set fallback_hfov_deg > 0 "
+                           "to run without it)")
+            return
+        self._submit(FrameJob(stamp, msg, info))
+
+    def _on_camera_info(self, msg: CameraInfo) -> None:
+        if not self._active:
+            return
+        with self._pair_lock:
+            paired, given_up = self._pairer.add_info(_stamp_ns(msg.header.stamp), msg)
+        if given_up:
+            self._drop("superseded", "a newer image got its camera_info first", given_up)
+        if paired is not None:
+            self._submit(FrameJob(paired[0], paired[1], paired[2]))
+
+    def _submit(self, job: FrameJob) -> None:
+        replaced = self._worker.submit_frame(job)
+        if replaced is not None:
+            # Latest-frame policy: expected under load, so counted but not warned about.
+            self._stats.drop("superseded")
+
+    def _on_query(self, msg: SpatialQuery) -> None:
+        self._enqueue_query(_stamp_ns(msg.header.stamp), msg.id, msg.text, msg.pixels)
+
+    def _on_query_text(self, msg: String) -> None:
+        self._enqueue_query(0, "", msg.data, [])
+
+    def _enqueue_query(self, stamp_ns: int, qid: str, text: str, pixels) -> None:
+        if not self._active:
+            return
+        self._stats.inc("queries_received")
+        job = QueryJob(stamp_ns, qid, text, np.zeros((0, 2)))
+        try:
+            self._pipeline.check_question(text)  # reads config only: safe off the worker
+            job.pixels = validate_pixels([(p.x, p.y) for p in pixels])
+        except InputError as exc:
+            self._publish_error(job, SpatialAnswer.STATUS_ERROR, str(exc))
+            return
+        if not self._worker.submit_query(job):
+            self._publish_error(job, SpatialAnswer.STATUS_BUSY,
+                                f"query queue full ({self._worker.query_queue_size} waiting)")
+
+    # --------------------------------------------------------------------------------------
+    # worker thread
+    def _run_frame(self, job: FrameJob) -> Optional[HeldFrame]:
+        cfg, msg = self._cfg, job.image
+        try:
+            rgb = convert.image_to_rgb(msg)
+        except InputError as exc:
+            reason = ("bad_encoding" if msg.encoding not in convert.COLOR_ENCODINGS
+                      else "bad_image")
+            self._drop(reason, str(exc))
+            return None
+        h, w = rgb.shape[:2]
+        out_info = None
+        try:
+            if job.info is None:
+                intr = Intrinsics.from_fov(w, h, cfg.fallback_hfov_deg)
+            else:
+                intr = convert.camera_info_to_intrinsics(job.info)
+                if (intr.width, intr.height) != (w, h):
+                    aspect_img, aspect_cal = w / h, intr.width / intr.height
+                    if abs(aspect_img / aspect_cal - 1.0) > ASPECT_TOLERANCE:
+                        self._drop("camera_info_size",
+                                   f"image is {w}x{h} but camera_info is "
+                                   f"{intr.width}x{intr.height} (different aspect ratio)")
+                        return None
+                    intr = intr.scaled(w, h)
+                    out_info = convert.scaled_camera_info(job.info, w, h)
+                else:
+                    out_info = job.info
+        except InputError as exc:
+            self._drop("bad_camera_info", str(exc))
+            return None
+        try:
+            result = self._pipeline.process_frame(rgb, intr, keep_context=True)
+        except InputError as exc:
+            self._drop("bad_image", str(exc))
+            return None
+        self._stats.inc("frames_processed")
+        self._stats.latency("model", result.timings["total"])
+        self._stats.latency("frame", time.monotonic() - job.received)
+        header = _copy_header(msg.header)
+        self._last_frame_id = header.frame_id
+        self._publish_frame(header, result.depth, intr, rgb, out_info)
+        return HeldFrame(job.stamp_ns, header, result.context, result.depth, intr)
+
+    def _publish_frame(self, header, depth, intr, rgb, info_msg) -> None:
+        cfg = self._cfg
+        self._pubs["depth"].publish(convert.depth_to_msg(depth, header))
+        if info_msg is None:
+            ci = _camera_info_from_intrinsics(intr, header)
+        else:
+            ci = CameraInfo()
+            ci.header, ci.width, ci.height = _copy_header(header), info_msg.width, info_msg.height
+            ci.distortion_model, ci.d, ci.k, ci.r, ci.p = (
+                info_msg.distortion_model, info_msg.d, info_msg.k, info_msg.r, info_msg.p)
+            ci.binning_x, ci.binning_y, ci.roi = info_msg.binning_x, info_msg.binning_y, info_msg.roi
+        self._pubs["info"].publish(ci)
+        # The cloud is the most expensive message; build it only for an audience.
+        if cfg.publish_points and self._pubs["points"].get_subscription_count() > 0:
+            points = backproject(depth, intr)
+            self._pubs["points"].publish(
+                convert.make_pointcloud2(points, header, rgb if cfg.points_rgb else None))
+        if cfg.publish_colorized and self._pubs["colorized"].get_subscription_count() > 0:
+            self._pubs["colorized"].publish(convert.rgb_to_msg(colorize_depth(depth), header))
+
+    def _run_query(self, job: QueryJob, frame: Optional[HeldFrame], error: Optional[str]) -> None:
+        if frame is None:
+            self._publish_error(job, SpatialAnswer.STATUS_ERROR, error)
+            return
+        try:
+            result = self._pipeline.answer(frame.context, job.text,
+                                           max_new_tokens=self._cfg.max_new_tokens)
+            depths, xyz = points_for_pixels(frame.depth, frame.intrinsics, job.pixels)
+        except InputError as exc:
+            self._publish_error(job, SpatialAnswer.STATUS_ERROR, str(exc), frame)
+            return
+        msg = self._answer_msg(job, frame.header)
+        msg.answer = result.text
+        msg.depths = [float(d) for d in depths]
+        msg.points = [Point(x=float(p[0]), y=float(p[1]), z=float(p[2])) for p in xyz]
+        msg.status = SpatialAnswer.STATUS_OK
+        self._stats.latency("answer", result.total_s)
+        self._send_answer(msg, job, "queries_answered")
+
+    def _answer_msg(self, job: QueryJob, header) -> SpatialAnswer:
+        msg = SpatialAnswer()
+        msg.header = _copy_header(header)
+        msg.id, msg.question = job.qid, job.text
+        return msg
+
+    def _publish_error(self, job: QueryJob, status: int, reason: str,
+                       frame: Optional[HeldFrame] = None) -> None:
+        if frame is not None:
+            header = frame.header
+        else:
+            # No frame was used: report the stamp that was asked about and the camera's frame.
+            header = Header(frame_id=self._last_frame_id)
+            header.stamp.sec, header.stamp.nanosec = divmod(job.stamp_ns, 1_000_000_000)
+        msg = self._answer_msg(job, header)
+        msg.status, msg.status_reason = status, reason
+        counter = "queries_busy" if status == SpatialAnswer.STATUS_BUSY else "queries_error"
+        if status != SpatialAnswer.STATUS_BUSY:
+            self._warn("query_error", f"question {job.qid!r} not answered: {reason}")
+        self._send_answer(msg, job, counter)
+
+    def _send_answer(self, msg: SpatialAnswer, job: QueryJob, counter: str) -> None:
+        msg.latency = float(time.monotonic() - job.received)
+        self._pubs["answer"].publish(msg)
+        self._stats.inc(counter)
+
+    # --------------------------------------------------------------------------------------
+    # diagnostics
+    def _publish_diagnostics(self) -> None:
+        snap = self._stats.snapshot()
+        totals, drops, rates = snap["totals"], snap["drops"], snap["rates"]
+        lat_mean, lat_last = snap["latency_mean"], snap["latency_last"]
+        status = DiagnosticStatus()
+        status.name = f"{self.get_fully_qualified_name()}: depth pipeline"
+        status.hardware_id = str(self._cfg.model_path)
+
+        def ms(d, k):
+            return f"{d[k] * 1e3:.1f}" if k in d else "nan"
+
+        values = {
+            "input_rate_hz": f"{rates.get('frames_received', 0.0):.2f}",
+            "processed_rate_hz": f"{rates.get('frames_processed', 0.0):.2f}",
+            "model_latency_ms": ms(lat_mean, "model"),
+            "model_latency_last_ms": ms(lat_last, "model"),
+            "frame_latency_ms": ms(lat_mean, "frame"),
+            "answer_latency_ms": ms(lat_mean, "answer"),
+            "frames_received": totals.get("frames_received", 0),
+            "frames_processed": totals.get("frames_processed", 0),
+            "frames_dropped": totals.get("frames_dropped", 0),
+            "queries_received": totals.get("queries_received", 0),
+            "queries_answered": totals.get("queries_answered", 0),
+            "queries_busy": totals.get("queries_busy", 0),
+            "queries_error": totals.get("queries_error", 0),
+            "queries_pending": self._worker.pending_queries() if self._worker else 0,
+        }
+        for reason, n in sorted(drops.items()):
+            values[f"dropped_{reason}"] = n
+        status.values = [KeyValue(key=k, value=str(v)) for k, v in values.items()]
+        period = snap["period"]
+        bad_drops = {k for k in drops if k not in ("superseded", "inactive")}
+        with self._pair_lock:
+            waiting = bool(self._pairer and self._pairer.pending and not self._pairer.seen_info)
+        if waiting:
+            status.level, status.message = DiagnosticStatus.WARN, "waiting for camera_info"
+        elif period.get("frames_dropped", 0) and bad_drops and \
+                period.get("frames_processed", 0) == 0 and period.get("frames_received", 0):
+            status.level, status.message = DiagnosticStatus.WARN, \
+                "images received but none usable: " + ", ".join(sorted(bad_drops))
+        elif not period.get("frames_received", 0):
+            status.level, status.message = DiagnosticStatus.OK, "no input images"
+        else:
+            status.level, status.message = DiagnosticStatus.OK, "running"
+        arr = DiagnosticArray()
+        arr.header.stamp = self.get_clock().now().to_msg()
+        arr.status = [status]
+        self._pubs["diag"].publish(arr)
+
+
+def main(args: Optional[list[str]] = None) -> int:
+    """Run ``depthvlm_node`` until Ctrl-C (or SIGTERM)."""
+    rclpy.init(args=args)
+    node = None
+    try:
+        node = DepthVLMNode()
+        executor = SingleThreadedExecutor()
+        executor.add_node(node)
+        executor.spin()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        if node is not None:
+            node.close()
+            node.destroy_node()
+        rclpy.try_shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,378 @@
+"""Scheduling behind ``depthvlm_node``: stamp pairing, the latest-frame worker and counters.
+
+Nothing here imports rclpy or message types; messages travel through it as opaque objects, so
+the policies (what is dropped, what waits, what is answered busy) can be read and tested in one
+place while the node stays a thin translation layer.
+
+Policies:
+
+* **Latest frame.** The worker holds at most one waiting frame. A newer frame replaces it and the
+  replaced one is counted as dropped (``superseded``); frames never queue behind the model.
+* **Queries first.** Between two frames the worker answers every answerable query, but never more
+  than ``query_queue_size`` in a row while a frame is waiting, so a query flood cannot freeze the
+  depth stream.
+* **Bounded queries.** At most ``query_queue_size`` queries wait; :meth:`LatestFrameWorker.
+  submit_query` refuses the next one so the caller can answer it *busy* at once.
+* **Queries wait for their frame, boundedly.** A query about the latest frame (stamp 0) that
+  arrives before any frame was processed, or one stamped later than the newest processed frame,
+  waits up to ``frame_wait_s`` for that frame; then it is answered with an error. A query about
+  a frame older than the ones still held (``frame_history``) is answered with an error at once.
+"""
+
+from __future__ import annotations
+
+import collections
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Deque, Optional
+
+import numpy as np
+
+__all__ = ["FrameJob", "QueryJob", "HeldFrame", "StampPairer", "Counters", "LatestFrameWorker",
+           "FRAME_WAIT_S"]
+
+#: Longest time a query waits for the frame it is about (see the module docstring).
+FRAME_WAIT_S = 5.0
+
+
+@dataclass
+class FrameJob:
+    """An image waiting for the model, with the camera_info paired to it (None: fallback FOV)."""
+
+    stamp_ns: int
+    image: Any
+    info: Any
+    received: float = field(default_factory=time.monotonic)
+
+
+@dataclass
+class QueryJob:
+    """A question waiting for the model.
+
+    Attributes:
+        stamp_ns: stamp of the frame asked about; 0 = the latest processed frame.
+        qid: caller's id ('' for plain-text questions).
+        text: the question.
+        pixels: ``(N, 2)`` float64 ``(u, v)`` pixels referenced by the question.
+        received: ``time.monotonic()`` at arrival (latency is measured from here).
+        deadline: monotonic time after which waiting for the frame ends in an error.
+    """
+
+    stamp_ns: int
+    qid: str
+    text: str
+    pixels: np.ndarray
+    received: float = field(default_factory=time.monotonic)
+    deadline: float = 0.0
+
+
+@dataclass
+class HeldFrame:
+    """A processed frame kept for questions: its header, prefill context, depth and intrinsics."""
+
+    stamp_ns: int
+    header: Any
+    context: Any
+    depth: np.ndarray
+    intrinsics: Any
+
+
+class StampPairer:
+    """Pairs images with camera_info messages by stamp (exact, or nearest within a tolerance).
+
+    Camera drivers publish the two on separate topics, so either may arrive first: camera_info
+    messages are kept in a ring of ``info_buffer`` and images without a partner wait in a short
+    list until their camera_info comes (or newer images push them out).
+
+    Not thread safe; the node calls it from its executor thread only.
+    """
+
+    def __init__(self, info_buffer: int, tolerance_ns: int, max_pending: int = 4) -> None:
+        self.infos: Deque[tuple[int, Any]] = collections.deque(maxlen=max(1, int(info_buffer)))
+        self.pending: Deque[tuple[int, Any]] = collections.deque()
+        self.tolerance_ns = int(tolerance_ns)
+        self.max_pending = max(1, int(max_pending))
+        self.seen_info = False
+
+    def _nearest(self, items, stamp_ns: int):
+        best, best_dt = None, None
+        for item in items:
+            dt = abs(item[0] - stamp_ns)
+            if dt <= self.tolerance_ns and (best_dt is None or dt < best_dt):
+                best, best_dt = item, dt
+        return best
+
+    def add_image(self, stamp_ns: int, image: Any) -> tuple[Any, int]:
+        """Offer an image.
+
+        Returns:
+            ``(info, dropped)``: the matching camera_info (None if none yet; the image is then
+            kept pending), and how many pending images were pushed out to make room.
+        """
+        hit = self._nearest(self.infos, stamp_ns)
+        if hit is not None:
+            return hit[1], 0
+        self.pending.append((stamp_ns, image))
+        dropped = 0
+        while len(self.pending) > self.max_pending:
+            self.pending.popleft()
+            dropped += 1
+        return None, dropped
+
+    def add_info(self, stamp_ns: int, info: Any) -> tuple[Optional[tuple[int, Any, Any]], int]:
+        """Offer a camera_info.
+
+        Returns:
+            ``(paired, dropped)``: ``(stamp_ns, image, info)`` when it completes a pending image
+            (the newest such image), and how many older pending images were given up because a
+            newer one is now complete (latest-frame policy).
+        """
+        self.seen_info = True
+        self.infos.append((stamp_ns, info))
+        hit = self._nearest(reversed(self.pending), stamp_ns)
+        if hit is None:
+            return None, 0
+        dropped = 0
+        while self.pending:
+            item = self.pending.popleft()
+            if item is hit:
+                break
+            dropped += 1
+        return (hit[0], hit[1], info), dropped
+
+    def clear(self) -> int:
+        """Forget everything; returns the number of pending images given up."""
+        n = len(self.pending)
+        self.pending.clear()
+        self.infos.clear()
+        self.seen_info = False
+        return n
+
+
+class Counters:
+    """Thread-safe event counters, plus per-period rate and latency figures for diagnostics."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.totals: dict[str, int] = collections.Counter()
+        self.drops: dict[str, int] = collections.Counter()
+        self._period: dict[str, int] = collections.Counter()
+        self._latency: dict[str, list[float]] = collections.defaultdict(list)
+        self._last_latency: dict[str, float] = {}
+        self._period_start = time.monotonic()
+
+    def inc(self, name: str, n: int = 1) -> None:
+        """Count ``n`` events called ``name`` (frames_received, queries_busy, ...)."""
+        if n:
+            with self._lock:
+                self.totals[name] += n
+                self._period[name] += n
+
+    def drop(self, reason: str, n: int = 1) -> None:
+        """Count ``n`` input frames dropped for ``reason``."""
+        if n:
+            with self._lock:
+                self.drops[reason] += n
+                self.totals["frames_dropped"] += n
+                self._period["frames_dropped"] += n
+
+    def latency(self, name: str, seconds: float) -> None:
+        """Record one duration (seconds) of kind ``name``."""
+        with self._lock:
+            self._latency[name].append(seconds)
+            self._last_latency[name] = seconds
+
+    def snapshot(self, reset_period: bool = True) -> dict[str, Any]:
+        """Totals, drops by reason, rates over the period since the last snapshot, latencies."""
+        with self._lock:
+            now = time.monotonic()
+            span = max(now - self._period_start, 1e-6)
+            snap = {
+                "totals": dict(self.totals),
+                "drops": dict(self.drops),
+                "period_s": span,
+                "period": dict(self._period),
+                "rates": {k: v / span for k, v in self._period.items()},
+                "latency_mean": {k: float(np.mean(v)) for k, v in self._latency.items() if v},
+                "latency_max": {k: float(np.max(v)) for k, v in self._latency.items() if v},
+                "latency_last": dict(self._last_latency),
+            }
+            if reset_period:
+                self._period = collections.Counter()
+                self._latency = collections.defaultdict(list)
+                self._period_start = now
+            return snap
+
+
+_WAIT = object()  # resolution result: the query's frame may still come
+
+
+class LatestFrameWorker:
+    """One thread that runs the model for frames and queries (the model is not thread safe).
+
+    Args:
+        run_frame: ``job -> HeldFrame | None``; processes and publishes a frame (None: dropped).
+        run_query: ``(job, frame, error) -> None``; answers with ``frame`` or, when ``frame``
+            is None, publishes an error answer with reason ``error``.
+        query_queue_size: most waiting queries.
+        frame_history: processed frames kept for stamped questions.
+        stamp_tolerance_ns: largest stamp difference when looking a query's frame up.
+        frame_wait_s: longest wait of a query for its frame.
+        on_error: ``(where, exception) -> None`` for unexpected exceptions in the callbacks; the
+            worker keeps running after them.
+    """
+
+    def __init__(self, run_frame: Callable[[FrameJob], Optional[HeldFrame]],
+                 run_query: Callable[[QueryJob, Optional[HeldFrame], Optional[str]], None],
+                 query_queue_size: int, frame_history: int, stamp_tolerance_ns: int = 0,
+                 frame_wait_s: float = FRAME_WAIT_S,
+                 on_error: Optional[Callable[[str, BaseException], None]] = None) -> None:
+        self._run_frame = run_frame
+        self._run_query = run_query
+        self.query_queue_size = int(query_queue_size)
+        self.stamp_tolerance_ns = int(stamp_tolerance_ns)
+        self.frame_wait_s = float(frame_wait_s)
+        self._on_error = on_error
+        self._cond = threading.Condition()
+        self._frame: Optional[FrameJob] = None
+        self._queries: Deque[QueryJob] = collections.deque()
+        self.history: Deque[HeldFrame] = collections.deque(maxlen=int(frame_history))
+        self._stop = False
+        self._thread: Optional[threading.Thread] = None
+        self._queries_in_row = 0
+
+    # --- producer side (executor thread) ------------------------------------------------------
+    def submit_frame(self, job: FrameJob) -> Optional[FrameJob]:
+        """Hand a frame over; returns the waiting frame it replaced (to be counted as dropped)."""
+        with self._cond:
+            replaced, self._frame = self._frame, job
+            self._cond.notify()
+            return replaced
+
+    def submit_query(self, job: QueryJob) -> bool:
+        """Queue a query; False when the queue is full (the caller answers it busy)."""
+        with self._cond:
+            if len(self._queries) >= self.query_queue_size:
+                return False
+            if not job.deadline:
+                job.deadline = job.received + self.frame_wait_s
+            self._queries.append(job)
+            self._cond.notify()
+            return True
+
+    def pending_queries(self) -> int:
+        with self._cond:
+            return len(self._queries)
+
+    def latest(self) -> Optional[HeldFrame]:
+        """The newest processed frame, if any."""
+        with self._cond:
+            return self.history[-1] if self.history else None
+
+    # --- lifecycle ----------------------------------------------------------------------------
+    def start(self) -> None:
+        """Start the thread (idempotent)."""
+        if self._thread is not None and self._thread.is_alive():
+            return
+        self._stop = False
+        self._thread = threading.Thread(target=self._loop, name="depthvlm_worker", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: Optional[float] = None) -> tuple[list[QueryJob], Optional[FrameJob]]:
+        """Stop after the current job; returns the queries and the frame that never ran."""
+        with self._cond:
+            self._stop = True
+            self._cond.notify_all()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+        with self._cond:
+            queries, frame = list(self._queries), self._frame
+            self._queries.clear()
+            self._frame = None
+        return queries, frame
+
+    def clear_history(self) -> None:
+        with self._cond:
+            self.history.clear()
+
+    # --- the thread ---------------------------------------------------------------------------
+    def _resolve(self, q: QueryJob, now: float):
+        """The frame a query is about, ``_WAIT``, or an error string (caller holds the lock)."""
+        if q.stamp_ns == 0:
+            if self.history:
+                return self.history[-1]
+            if now < q.deadline:
+                return _WAIT
+            return f"no frame was processed within {self.frame_wait_s:g} s of the question"
+        best, best_dt = None, None
+        for f in self.history:
+            dt = abs(f.stamp_ns - q.stamp_ns)
+            if dt <= self.stamp_tolerance_ns and (best_dt is None or dt < best_dt):
+                best, best_dt = f, dt
+        if best is not None:
+            return best
+        newest = self.history[-1].stamp_ns if self.history else None
+        stamp_s = q.stamp_ns * 1e-9
+        if newest is None or q.stamp_ns > newest:
+            if now < q.deadline:
+                return _WAIT
+            return (f"no frame with stamp {stamp_s:.9f} was processed within "
+                    f"{self.frame_wait_s:g} s (dropped, or never received)")
+        oldest = self.history[0].stamp_ns
+        return (f"the frame with stamp {stamp_s:.9f} is not held: the last "
+                f"{len(self.history)} processed frames span {oldest * 1e-9:.9f} to "
+                f"{newest * 1e-9:.9f}")
+
+    def _next_job(self):
+        """Block until there is work; returns ('frame', job) / ('query', job, frame|err) / None."""
+        with self._cond:
+            while not self._stop:
+                now = time.monotonic()
+                pick, wake = None, None
+                for q in self._queries:
+                    r = self._resolve(q, now)
+                    if r is _WAIT:
+                        wake = q.deadline if wake is None else min(wake, q.deadline)
+                        continue
+                    pick = (q, r)
+                    break
+                # Queries first, but a waiting frame gets its turn after a full queue's worth.
+                if pick is not None and (self._frame is None
+                                         or self._queries_in_row < self.query_queue_size):
+                    self._queries.remove(pick[0])
+                    self._queries_in_row += 1
+                    return ("query",) + pick
+                if self._frame is not None:
+                    job, self._frame = self._frame, None
+                    self._queries_in_row = 0
+                    return ("frame", job)
+                self._cond.wait(None if wake is None else max(wake - now, 0.0) + 1e-3)
+            return None
+
+    def _loop(self) -> None:
+        while True:
+            item = self._next_job()
+            if item is None:
+                return
+            try:
+                if item[0] == "frame":
+                    held = self._run_frame(item[1])
+                    if held is not None:
+                        with self._cond:
+                            self.history.append(held)
+                            # Queries waiting for this frame can now be answered.
+                            self._cond.notify_all()
+                else:
+                    _, q, res = item
+                    if isinstance(res, str):
+                        self._run_query(q, None, res)
+                    else:
+                        self._run_query(q, res, None)
+            except Exception as exc:  # noqa: BLE001 - one bad job must not end the worker
+                if self._on_error is not None:
+                    try:
+                        self._on_error(item[0], exc)
+                    except Exception:  # noqa: BLE001
+                        pass
