@@ -915,7 +915,9 @@ def select_head_runtime(model: nn.Module, config, folder: str | os.PathLike | No
             try:
                 cache_dir = cache_dir or default_cache_dir(config)
                 runtime = make_head_runtime(backend, head, cache_dir, fp16=fp16, profile=profile)
-                err = verify_runtime(runtime, head)
+                # An fp32 engine may pick other conv algorithms than torch: allow 1e-3.
+                tol = None if backend == "onnxruntime" else (2e-2 if fp16 else 1e-3)
+                err = verify_runtime(runtime, head, tol=tol)
             except ExportError as exc:
                 reason = str(exc)
             else:
