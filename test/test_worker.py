@@ -1,0 +1,185 @@
+"""depthvlm_ros.ros.worker policies, without ROS: latest frame, bounded queries, waiting, pairing."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+
+from depthvlm_ros.ros.worker import (Counters, FrameJob, HeldFrame, LatestFrameWorker, QueryJob,
+                                     StampPairer)
+
+
+class Recorder:
+    """Stands in for the node: frames take ``frame_s``; everything is logged in order."""
+
+    def __init__(self, frame_s=0.0, gate: threading.Event | None = None):
+        self.log = []
+        self.frame_s = frame_s
+        self.gate = gate
+        self.done = threading.Event()
+
+    def run_frame(self, job):
+        if self.gate is not None:
+            self.gate.wait(5)
+        time.sleep(self.frame_s)
+        self.log.append(("frame", job.stamp_ns))
+        return HeldFrame(job.stamp_ns, None, None, np.zeros((1, 1)), None)
+
+    def run_query(self, job, frame, error):
+        self.log.append(("query", job.qid, frame.stamp_ns if frame else None, error))
+
+
+def _wait(cond, timeout=5.0):
+    t0 = time.monotonic()
+    while not cond():
+        assert time.monotonic() - t0 < timeout, "timed out"
+        time.sleep(0.005)
+
+
+def _q(qid, stamp=0, **kw):
+    return QueryJob(stamp, qid, "q?", np.zeros((0, 2)), **kw)
+
+
+def test_newer_frame_replaces_waiting_one():
+    gate = threading.Event()
+    rec = Recorder(gate=gate)
+    w = LatestFrameWorker(rec.run_frame, rec.run_query, 4, 4)
+    w.start()
+    assert w.submit_frame(FrameJob(1, None, None)) is None
+    _wait(lambda: w._frame is None)          # frame 1 is running (blocked on the gate)
+    assert w.submit_frame(FrameJob(2, None, None)) is None
+    replaced = w.submit_frame(FrameJob(3, None, None))
+    assert replaced is not None and replaced.stamp_ns == 2
+    gate.set()
+    _wait(lambda: len(rec.log) == 2)
+    assert rec.log == [("frame", 1), ("frame", 3)]
+    w.stop()
+
+
+def test_query_queue_is_bounded_and_stop_returns_leftovers():
+    w = LatestFrameWorker(lambda j: None, lambda *a: None, 2, 4, frame_wait_s=60)
+    # Not started: queries only accumulate.
+    assert w.submit_query(_q("a")) and w.submit_query(_q("b"))
+    assert not w.submit_query(_q("c"))
+    left, frame = w.stop()
+    assert [q.qid for q in left] == ["a", "b"] and frame is None
+
+
+def test_query_before_any_frame_waits_then_is_answered():
+    rec = Recorder()
+    w = LatestFrameWorker(rec.run_frame, rec.run_query, 4, 4, frame_wait_s=5)
+    w.start()
+    w.submit_query(_q("early"))
+    time.sleep(0.1)
+    assert rec.log == []
+    w.submit_frame(FrameJob(7, None, None))
+    _wait(lambda: len(rec.log) == 2)
+    assert rec.log == [("frame", 7), ("query", "early", 7, None)]
+    w.stop()
+
+
+def test_query_wait_is_bounded():
+    rec = Recorder()
+    w = LatestFrameWorker(rec.run_frame, rec.run_query, 4, 4, frame_wait_s=0.2)
+    w.start()
+    w.submit_query(_q("lonely"))
+    _wait(lambda: rec.log)
+    (_, qid, frame, error), = rec.log
+    assert qid == "lonely" and frame is None and "no frame" in error
+    w.stop()
+
+
+def test_stamped_queries_use_history_or_explain():
+    rec = Recorder()
+    w = LatestFrameWorker(rec.run_frame, rec.run_query, 8, 2, frame_wait_s=0.3)
+    w.start()
+    for s in (10, 20, 30):
+        w.submit_frame(FrameJob(s, None, None))
+        _wait(lambda: ("frame", s) in rec.log)
+    w.submit_query(_q("held", 20))
+    w.submit_query(_q("latest", 0))
+    w.submit_query(_q("gone", 10))           # history is 2: only 20 and 30 are held
+    w.submit_query(_q("future", 40))         # waits, then errors
+    _wait(lambda: len([e for e in rec.log if e[0] == "query"]) == 4)
+    answers = {e[1]: e[2:] for e in rec.log if e[0] == "query"}
+    assert answers["held"] == (20, None)
+    assert answers["latest"] == (30, None)
+    assert answers["gone"][0] is None and "not held" in answers["gone"][1]
+    assert answers["future"][0] is None and "within" in answers["future"][1]
+    w.stop()
+
+
+def test_queries_have_priority_but_cannot_starve_frames():
+    gate = threading.Event()
+    rec = Recorder(gate=gate)
+    w = LatestFrameWorker(rec.run_frame, rec.run_query, 3, 4)
+    w.start()
+    w.submit_frame(FrameJob(1, None, None))
+    _wait(lambda: w._frame is None)
+    w.submit_frame(FrameJob(2, None, None))
+    for i in range(3):
+        assert w.submit_query(_q(f"q{i}"))
+    gate.set()
+    _wait(lambda: len(rec.log) == 5)
+    # The queries go before the waiting frame (their frame 1 is done), within the cap of 3.
+    assert [e[0] for e in rec.log] == ["frame", "query", "query", "query", "frame"]
+    w.stop()
+
+
+def test_worker_survives_exceptions():
+    errors = []
+
+    def bad_frame(job):
+        raise RuntimeError("boom")
+
+    w = LatestFrameWorker(bad_frame, lambda *a: None, 2, 2,
+                          on_error=lambda where, exc: errors.append((where, str(exc))))
+    w.start()
+    w.submit_frame(FrameJob(1, None, None))
+    w.submit_frame(FrameJob(2, None, None))
+    _wait(lambda: len(errors) >= 1)
+    w.submit_frame(FrameJob(3, None, None))
+    _wait(lambda: len(errors) >= 2)
+    assert errors[0] == ("frame", "boom")
+    w.stop()
+
+
+def test_pairer_matches_by_stamp_in_either_order():
+    p = StampPairer(info_buffer=3, tolerance_ns=0)
+    assert p.add_image(5, "img5") == (None, 0)              # image first: pending
+    paired, dropped = p.add_info(5, "info5")
+    assert paired == (5, "img5", "info5") and dropped == 0
+    assert p.add_image(5, "again") == ("info5", 0)          # info first: immediate
+    assert p.add_image(6, "img6")[0] is None                # tolerance 0: exact only
+    p.tolerance_ns = 2
+    assert p.add_image(6, "img6b")[0] == "info5"
+
+
+def test_pairer_gives_up_older_pending_images():
+    p = StampPairer(info_buffer=2, tolerance_ns=0, max_pending=2)
+    p.add_image(1, "a")
+    p.add_image(2, "b")
+    assert p.add_image(3, "c") == (None, 1)                 # 'a' pushed out
+    paired, dropped = p.add_info(3, "i3")
+    assert paired == (3, "c", "i3") and dropped == 1        # 'b' is older than the pair
+    assert not p.pending
+    for s in range(10):
+        p.add_info(100 + s, s)
+    assert len(p.infos) == 2
+
+
+def test_counters_snapshot_rates_and_reset():
+    c = Counters()
+    c.inc("frames_received", 4)
+    c.drop("superseded", 2)
+    c.latency("model", 0.5)
+    c.latency("model", 1.5)
+    snap = c.snapshot()
+    assert snap["totals"]["frames_received"] == 4 and snap["totals"]["frames_dropped"] == 2
+    assert snap["drops"] == {"superseded": 2}
+    assert snap["latency_mean"]["model"] == 1.0 and snap["rates"]["frames_received"] > 0
+    snap2 = c.snapshot()
+    assert snap2["period"] == {} and snap2["totals"]["frames_received"] == 4
+    assert snap2["latency_last"]["model"] == 1.5
