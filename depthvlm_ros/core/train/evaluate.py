@@ -1,0 +1,151 @@
+"""Held-out evaluation during and after training, through the inference pipeline itself.
+
+Depth is scored exactly as the product produces it: :class:`DepthVLMPipeline` resizes the
+image to the canonical camera, runs the model, rescales by ``depth_scale`` and returns depth at
+the input resolution; the benchmark's arithmetic (:mod:`depthvlm_ros.core.bench.metrics`) then
+gives δ1 and AbsRel per image, averaged per dataset (indoor / outdoor for the synthetic
+benchmark). Answers are greedy decodes through :meth:`DepthVLMPipeline.answer` (prefix-cache
+reuse, the node's path), parsed with the benchmark's :func:`parse_metres`; an answer counts as
+right when it is within ``tolerance`` (25 %) of the truth, and an unusable answer counts as
+wrong.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from ..bench.jsonl import BenchRecord, load_gt_depth, load_rgb
+from ..bench.metrics import aggregate, apply_depth_range, dense_pair, image_metrics, resize_nearest
+from ..bench.runner import parse_metres
+from ..config import DepthVLMConfig
+from ..pipeline import DepthVLMPipeline
+from ..spatial import sample_depth
+from .data import MARKER_QUESTION, POINT_QUESTION, _seeded, draw_ring, first_number, record_intrinsics
+
+__all__ = ["evaluate_model", "answer_correct", "ANSWER_TOLERANCE"]
+
+#: Relative error within which a numeric answer counts as right.
+ANSWER_TOLERANCE = 0.25
+
+
+def answer_correct(value: float | None, truth: float, tolerance: float = ANSWER_TOLERANCE) -> bool:
+    """Whether a parsed answer is within ``tolerance`` of a positive truth (None is wrong)."""
+    if value is None or not math.isfinite(value) or truth <= 0:
+        return False
+    return abs(value - truth) / truth <= tolerance
+
+
+def _group(record: BenchRecord) -> str:
+    return record.dataset or "all"
+
+
+@torch.no_grad()
+def evaluate_model(model, tokenizer, records: Sequence[BenchRecord], canonical_fx: float,
+                   max_tokens: int = 1280, points_per_image: int = 2,
+                   markers_per_image: int = 1, min_depth: float = 1e-3,
+                   max_depth: float = float("inf"), seed: int = 0,
+                   max_new_tokens: int = 12) -> dict[str, Any]:
+    """δ1 / AbsRel per dataset and numeric answer accuracy per question kind and dataset.
+
+    Args:
+        model: the (unwrapped) model; put in eval mode for the duration and restored.
+        tokenizer: its tokenizer.
+        records: held-out records (their ``dataset`` field names the group).
+        canonical_fx: the model's canonical focal.
+        max_tokens: token budget per image (the node's ``max_image_tokens``).
+        points_per_image: "point at pixel (u, v)" questions per image (GT read from the map).
+        markers_per_image: red-ring marker questions per image (a new frame each).
+        min_depth, max_depth: GT range; outside it GT is invalid.
+        seed: picks the question pixels (fixed, so evaluations are comparable over training).
+        max_new_tokens: longest answer decoded.
+
+    Returns:
+        ``{"depth": {group: {...}}, "answers": {kind: {group: {...}}}, "summary": {...}}``;
+        the summary holds the worst group's δ1 / AbsRel and the overall answer accuracy.
+    """
+    was_training = model.training
+    model.eval()
+    cfg = DepthVLMConfig(canonical_fx=float(canonical_fx), max_image_tokens=int(max_tokens),
+                         device="cpu", head_backend="torch", max_new_tokens=max_new_tokens,
+                         max_depth=1e4)
+    pipe = DepthVLMPipeline(model, tokenizer, cfg, model_canonical_fx=canonical_fx)
+    per_image = defaultdict(list)
+    answers: dict[str, dict[str, list[bool]]] = defaultdict(lambda: defaultdict(list))
+    examples: list[dict] = []
+    try:
+        for rec in records:
+            grp = _group(rec)
+            rgb = load_rgb(rec)
+            h, w = rgb.shape[:2]
+            intr = record_intrinsics(rec, w, h)
+            gt = load_gt_depth(rec)
+            if gt is not None and gt.shape != (h, w):
+                gt = resize_nearest(gt, (w, h))
+            frame = pipe.process_frame(rgb, intr, keep_context=True)
+            if gt is not None:
+                pred = np.nan_to_num(frame.depth, nan=0.0)
+                p, g = dense_pair(pred, apply_depth_range(gt, min_depth, max_depth),
+                                  rec.canonical_size)
+                per_image[grp].append(image_metrics(p, g))
+            asks: list[tuple[str, str, float]] = []
+            if rec.qa_type and rec.qa_type not in ("depth", "dense") and rec.solution:
+                truth = first_number(rec.solution)
+                if truth:
+                    asks.append(("qa", rec.prompt, truth))
+            rng = _seeded("eval", seed, rec.source)
+            pts = []
+            if gt is not None:
+                rows, cols = np.nonzero(gt > 0)
+                margin = max(6, int(0.03 * min(h, w)))
+                keep = ((rows >= margin) & (rows < h - margin) & (cols >= margin)
+                        & (cols < w - margin))
+                rows, cols = rows[keep], cols[keep]
+                if rows.size:
+                    for i in rng.choice(rows.size, min(points_per_image + markers_per_image,
+                                                       rows.size), replace=False):
+                        u, v = int(cols[i]), int(rows[i])
+                        d = sample_depth(gt, u, v)
+                        if math.isfinite(d) and d > 0:
+                            pts.append((u, v, d))
+            for u, v, d in pts[:points_per_image]:
+                asks.append(("point", POINT_QUESTION.format(u=u, v=v), d))
+            for kind, question, truth in asks:
+                text = pipe.answer(frame.context, question).text
+                ok = answer_correct(parse_metres(text), truth)
+                answers[kind][grp].append(ok)
+                if len(examples) < 12:
+                    examples.append({"kind": kind, "q": question, "a": text, "truth": truth})
+            for u, v, d in pts[points_per_image:points_per_image + markers_per_image]:
+                marked = pipe.predict(draw_ring(rgb, u, v), intr, question=MARKER_QUESTION)
+                ok = answer_correct(parse_metres(marked.answer), d)
+                answers["marker"][grp].append(ok)
+                if len(examples) < 12:
+                    examples.append({"kind": "marker", "uv": [u, v], "a": marked.answer,
+                                     "truth": d})
+    finally:
+        model.train(was_training)
+    depth = {}
+    for grp, ims in sorted(per_image.items()):
+        m = aggregate(ims)
+        depth[grp] = {"delta1": m.delta1, "abs_rel": m.abs_rel, "n_images": m.n_images}
+    ans_out: dict[str, dict[str, Any]] = {}
+    all_ok: list[bool] = []
+    for kind, groups in sorted(answers.items()):
+        ans_out[kind] = {}
+        for grp, oks in sorted(groups.items()):
+            ans_out[kind][grp] = {"accuracy": float(np.mean(oks)), "n": len(oks)}
+            all_ok.extend(oks)
+        merged = [o for oks in groups.values() for o in oks]
+        ans_out[kind]["all"] = {"accuracy": float(np.mean(merged)), "n": len(merged)}
+    summary = {
+        "delta1_min": min((v["delta1"] for v in depth.values()), default=float("nan")),
+        "abs_rel_max": max((v["abs_rel"] for v in depth.values()), default=float("nan")),
+        "answer_accuracy": float(np.mean(all_ok)) if all_ok else float("nan"),
+        "n_answers": len(all_ok),
+    }
+    return {"depth": depth, "answers": ans_out, "summary": summary, "examples": examples}
