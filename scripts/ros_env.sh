@@ -43,6 +43,14 @@ _depthvlm_env() {
   local rc=$?
   ((had_nounset)) && set -u
   ((rc == 0)) || return "$rc"
+  # colcon leaves an empty entry when LD_LIBRARY_PATH was unset; an empty entry means "the
+  # current directory" to the dynamic loader, so drop it.
+  local part cleaned=""
+  local IFS=:
+  for part in ${LD_LIBRARY_PATH:-}; do
+    [[ -n "$part" ]] && cleaned="${cleaned:+$cleaned:}$part"
+  done
+  export LD_LIBRARY_PATH="$cleaned"
   export RMW_IMPLEMENTATION="${RMW_IMPLEMENTATION:-rmw_fastrtps_cpp}"
   if [[ "${DEPTHVLM_ROS_SOURCE:-0}" == 1 ]]; then
     export PYTHONPATH="$repo${PYTHONPATH:+:$PYTHONPATH}"
