@@ -218,8 +218,9 @@ def image_to_rgb(msg: Any) -> np.ndarray:
 
     Args:
         msg: Image with encoding ``rgb8``, ``bgr8``, ``rgba8``, ``bgra8`` or ``mono8``. Row
-            padding (``step`` larger than ``width`` x bytes per pixel) is skipped. All accepted
-            encodings have one byte per channel, so ``is_bigendian`` does not affect them.
+            padding (``step`` larger than ``width`` x bytes per pixel) is skipped, and bytes
+            beyond ``step`` x ``height`` are ignored. All accepted encodings have one byte per
+            channel, so ``is_bigendian`` does not affect them.
 
     Returns:
         A new, writable (H, W, 3) uint8 array in RGB order; alpha is dropped and mono8 is
