@@ -1052,7 +1052,8 @@ def make_qa(depth: np.ndarray, fx: float, fy: float, cx: float, cy: float,
             PNG-quantised one, so answers can be recomputed from the files).
         fx, fy, cx, cy: intrinsics of ``depth``.
         rng: random generator (deterministic output for a given state).
-        n: number of items; types cycle through ``types`` starting at a random one.
+        n: number of items; types cycle through ``types`` starting at a random one (a type
+            the map cannot support is replaced by the next one).
         types: subset of :data:`QA_TYPES` (default all).
 
     Returns:
@@ -1086,9 +1087,11 @@ def make_qa(depth: np.ndarray, fx: float, fy: float, cx: float, cy: float,
     items: list[QAItem] = []
     start = int(rng.integers(len(types)))
     for j in range(n):
-        kind = types[(start + j) % len(types)]
         item = None
-        for _ in range(30):
+        # Try the scheduled type first; when the map cannot support it (e.g. no pair with a
+        # clear depth gap for "nearer") fall back to the next type rather than return fewer.
+        for attempt in range(len(types) * 40):
+            kind = types[(start + j + attempt // 40) % len(types)]
             if kind == "point_depth":
                 p = pick()
                 val = z(p)
