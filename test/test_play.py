@@ -1,0 +1,105 @@
+"""depthvlm play: a bag published to a live rclpy subscriber with its timing and /clock."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from depthvlm_ros.core.camera import Intrinsics
+from depthvlm_ros.core.errors import InputError
+from depthvlm_ros.ros.replay import SAMPLE_START_NS, SampleFrame, play_bag, write_frames_bag
+
+rclpy = pytest.importorskip("rclpy")
+from rclpy.executors import SingleThreadedExecutor  # noqa: E402
+from rclpy.qos import QoSProfile, ReliabilityPolicy  # noqa: E402
+from rosgraph_msgs.msg import Clock  # noqa: E402
+from sensor_msgs.msg import CameraInfo, Image  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+N, PERIOD_NS, RATE = 6, 200_000_000, 2.0  # 0.2 s of bag time -> 0.1 s of wall time
+
+
+# Topic names of our own: other tests' nodes may publish /camera/image_raw on the same domain.
+IMG, INFO = f"/play_test_{os.getpid()}/image_raw", f"/play_test_{os.getpid()}/camera_info"
+
+
+def _bag(path: Path) -> None:
+    frames = [SampleFrame(np.full((4, 6, 3), 10 * i, np.uint8),
+                          Intrinsics(500.0, 500.0, 2.5, 1.5, 6, 4),
+                          np.full((4, 6), 1.0 + i, np.float32), SAMPLE_START_NS + i * PERIOD_NS)
+              for i in range(N)]
+    write_frames_bag(path, frames, "mcap", topics={"image": IMG, "camera_info": INFO})
+
+
+def test_play_publishes_with_timing_and_clock(tmp_path, monkeypatch):
+    _bag(tmp_path / "bag")
+    # A domain of our own, so parallel runs and other tests' nodes do not see each other.
+    domain = str(100 + os.getpid() % 100)
+    monkeypatch.setenv("ROS_DOMAIN_ID", domain)
+    monkeypatch.setenv("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+    ctx = rclpy.Context()
+    rclpy.init(context=ctx)
+    node = rclpy.create_node("play_test_listener", context=ctx)
+    executor = SingleThreadedExecutor(context=ctx)
+    executor.add_node(node)
+    images: list[tuple[float, Image]] = []
+    clocks: list[int] = []
+    infos: list[CameraInfo] = []
+    qos = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
+    node.create_subscription(Image, IMG,
+                             lambda m: images.append((time.monotonic(), m)), qos)
+    node.create_subscription(CameraInfo, INFO, infos.append, qos)
+    node.create_subscription(Clock, "/clock",
+                             lambda m: clocks.append(m.clock.sec * 10**9 + m.clock.nanosec), qos)
+    env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "depthvlm_ros.cli", "play", str(tmp_path / "bag"), "--rate",
+         str(RATE), "--clock", "--delay", "0.5", "--wait-for-subscribers", "20",
+         "--topics", IMG, INFO],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline, exited = time.monotonic() + 45, None
+        while time.monotonic() < deadline:
+            executor.spin_once(timeout_sec=0.02)
+            if proc.poll() is not None:
+                # Keep spinning briefly after the player exits for messages still in flight.
+                exited = exited or time.monotonic()
+                if (len(images) >= N and len(infos) >= N) or time.monotonic() - exited > 1.0:
+                    break
+        out = proc.communicate(timeout=10)[0]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        executor.shutdown()
+        node.destroy_node()
+        ctx.try_shutdown()
+    assert proc.returncode == 0, out
+    assert "published 12 messages" in out
+    assert len(images) == N and len(infos) == N, out
+    stamps = [m.header.stamp.sec * 10**9 + m.header.stamp.nanosec for _, m in images]
+    assert stamps == [SAMPLE_START_NS + i * PERIOD_NS for i in range(N)]
+    assert images[3][1].data[0] == 30 and images[0][1].encoding == "rgb8"
+    # Timing: the recorded 0.2 s spacing played at rate 2 is 0.1 s of wall time.
+    gaps = np.diff([t for t, _ in images])
+    assert abs(float(np.median(gaps)) - 0.1) < 0.04, gaps
+    assert 0.35 < images[-1][0] - images[0][0] < 0.9
+    # /clock carries bag time across the bag's span, never backwards.
+    assert len(clocks) >= N
+    assert SAMPLE_START_NS <= min(clocks) and max(clocks) == SAMPLE_START_NS + (N - 1) * PERIOD_NS
+    assert clocks == sorted(clocks)
+
+
+def test_play_rejects_bad_arguments(tmp_path):
+    _bag(tmp_path / "bag")
+    with pytest.raises(InputError):
+        play_bag(tmp_path / "bag", rate=0.0)
+    with pytest.raises(InputError, match="not in"):
+        play_bag(tmp_path / "bag", topics=["/missing"], log=None)
+    with pytest.raises(InputError, match="cannot open"):
+        play_bag(tmp_path / "nothing", log=None)
