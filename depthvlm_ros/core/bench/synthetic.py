@@ -421,61 +421,59 @@ def raycast(cam: Camera, objects: Sequence[Primitive]) -> tuple[np.ndarray, np.n
 # Shading
 # ----------------------------------------------------------------------------------------------
 
-def _normals(objects: Sequence[Primitive], ids: np.ndarray, p: np.ndarray) -> np.ndarray:
-    """(3, N) unit normals at hit points ``p`` (3, N) of objects ``ids`` (N,)."""
-    n = np.zeros_like(p)
-    for k in np.unique(ids):
-        ob = objects[int(k)]
-        sel = ids == k
-        q = p[:, sel]
-        if isinstance(ob, Plane):
-            nv = np.asarray(ob.normal, dtype=np.float32)
-            n[:, sel] = (nv / np.linalg.norm(nv))[:, None]
-        elif isinstance(ob, Box):
-            lo, hi = np.asarray(ob.lo, np.float32), np.asarray(ob.hi, np.float32)
-            c, half = (lo + hi) / 2, (hi - lo) / 2
-            rel = (q - c[:, None]) / half[:, None]
-            ax = np.argmax(np.abs(rel), axis=0)
-            out = np.zeros_like(q)
-            out[ax, np.arange(q.shape[1])] = np.sign(rel[ax, np.arange(q.shape[1])])
-            n[:, sel] = out
-        else:
-            tol = 1e-3 * max(1.0, ob.z1 - ob.z0)
-            out = np.zeros_like(q)
-            out[0] = q[0] - ob.x
-            out[1] = q[1] - ob.y
-            top, bot = q[2] >= ob.z1 - tol, q[2] <= ob.z0 + tol
-            rad = np.sqrt(out[0] ** 2 + out[1] ** 2)
-            cap = (top | bot) & (rad < ob.radius * (1 - 1e-3))
-            out[:2] /= np.maximum(rad, 1e-9)
-            out[:, cap] = 0.0
-            out[2, cap & top] = 1.0
-            out[2, cap & bot & ~top] = -1.0
-            n[:, sel] = out
-    return n
+def _normal_of(ob: Primitive, q: np.ndarray) -> np.ndarray:
+    """(3, M) unit normals of primitive ``ob`` at its hit points ``q`` (3, M)."""
+    m = q.shape[1]
+    if isinstance(ob, Plane):
+        nv = np.asarray(ob.normal, dtype=np.float32)
+        return np.broadcast_to((nv / np.linalg.norm(nv))[:, None], (3, m)).copy()
+    out = np.zeros_like(q)
+    if isinstance(ob, Box):
+        lo, hi = np.asarray(ob.lo, np.float32), np.asarray(ob.hi, np.float32)
+        rel = (q - ((lo + hi) / 2)[:, None]) / ((hi - lo) / 2)[:, None]
+        # The face hit is the axis where the point is farthest out in box-relative units.
+        ax = np.argmax(np.abs(rel), axis=0)
+        cols = np.arange(m)
+        out[ax, cols] = np.sign(rel[ax, cols])
+        return out
+    tol = 1e-3 * max(1.0, ob.z1 - ob.z0)
+    out[0] = q[0] - ob.x
+    out[1] = q[1] - ob.y
+    rad = np.sqrt(out[0] ** 2 + out[1] ** 2)
+    top, bot = q[2] >= ob.z1 - tol, q[2] <= ob.z0 + tol
+    cap = (top | bot) & (rad < ob.radius * (1 - 1e-3))
+    out[:2] /= np.maximum(rad, 1e-9)
+    out[:, cap] = 0.0
+    out[2, cap & top] = 1.0
+    out[2, cap & bot & ~top] = -1.0
+    return out
 
 
-def _pattern(mats: list[Material], ids: np.ndarray, p: np.ndarray, n: np.ndarray) -> np.ndarray:
-    """Pattern value in [0, 1] per hit point, from each object's material parameters."""
-    k = len(mats)
-    tab = np.zeros((k, 10), dtype=np.float32)
-    for i, m in enumerate(mats):
-        tab[i] = (m.checker, m.stripes, m.noise, m.scale, *m.stripe_axis, *m.phase)
-    par = tab[ids]                      # (N, 10) gathered per pixel
-    wc, ws, wn, s = par[:, 0], par[:, 1], par[:, 2], par[:, 3]
-    q = (p.T + par[:, 7:10]) / s[:, None]          # (N, 3) in pattern cells
-    # Checker on the two coordinates tangent to the surface (drop the normal's dominant axis),
-    # so a plane lying exactly on a cell boundary does not flicker between colours.
-    dom = np.argmax(np.abs(n), axis=0)
-    cell = np.floor(q).astype(np.int64)
-    parity = (cell.sum(axis=1) - cell[np.arange(len(dom)), dom]) & 1
-    stripes = 0.5 + 0.5 * np.sin(2 * np.pi * np.einsum("ij,ij->i", q, par[:, 4:7]))
-    noise = (np.sin(2.1 * q[:, 0] + 1.3 * q[:, 1]) * np.sin(1.7 * q[:, 1] - 2.3 * q[:, 2] + 0.5)
-             + 0.5 * np.sin(4.3 * q[:, 2] + 3.1 * q[:, 0] + 1.0))
-    noise = np.clip(0.5 + noise / 3.0, 0.0, 1.0)
-    total = wc + ws + wn
-    val = (wc * parity + ws * stripes + wn * noise) / np.maximum(total, 1e-6)
-    return np.where(total > 0, val, 0.0).astype(np.float32)
+def _albedo_of(mat: Material, q: np.ndarray, n: np.ndarray) -> np.ndarray:
+    """(M, 3) albedo of material ``mat`` at points ``q`` (3, M) with normals ``n`` (3, M)."""
+    ca = np.asarray(mat.color_a, np.float32)
+    total = mat.checker + mat.stripes + mat.noise
+    if total <= 0:
+        return np.broadcast_to(ca, (q.shape[1], 3))
+    c = (q + np.asarray(mat.phase, np.float32)[:, None]) * np.float32(1.0 / mat.scale)
+    val = np.zeros(q.shape[1], np.float32)
+    if mat.checker > 0:
+        # Checker on the two coordinates tangent to the surface (drop the normal's dominant
+        # axis), so a plane lying exactly on a cell boundary does not flicker.
+        cell = np.floor(c).astype(np.int32)
+        dom = np.argmax(np.abs(n), axis=0)
+        parity = (cell.sum(axis=0) - cell[dom, np.arange(q.shape[1])]) & 1
+        val += np.float32(mat.checker) * parity
+    if mat.stripes > 0:
+        ax = np.asarray(mat.stripe_axis, np.float32)
+        val += np.float32(mat.stripes) * (0.5 + 0.5 * np.sin(np.float32(2 * np.pi) * (ax @ c)))
+    if mat.noise > 0:
+        nz = (np.sin(2.1 * c[0] + 1.3 * c[1]) * np.sin(1.7 * c[1] - 2.3 * c[2] + 0.5)
+              + 0.5 * np.sin(4.3 * c[2] + 3.1 * c[0] + 1.0))
+        val += np.float32(mat.noise) * np.clip(0.5 + nz / 3.0, 0.0, 1.0)
+    val = (val / np.float32(total))[:, None]
+    cb = np.asarray(mat.color_b, np.float32)
+    return ca[None, :] * (1 - val) + cb[None, :] * val
 
 
 def render(cam: Camera, objects: Sequence[Primitive], light: Light = Light(), *,
@@ -514,19 +512,25 @@ def render(cam: Camera, objects: Sequence[Primitive], light: Light = Light(), *,
         zen, hor = np.asarray(sky[0], np.float32), np.asarray(sky[1], np.float32)
         lin[miss] = hor[None, :] * (1 - elev[:, None]) + zen[None, :] * elev[:, None]
     if hit.any():
-        hid = ids[hit].astype(np.intp)
-        th = t[hit]
-        dh = dirs[:, hit]
+        flat = np.flatnonzero(hit)
+        hid = ids.reshape(-1)[flat]
+        # Group pixels by object (stable radix sort of int16) so that every object is shaded
+        # on one contiguous slice, with its material parameters as scalars.
+        order = np.argsort(hid, kind="stable")
+        flat, hid = flat[order], hid[order]
+        th = t.reshape(-1)[flat]
+        dh = dirs.reshape(3, -1)[:, flat]
         p = np.asarray(cam.position, np.float32)[:, None] + th[None, :] * dh
-        n = _normals(objects, hid, p)
-        # Face the normal towards the viewer (room walls are seen from inside).
-        flip = np.einsum("ij,ij->j", n, dh) > 0
-        n[:, flip] *= -1
-        mats = [ob.material for ob in objects]
-        ca = np.asarray([m.color_a for m in mats], np.float32)[hid]
-        cb = np.asarray([m.color_b for m in mats], np.float32)[hid]
-        pat = _pattern(mats, hid, p, n)[:, None]
-        albedo = ca * (1 - pat) + cb * pat
+        n = np.empty_like(p)
+        albedo = np.empty((p.shape[1], 3), np.float32)
+        bounds = np.searchsorted(hid, np.arange(len(objects) + 1))
+        for k in np.flatnonzero(np.diff(bounds)):
+            sl = slice(bounds[k], bounds[k + 1])
+            nk = _normal_of(objects[k], p[:, sl])
+            # Face the normal towards the viewer (room walls are seen from inside).
+            nk[:, np.einsum("ij,ij->j", nk, dh[:, sl]) > 0] *= -1
+            n[:, sl] = nk
+            albedo[sl] = _albedo_of(objects[k].material, p[:, sl], nk)
         ldir = np.asarray(light.direction, np.float32)
         ldir = ldir / np.linalg.norm(ldir)
         lam = np.maximum(ldir @ n, 0.0)
@@ -540,7 +544,7 @@ def render(cam: Camera, objects: Sequence[Primitive], light: Light = Light(), *,
         if fog > 0:
             f = np.exp(-fog * th)[:, None]
             col = col * f + np.asarray(fog_color, np.float32)[None, :] * (1 - f)
-        lin[hit] = col
+        lin.reshape(-1, 3)[flat] = col
     lin *= np.asarray(gain, np.float32)[None, None, :]
     # Gamma through a 4096-entry table: much cheaper than a per-pixel power and far finer
     # than the 8-bit output.
