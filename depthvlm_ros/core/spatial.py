@@ -54,7 +54,8 @@ def validate_pixels(pixels: Sequence | np.ndarray) -> np.ndarray:
     arr = arr[:, :2]
     if not np.isfinite(arr).all():
         bad = int(np.flatnonzero(~np.isfinite(arr).all(axis=1))[0])
-        raise InputError(f"pixel {bad} has a non-finite coordinate {tuple(arr[bad])}")
+        u, v = (float(c) for c in arr[bad])
+        raise InputError(f"pixel {bad} has a non-finite coordinate (u={u}, v={v})")
     return np.ascontiguousarray(arr)
 
 

@@ -332,6 +332,9 @@ class DepthVLMNode(LifecycleNode):
         self._warn(reason, f"dropped image ({reason}): {text}")
 
     def _on_worker_error(self, where: str, exc: BaseException) -> None:
+        if not self.context.ok():
+            # Ctrl-C shut the context down while the worker was publishing: not an error.
+            return
         if where == "frame":
             self._stats.drop("error")
         else:
