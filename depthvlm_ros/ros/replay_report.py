@@ -71,7 +71,9 @@ def _plot_frame(frame: dict, path: Path) -> None:
     fig, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels), 2.8), dpi=100)
     for ax, (title, img, cmap) in zip(np.atleast_1d(axes), panels):
         if cmap:
-            im = ax.imshow(img, cmap=cmap, vmin=0.0, vmax=0.5)
+            # Pixels without GT or prediction are grey, not the colour of zero error.
+            cm = matplotlib.colormaps[cmap].with_extremes(bad="0.8")
+            im = ax.imshow(img, cmap=cm, vmin=0.0, vmax=0.5)
             fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
         else:
             ax.imshow(img)
