@@ -54,7 +54,8 @@ def run(args: argparse.Namespace) -> int:
     print(f"wrote {n} images ({meta['n_indoor']} indoor, {meta['n_outdoor']} outdoor) and "
           f"{meta['n_lines']} annotation lines to {args.out}")
     print(f"render: {meta['frames_per_s']} frames/s per process "
-          f"({meta['render_seconds']} s rendering); end to end with file writing: "
+          f"({meta['render_seconds']} s rendering; {meta['cpu_frames_per_s']} frames per CPU "
+          f"second); end to end with file writing: "
           f"{meta['wall_frames_per_s']} frames/s over {meta['wall_seconds']} s "
           f"with {meta['workers']} worker(s)")
     return 0
