@@ -184,11 +184,16 @@ class Client:
         return {kv.key: kv.value for kv in status.values}
 
     def wait_diag(self, pred, timeout=WAIT) -> dict[str, str]:
+        """Wait for a diagnostics report with ``pred(values)`` (or ``pred(msg, values)``)."""
+        import inspect
+
+        two = len(inspect.signature(pred).parameters) == 2
         t0 = time.monotonic()
         while time.monotonic() - t0 < timeout:
-            if self.messages("diag"):
+            msgs = self.messages("diag")
+            if msgs:
                 vals = self.diag_values()
-                if pred(vals):
+                if (pred(msgs[-1], vals) if two else pred(vals)):
                     return vals
             time.sleep(0.05)
         raise AssertionError(f"diagnostics never matched; last: "
@@ -243,7 +248,8 @@ def _node_command() -> tuple[list[str], Path]:
     try:
         prefix = Path(get_package_prefix("depthvlm_ros"))
     except PackageNotFoundError:
-        pytest.skip("depthvlm_ros install space not on AMENT_PREFIX_PATH: source scripts/ros_env.sh")
+        pytest.skip("depthvlm_ros install space not on AMENT_PREFIX_PATH: "
+                    "source scripts/ros_env.sh")
     exe = prefix / "lib" / "depthvlm_ros" / "depthvlm_node"
     params = prefix / "share" / "depthvlm_ros" / "config" / "depthvlm.yaml"
     if not exe.is_file() or not params.is_file():
@@ -541,10 +547,14 @@ def test_burst_supersedes_and_diagnostics_account_for_everything(live, small):
     burst_out = {m.header.stamp.sec for m in client.messages("depth")} & set(range(3000, 3008))
     assert len(burst_out) < 8
 
-    def settled(vals):
-        return int(vals["frames_received"]) == \
-            int(vals["frames_processed"]) + int(vals["frames_dropped"]) and \
-            int(vals["queries_pending"]) == 0
+    after = time.time()
+
+    def settled(msg, vals):
+        # Only a report made after the burst's last depth image says anything about it.
+        stamp = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
+        return stamp > after and int(vals["frames_received"]) == \
+            int(vals["frames_processed"]) + int(vals["frames_dropped"]) + \
+            int(vals["frames_waiting_camera_info"]) and int(vals["queries_pending"]) == 0
     vals = client.wait_diag(settled)
     assert int(vals["frames_processed"]) == len(client.messages("depth"))
     assert int(vals["dropped_superseded"]) >= 1

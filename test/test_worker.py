@@ -1,4 +1,4 @@
-"""depthvlm_ros.ros.worker policies, without ROS: latest frame, bounded queries, waiting, pairing."""
+"""depthvlm_ros.ros.worker without ROS: latest frame, bounded and waiting queries, pairing."""
 
 from __future__ import annotations
 
@@ -165,6 +165,11 @@ def test_pairer_gives_up_older_pending_images():
     paired, dropped = p.add_info(3, "i3")
     assert paired == (3, "c", "i3") and dropped == 1        # 'b' is older than the pair
     assert not p.pending
+    p.add_image(4, "d")
+    p.add_image(6, "f")
+    p.add_info(5, "i5")
+    assert p.add_image(5, "e") == ("i5", 1)                 # 'd' (older, unpaired) given up
+    assert [x[0] for x in p.pending] == [6]
     for s in range(10):
         p.add_info(100 + s, s)
     assert len(p.infos) == 2

@@ -27,7 +27,6 @@ flow only while ``active``; with ``autostart`` (default) the node configures and
 
 from __future__ import annotations
 
-import math
 import threading
 import time
 from typing import Any, Optional
@@ -461,7 +460,8 @@ class DepthVLMNode(LifecycleNode):
             ci.header, ci.width, ci.height = _copy_header(header), info_msg.width, info_msg.height
             ci.distortion_model, ci.d, ci.k, ci.r, ci.p = (
                 info_msg.distortion_model, info_msg.d, info_msg.k, info_msg.r, info_msg.p)
-            ci.binning_x, ci.binning_y, ci.roi = info_msg.binning_x, info_msg.binning_y, info_msg.roi
+            ci.binning_x, ci.binning_y = info_msg.binning_x, info_msg.binning_y
+            ci.roi = info_msg.roi
         self._pubs["info"].publish(ci)
         # The cloud is the most expensive message; build it only for an audience.
         if cfg.publish_points and self._pubs["points"].get_subscription_count() > 0:
@@ -545,6 +545,8 @@ class DepthVLMNode(LifecycleNode):
             "queries_error": totals.get("queries_error", 0),
             "queries_pending": self._worker.pending_queries() if self._worker else 0,
         }
+        with self._pair_lock:
+            values["frames_waiting_camera_info"] = len(self._pairer.pending) if self._pairer else 0
         for reason, n in sorted(drops.items()):
             values[f"dropped_{reason}"] = n
         status.values = [KeyValue(key=k, value=str(v)) for k, v in values.items()]

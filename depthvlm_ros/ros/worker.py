@@ -108,11 +108,16 @@ class StampPairer:
 
         Returns:
             ``(info, dropped)``: the matching camera_info (None if none yet; the image is then
-            kept pending), and how many pending images were pushed out to make room.
+            kept pending), and how many pending images were given up (pushed out to make room,
+            or older than this image when it is paired at once).
         """
         hit = self._nearest(self.infos, stamp_ns)
         if hit is not None:
-            return hit[1], 0
+            # Older images still waiting would only ever come out of order: give them up.
+            older = [p for p in self.pending if p[0] < stamp_ns]
+            for p in older:
+                self.pending.remove(p)
+            return hit[1], len(older)
         self.pending.append((stamp_ns, image))
         dropped = 0
         while len(self.pending) > self.max_pending:
