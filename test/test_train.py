@@ -113,7 +113,7 @@ def _builder(model, tok, **aug):
     pipe = DepthVLMPipeline(model, tok, DepthVLMConfig(canonical_fx=100.0, device="cpu"),
                             model_canonical_fx=100.0)
     return SampleBuilder(pipe.prompt_ids, tok, tok.convert_tokens_to_ids("<|im_end|>"), 100.0,
-                         64, AugmentConfig(**aug), TextMix()), pipe
+                         64, AugmentConfig(**aug), TextMix(), gt_at_model_size=False), pipe
 
 
 def test_flip_and_crop_keep_metric_geometry(plane_data):

@@ -41,6 +41,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--crop", type=float, default=0.0, help="probability of a random crop batch")
     g.add_argument("--text-mix", default="dense=1,point=1,marker=1,qa=1",
                    help="weights of text-target kinds, e.g. dense=1,point=2,marker=2,qa=1")
+    g.add_argument("--gt-native", action="store_true",
+                   help="compute the depth loss at the GT's own resolution (default: on the "
+                        "model image's grid, nearest-resized GT)")
     g.add_argument("--facts", type=int, default=3, help="'at (u, v): d m' facts per dense reply")
     m = p.add_argument_group("model")
     m.add_argument("--init", default="scratch",
@@ -68,8 +71,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     r.add_argument("--ckpt-every", type=int, default=100)
     r.add_argument("--log-every", type=int, default=10)
     r.add_argument("--eval-images", type=int, default=40)
-    r.add_argument("--eval-points", type=int, default=2)
-    r.add_argument("--eval-markers", type=int, default=1)
+    r.add_argument("--eval-points", type=int, default=0)
+    r.add_argument("--eval-markers", type=int, default=2)
     r.add_argument("--keep-checkpoints", type=int, default=2)
 
 
@@ -106,6 +109,7 @@ def config_from_args(args: argparse.Namespace):
         threads=args.threads,
         augment=AugmentConfig(hflip=args.hflip, jitter=args.jitter, crop=args.crop),
         text_mix=_text_mix(args.text_mix, args.facts), resume=args.resume,
+        gt_at_model_size=not args.gt_native,
         command="depthvlm train " + " ".join(shlex.quote(a) for a in sys.argv[2:])
         if len(sys.argv) > 2 and sys.argv[1] == "train" else
         " ".join(shlex.quote(a) for a in sys.argv))

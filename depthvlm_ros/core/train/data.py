@@ -50,17 +50,24 @@ __all__ = [
     "AugmentConfig", "TextMix", "TextTarget", "Sample", "SampleBuilder", "BucketBatchPlan",
     "BatchDataset", "collate", "record_intrinsics", "format_metres", "draw_ring",
     "POINT_QUESTION", "MARKER_QUESTION", "DEPTH_PROMPT", "rewrite_coords", "first_number",
+    "FLIPPABLE_QA", "NUMERIC_QA",
 ]
 
 DEPTH_PROMPT = DEFAULT_DEPTH_PROMPT
-#: Point question with explicit pixel coordinates (column u, row v of the input image).
-POINT_QUESTION = ("How far from the camera is the point at pixel ({u}, {v}), in metres? "
-                  "Answer with a single number.")
+#: Point question with explicit pixel coordinates (column u, row v of the input image); the
+#: wording of the synthetic benchmark's ``point_depth`` items, so both teach one format.
+POINT_QUESTION = ("How far is the point at pixel (u={u}, v={v}) from the camera? Give its depth "
+                  "along the camera's optical axis in meters, rounded to two decimal places.")
 #: The per-point question of ``depthvlm bench`` (kept equal to its DEPTHLM_QUESTION).
 MARKER_QUESTION = ("How far from the camera is the point marked by the red circle, in metres? "
                    "Answer with a single number.")
 
-_COORD = re.compile(r"\(\s*(-?\d+(?:\.\d+)?)\s*,\s*(-?\d+(?:\.\d+)?)\s*\)")
+_COORD = re.compile(r"\(\s*(u\s*=\s*)?(-?\d+(?:\.\d+)?)\s*,\s*(?:v\s*=\s*)?(-?\d+(?:\.\d+)?)\s*\)")
+#: QA types whose text stays true under a horizontal flip once coordinates are mirrored
+#: (a region given by its top-left / bottom-right corners would swap corners, so it is not).
+FLIPPABLE_QA = ("point_depth", "nearer", "distance_3d")
+#: QA types with a numeric answer in metres (``nearer`` answers with a letter).
+NUMERIC_QA = ("point_depth", "region_mean", "region_median", "distance_3d")
 _NUMBER = re.compile(r"(?<![\w.])\d+(?:\.\d+)?")
 
 
@@ -91,10 +98,13 @@ def rewrite_coords(prompt: str, old: Sequence[Sequence[float]],
         return None
     out, last = [], 0
     for m, (ou, ov), (nu, nv) in zip(found, old, new):
-        if abs(float(m.group(1)) - ou) > 0.51 or abs(float(m.group(2)) - ov) > 0.51:
+        if abs(float(m.group(2)) - ou) > 0.51 or abs(float(m.group(3)) - ov) > 0.51:
             return None
         out.append(prompt[last:m.start()])
-        out.append(f"({int(round(nu))}, {int(round(nv))})")
+        if m.group(1):  # keep the "(u=.., v=..)" spelling of the synthetic benchmark
+            out.append(f"(u={int(round(nu))}, v={int(round(nv))})")
+        else:
+            out.append(f"({int(round(nu))}, {int(round(nv))})")
         last = m.end()
     out.append(prompt[last:])
     return "".join(out)
@@ -217,12 +227,17 @@ class SampleBuilder:
         augment: augmentation settings.
         text_mix: text-target kinds and weights.
         mean, std: image normalisation.
+        gt_at_model_size: bring the GT map to the model image's size (nearest, as the
+            benchmark's canonical grid; depth values untouched) instead of keeping it at the
+            image's own resolution. The loss is then computed on the canonical grid, ~3x
+            cheaper on CPU for VGA images; metric scale is unaffected.
     """
 
     def __init__(self, prompt_ids: Callable[[int, str], list[int]], tokenizer, eos_id: int,
                  canonical_fx: float, max_tokens: int, augment: AugmentConfig | None = None,
                  text_mix: TextMix | None = None, mean: Sequence[float] = (0.5, 0.5, 0.5),
-                 std: Sequence[float] = (0.5, 0.5, 0.5)) -> None:
+                 std: Sequence[float] = (0.5, 0.5, 0.5), gt_at_model_size: bool = True) -> None:
+        self.gt_at_model_size = bool(gt_at_model_size)
         self.prompt_ids = prompt_ids
         self.tokenizer = tokenizer
         self.eos_id = int(eos_id)
@@ -281,15 +296,19 @@ class SampleBuilder:
             gt = resize_nearest(gt, (w, h))
         intr = record_intrinsics(record, w, h)
         qa_coords = [tuple(c) for c in record.pixel_coords]
-        has_qa = bool(record.qa_type and record.qa_type not in ("depth", "dense")
+        has_qa = bool(record.qa_type and record.qa_type not in ("depth", "dense", "dense_depth")
                       and record.prompt and record.solution)
-        kind = kind or self.text_mix.choose(rng, has_qa)
+        # QA text names pixels of the whole image, so a cropped batch asks other kinds; the
+        # grid of every sample in a batch must stay the batch's.
+        kind = kind or self.text_mix.choose(rng, has_qa and crop_grid is None)
         a = self.augment
         flip = augment and rng.random() < a.hflip
         qa_prompt = record.prompt
         if kind == "qa":
             # QA coordinates refer to the full image: no crop; flip only if they can be rewritten.
             crop_grid = None
+            if flip and record.qa_type not in FLIPPABLE_QA:
+                flip = False
             if flip:
                 mirrored = [(w - 1 - u, v) for u, v in qa_coords]
                 rewritten = rewrite_coords(record.prompt, qa_coords, mirrored) if qa_coords else None
@@ -315,6 +334,8 @@ class SampleBuilder:
         if text.kind == "marker" and text.uv is not None:
             rgb = draw_ring(rgb, *text.uv)
         mi = prepare_image(rgb, intr, self.canonical_fx, plan=plan, mean=self.mean, std=self.std)
+        if self.gt_at_model_size:
+            gt = resize_nearest(gt, (plan.model_width, plan.model_height))
         ids = self.prompt_ids(plan.num_tokens, text.question)
         labels = [-100] * len(ids)
         for seg, trained in text.reply:
@@ -365,8 +386,10 @@ class SampleBuilder:
             pts = self._valid_points(gt, rng, 1, margin)
             if pts:
                 u, v, d = pts[0]
-                q = MARKER_QUESTION if kind == "marker" else POINT_QUESTION.format(u=u, v=v)
-                return TextTarget(kind, q, [(format_metres(d), True)], d, (u, v))
+                if kind == "marker":
+                    return TextTarget(kind, MARKER_QUESTION, [(format_metres(d), True)], d, (u, v))
+                return TextTarget(kind, POINT_QUESTION.format(u=u, v=v),
+                                  [(f"{d:.2f} meters", True)], d, (u, v))
             kind = "dense"
         pts = self._valid_points(gt, rng, max(1, self.text_mix.facts), margin)
         if not pts:

@@ -25,7 +25,8 @@ from ..bench.runner import parse_metres
 from ..config import DepthVLMConfig
 from ..pipeline import DepthVLMPipeline
 from ..spatial import sample_depth
-from .data import MARKER_QUESTION, POINT_QUESTION, _seeded, draw_ring, first_number, record_intrinsics
+from .data import (MARKER_QUESTION, NUMERIC_QA, POINT_QUESTION, _seeded, draw_ring, first_number,
+                   record_intrinsics)
 
 __all__ = ["evaluate_model", "answer_correct", "ANSWER_TOLERANCE"]
 
@@ -46,7 +47,7 @@ def _group(record: BenchRecord) -> str:
 
 @torch.no_grad()
 def evaluate_model(model, tokenizer, records: Sequence[BenchRecord], canonical_fx: float,
-                   max_tokens: int = 1280, points_per_image: int = 2,
+                   max_tokens: int = 1280, points_per_image: int = 0,
                    markers_per_image: int = 1, min_depth: float = 1e-3,
                    max_depth: float = float("inf"), seed: int = 0,
                    max_new_tokens: int = 12) -> dict[str, Any]:
@@ -77,8 +78,14 @@ def evaluate_model(model, tokenizer, records: Sequence[BenchRecord], canonical_f
     per_image = defaultdict(list)
     answers: dict[str, dict[str, list[bool]]] = defaultdict(lambda: defaultdict(list))
     examples: list[dict] = []
+    # One frame per image: the depth is scored once and every question about the image
+    # continues the same cached prefill (the benchmark holds several lines per image).
+    by_image: dict[str, list[BenchRecord]] = {}
+    for rec in records:
+        by_image.setdefault(str(rec.image), []).append(rec)
     try:
-        for rec in records:
+        for recs in by_image.values():
+            rec = recs[0]
             grp = _group(rec)
             rgb = load_rgb(rec)
             h, w = rgb.shape[:2]
@@ -92,11 +99,17 @@ def evaluate_model(model, tokenizer, records: Sequence[BenchRecord], canonical_f
                 p, g = dense_pair(pred, apply_depth_range(gt, min_depth, max_depth),
                                   rec.canonical_size)
                 per_image[grp].append(image_metrics(p, g))
-            asks: list[tuple[str, str, float]] = []
-            if rec.qa_type and rec.qa_type not in ("depth", "dense") and rec.solution:
-                truth = first_number(rec.solution)
-                if truth:
-                    asks.append(("qa", rec.prompt, truth))
+            asks: list[tuple[str, str, Any]] = []
+            for r in recs:
+                if not r.qa_type or r.qa_type in ("depth", "dense", "dense_depth") or not r.solution:
+                    continue
+                ans = r.extra.get("answer")
+                if r.qa_type == "nearer":
+                    asks.append(("nearer", r.prompt, str(ans or r.solution.strip()[:1])))
+                else:
+                    truth = float(ans) if isinstance(ans, (int, float)) else first_number(r.solution)
+                    if truth:
+                        asks.append((r.qa_type, r.prompt, truth))
             rng = _seeded("eval", seed, rec.source)
             pts = []
             if gt is not None:
@@ -116,15 +129,18 @@ def evaluate_model(model, tokenizer, records: Sequence[BenchRecord], canonical_f
                 asks.append(("point", POINT_QUESTION.format(u=u, v=v), d))
             for kind, question, truth in asks:
                 text = pipe.answer(frame.context, question).text
-                ok = answer_correct(parse_metres(text), truth)
+                if kind == "nearer":
+                    ok = text.strip()[:1].upper() == truth
+                else:
+                    ok = answer_correct(parse_metres(text), truth)
                 answers[kind][grp].append(ok)
-                if len(examples) < 12:
+                if len(examples) < 16:
                     examples.append({"kind": kind, "q": question, "a": text, "truth": truth})
             for u, v, d in pts[points_per_image:points_per_image + markers_per_image]:
                 marked = pipe.predict(draw_ring(rgb, u, v), intr, question=MARKER_QUESTION)
                 ok = answer_correct(parse_metres(marked.answer), d)
                 answers["marker"][grp].append(ok)
-                if len(examples) < 12:
+                if len(examples) < 16:
                     examples.append({"kind": "marker", "uv": [u, v], "a": marked.answer,
                                      "truth": d})
     finally:
@@ -135,17 +151,25 @@ def evaluate_model(model, tokenizer, records: Sequence[BenchRecord], canonical_f
         depth[grp] = {"delta1": m.delta1, "abs_rel": m.abs_rel, "n_images": m.n_images}
     ans_out: dict[str, dict[str, Any]] = {}
     all_ok: list[bool] = []
+    numeric_by_group: dict[str, list[bool]] = defaultdict(list)
     for kind, groups in sorted(answers.items()):
         ans_out[kind] = {}
         for grp, oks in sorted(groups.items()):
             ans_out[kind][grp] = {"accuracy": float(np.mean(oks)), "n": len(oks)}
-            all_ok.extend(oks)
+            if kind != "nearer":  # a letter, not a number
+                all_ok.extend(oks)
+                numeric_by_group[grp].extend(oks)
         merged = [o for oks in groups.values() for o in oks]
         ans_out[kind]["all"] = {"accuracy": float(np.mean(merged)), "n": len(merged)}
+    ans_out["numeric"] = {g: {"accuracy": float(np.mean(v)), "n": len(v)}
+                          for g, v in sorted(numeric_by_group.items())}
+    coord = [o for k in NUMERIC_QA for oks in answers.get(k, {}).values() for o in oks]
     summary = {
         "delta1_min": min((v["delta1"] for v in depth.values()), default=float("nan")),
         "abs_rel_max": max((v["abs_rel"] for v in depth.values()), default=float("nan")),
         "answer_accuracy": float(np.mean(all_ok)) if all_ok else float("nan"),
         "n_answers": len(all_ok),
+        "marker_accuracy": ans_out.get("marker", {}).get("all", {}).get("accuracy", float("nan")),
+        "coordinate_qa_accuracy": float(np.mean(coord)) if coord else float("nan"),
     }
     return {"depth": depth, "answers": ans_out, "summary": summary, "examples": examples}

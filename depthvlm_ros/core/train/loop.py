@@ -119,8 +119,8 @@ class TrainConfig:
     keep_checkpoints: int = 2
     log_every: int = 10
     eval_images: int = 40
-    eval_points: int = 2
-    eval_markers: int = 1
+    eval_points: int = 0
+    eval_markers: int = 2
     seed: int = 0
     strategy: str = "ddp"
     device: str = "auto"
@@ -131,6 +131,7 @@ class TrainConfig:
     resume: str = ""  # "", "auto" (latest in out_dir) or a checkpoint folder
     command: str = ""
     max_depth: float = 1000.0
+    gt_at_model_size: bool = True
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -295,15 +296,16 @@ class Trainer:
 
     # ------------------------------------------------------------------------------------------
     def _eval_subset(self, records: list[BenchRecord]) -> list[BenchRecord]:
-        # An even spread over datasets, so a capped evaluation still covers indoor and outdoor.
+        # Up to eval_images images (with all their lines), spread evenly over datasets, so a
+        # capped evaluation still covers indoor and outdoor.
         n = self.cfg.eval_images
-        if n <= 0 or len(records) <= n:
-            return records
-        groups: dict[str, list[BenchRecord]] = {}
+        groups: dict[str, dict[str, list[BenchRecord]]] = {}
         for r in records:
-            groups.setdefault(r.dataset or "all", []).append(r)
+            groups.setdefault(r.dataset or "all", {}).setdefault(str(r.image), []).append(r)
+        if n <= 0:
+            return records
         per = max(1, n // len(groups))
-        return [r for g in sorted(groups) for r in groups[g][:per]]
+        return [r for g in sorted(groups) for img in list(groups[g])[:per] for r in groups[g][img]]
 
     def _resolve_resume(self) -> Path | None:
         r = self.cfg.resume
@@ -348,7 +350,8 @@ class Trainer:
         builder = SampleBuilder(self.pipe.prompt_ids, self.tokenizer,
                                 self.tokenizer.convert_tokens_to_ids("<|im_end|>"),
                                 self.canonical_fx, cfg.max_image_tokens, cfg.augment, cfg.text_mix,
-                                self.pipe.image_mean, self.pipe.image_std)
+                                self.pipe.image_mean, self.pipe.image_std,
+                                gt_at_model_size=cfg.gt_at_model_size)
         if not hasattr(self, "_grids"):
             self._grids = [builder.full_grid(r) for r in self.train_records]
         plan = BucketBatchPlan(self._grids, cfg.batch_size, env.world_size, env.rank,
