@@ -69,7 +69,10 @@ def load_model_callables(model: str, device: str = "auto") -> tuple[Callable, Ca
     from ..core.config import DepthVLMConfig
     from ..core.pipeline import DepthVLMPipeline
 
-    pipe = DepthVLMPipeline.from_config(DepthVLMConfig(model_path=model, device=device))
+    # The benchmark applies each dataset's own GT caps; the node's publishing range (100 m by
+    # default) must not blank far predictions on outdoor sets capped at 120 m.
+    pipe = DepthVLMPipeline.from_config(DepthVLMConfig(model_path=model, device=device,
+                                                       max_depth=1000.0))
 
     def depth_fn(rgb, intrinsics):
         return pipe.process_frame(rgb, intrinsics, keep_context=False).depth
