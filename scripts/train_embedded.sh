@@ -17,9 +17,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 RUN=${1:-runs/embedded}
 NPROC=${NPROC:-1}
-N_TRAIN=${N_TRAIN:-240}      # images per kind in the training split
+N_TRAIN=${N_TRAIN:-800}      # images per kind in the training split
 N_EVAL=${N_EVAL:-30}         # images per kind in the held-out split
-STAGES=${STAGES:-0:1800:1e-3,1:150:5e-4,2:450:2e-4}
+STAGES=${STAGES:-0:2700:1e-3,1:200:5e-4,2:700:2e-4}
 PY=${PYTHON:-python}
 mkdir -p "$RUN"
 
@@ -40,5 +40,5 @@ nice -n 10 "$PY" -m torch.distributed.run --standalone --nproc_per_node "$NPROC"
   --out "$RUN" --init scratch --arch embedded --canonical-fx 256 --max-image-tokens 128 \
   --stages "$STAGES" --batch-size 8 --grad-accum 1 --depth-weight 1.0 --lm-weight 0.5 \
   --hflip 0.5 --jitter 0.2 --crop 0.3 --text-mix dense=1,point=1,marker=2,qa=2 \
-  --workers 1 --threads 2 --eval-every 300 --ckpt-every 50 --log-every 10 \
+  --workers 1 --threads 2 --eval-every 450 --ckpt-every 50 --log-every 10 \
   --eval-images 60 --eval-markers 2 --seed 0 --resume auto

@@ -254,3 +254,21 @@ def test_resume_continues_exactly(plane_data, tmp_path):
     a = json.loads((tmp_path / "full" / "params_rank0.json").read_text())["params"]
     b = json.loads((tmp_path / "resumed" / "params_rank0.json").read_text())["params"]
     assert a == b
+
+
+def test_fsdp_two_processes_one_stage(plane_data, tmp_path):
+    """FSDP2 (fully_shard) on two Gloo ranks: trains, gathers full weights for the folder and
+    for evaluation, and both ranks see the same full parameters."""
+    train, val = plane_data
+    out = tmp_path / "fsdp"
+    env = dict(os.environ, OMP_NUM_THREADS="1", DEPTHVLM_TRAIN_DUMP_PARAMS="1")
+    cmd = _train_cmd(train, val, out, "0:4:3e-3", ("--strategy", "fsdp"))
+    cmd[cmd.index("--eval-every") + 1] = "4"
+    res = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=170)
+    assert res.returncode == 0, res.stderr[-3000:]
+    digests = [json.loads((out / f"params_rank{r}.json").read_text()) for r in range(2)]
+    assert digests[0]["params"] == digests[1]["params"]
+    assert (out / "best" / "model.safetensors").is_file()
+    pipe = DepthVLMPipeline.from_config(DepthVLMConfig(model_path=str(out / "final"),
+                                                       head_backend="torch", device="cpu"))
+    assert pipe.canonical_fx == 100.0

@@ -411,7 +411,7 @@ class Trainer:
                 if self.global_step < end:
                     self._run_stage(index, spec, start, end, bar)
                 start = end
-            if self.eval_records:
+            if self.eval_records and self.last_eval.get("step") != self.global_step:
                 self._evaluate()
             self._save("final", final=True)
             if os.environ.get("DEPTHVLM_TRAIN_DUMP_PARAMS"):
@@ -428,6 +428,12 @@ class Trainer:
         names = set_trainable(model, spec.stage)
         step_module = DepthVLMTrainStep(model)
         shard = ()
+        if cfg.strategy == "fsdp" and env.distributed and index > 0:
+            # fully_shard converts parameters to DTensors in place and cannot be re-applied
+            # with a different trainable set; run each stage as its own job (--init the
+            # previous stage's folder) under FSDP.
+            raise RuntimeError("with --strategy fsdp run one stage per job (pass the previous "
+                               "stage's final folder as --init)")
         if cfg.strategy == "fsdp":
             from transformers.models.qwen3_vl.modeling_qwen3_vl import (
                 Qwen3VLTextDecoderLayer, Qwen3VLVisionBlock)
@@ -504,11 +510,27 @@ class Trainer:
         del it, loader
 
     # ------------------------------------------------------------------------------------------
+    def _eval_model(self) -> nn.Module | None:
+        """The model to evaluate on rank 0: itself, or under FSDP a gathered CPU copy.
+
+        A sharded model's forward is a collective, so rank 0 cannot run it alone; every rank
+        takes part in the gather, then rank 0 evaluates a plain copy.
+        """
+        if self.cfg.strategy == "fsdp" and self.env.distributed:
+            sd = fsdp_full_state_dict(self.model)  # full tensors on rank 0 only (CPU offload)
+            if not self.env.is_main:
+                return None
+            copy = DepthVLMForConditionalGeneration(self.model.config)
+            copy.load_state_dict(sd)
+            return copy
+        return unwrap_model(self.model)
+
     def _evaluate(self) -> None:
         env = self.env
+        model = self._eval_model()
         if env.is_main:
             t0 = time.perf_counter()
-            res = evaluate_model(unwrap_model(self.model), self.tokenizer, self.eval_records,
+            res = evaluate_model(model, self.tokenizer, self.eval_records,
                                  self.canonical_fx, self.cfg.max_image_tokens,
                                  self.cfg.eval_points, self.cfg.eval_markers, seed=self.cfg.seed,
                                  max_depth=self.cfg.max_depth)
@@ -525,7 +547,8 @@ class Trainer:
             score = self._score(res)
             if score > self.best_score:
                 self.best_score = score
-                self._write_folder(self.out / "best", stage=self._stage_at(self.global_step))
+                self._write_folder(self.out / "best", stage=self._stage_at(self.global_step),
+                                   model=model)
         barrier(env)
 
     @staticmethod
@@ -556,8 +579,9 @@ class Trainer:
                 "world_size": self.env.world_size}
 
     def _write_folder(self, path: Path, stage: int, final: bool = False,
-                      state_dict: dict[str, torch.Tensor] | None = None) -> None:
-        model = unwrap_model(self.model)
+                      state_dict: dict[str, torch.Tensor] | None = None,
+                      model: nn.Module | None = None) -> None:
+        model = model if model is not None else unwrap_model(self.model)
         if state_dict is not None:
             cpu = DepthVLMForConditionalGeneration(model.config)
             cpu.load_state_dict({k.removeprefix("model."): v for k, v in state_dict.items()},
@@ -578,8 +602,10 @@ class Trainer:
         from safetensors.torch import save_file
 
         full_sd = None
-        if cfg.strategy == "fsdp" and env.distributed and wrapped is not None:
-            full_sd = fsdp_full_state_dict(wrapped)  # a collective: every rank takes part
+        if cfg.strategy == "fsdp" and env.distributed:
+            # A collective: every rank takes part. FSDP2 shards the model in place, so the
+            # plain model's state dict holds DTensors and is gathered here.
+            full_sd = {"model." + k: v for k, v in fsdp_full_state_dict(self.model).items()}
         osd = None
         if opt is not None:
             from torch.distributed.checkpoint.state_dict import (StateDictOptions,
