@@ -19,7 +19,7 @@ RUN=${1:-runs/embedded}
 NPROC=${NPROC:-1}
 N_TRAIN=${N_TRAIN:-800}      # images per kind in the training split
 N_EVAL=${N_EVAL:-30}         # images per kind in the held-out split
-STAGES=${STAGES:-0:2700:1e-3,1:200:5e-4,2:700:2e-4}
+STAGES=${STAGES:-0:1700:1e-3,1:150:5e-4,2:450:2e-4}
 PY=${PYTHON:-python}
 mkdir -p "$RUN"
 

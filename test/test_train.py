@@ -188,6 +188,22 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def _run(cmd, env, timeout=170):
+    """Run a training job in its own process group; on timeout kill the whole group, so no
+    orphaned rank is left waiting on a collective after the launcher is gone."""
+    import signal
+
+    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        out, err = proc.communicate()
+        pytest.fail(f"training job timed out after {timeout} s: {err[-2000:]}")
+    return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
+
+
 def _train_cmd(train, val, out, stages, extra=()):
     return [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
             "--master_addr", "127.0.0.1", "--master_port", str(_free_port()),
@@ -203,8 +219,7 @@ def test_ddp_two_processes_identical_and_loss_falls(plane_data, tmp_path):
     train, val = plane_data
     out = tmp_path / "run"
     env = dict(os.environ, OMP_NUM_THREADS="1", DEPTHVLM_TRAIN_DUMP_PARAMS="1")
-    res = subprocess.run(_train_cmd(train, val, out, "0:12:3e-3,1:2:1e-3,2:2:1e-3"),
-                         cwd=REPO, env=env, capture_output=True, text=True, timeout=170)
+    res = _run(_train_cmd(train, val, out, "0:12:3e-3,1:2:1e-3,2:2:1e-3"), env)
     assert res.returncode == 0, res.stderr[-3000:]
     # Both ranks dumped a digest of their final parameters: they must be identical.
     digests = [json.loads((out / f"params_rank{r}.json").read_text()) for r in range(2)]
@@ -241,7 +256,7 @@ def test_resume_continues_exactly(plane_data, tmp_path):
 
     def run(out, stages, *extra):
         cmd = [str(out) if a == "OUT" else a for a in base] + ["--stages", stages, *extra]
-        r = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=170)
+        r = _run(cmd, env)
         assert r.returncode == 0, r.stderr[-3000:]
 
     run(tmp_path / "full", "0:6:2e-3")
@@ -264,7 +279,7 @@ def test_fsdp_two_processes_one_stage(plane_data, tmp_path):
     env = dict(os.environ, OMP_NUM_THREADS="1", DEPTHVLM_TRAIN_DUMP_PARAMS="1")
     cmd = _train_cmd(train, val, out, "0:4:3e-3", ("--strategy", "fsdp"))
     cmd[cmd.index("--eval-every") + 1] = "4"
-    res = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=170)
+    res = _run(cmd, env)
     assert res.returncode == 0, res.stderr[-3000:]
     digests = [json.loads((out / f"params_rank{r}.json").read_text()) for r in range(2)]
     assert digests[0]["params"] == digests[1]["params"]
