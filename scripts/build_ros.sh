@@ -18,6 +18,14 @@
 #   * numpy's include folder lies inside this repository when the venv does, which CMake refuses
 #     in exported include paths, so the build is pointed at the /opt/python symlink instead.
 # Extra arguments are passed to `colcon build` (for example --cmake-clean-cache).
+#
+# A second ROS distribution side by side (for example Jazzy next to the default Kilted):
+#   DEPTHVLM_VENV=.venv-jazzy        the venv that owns that distribution's wheels (default .venv;
+#                                    relative to the repository root, or absolute)
+#   DEPTHVLM_BUILD_SUFFIX=-jazzy     build into build-jazzy/ install-jazzy/ log-jazzy/ instead
+#   DEPTHVLM_VENV=.venv-jazzy DEPTHVLM_BUILD_SUFFIX=-jazzy bash scripts/build_ros.sh
+#   DEPTHVLM_VENV=.venv-jazzy DEPTHVLM_BUILD_SUFFIX=-jazzy source scripts/ros_env.sh
+# (scripts/test_jazzy.sh does all of it.) Unset, both keep the default layout above.
 set -euo pipefail
 
 die() { printf 'build_ros.sh: error: %s\n' "$*" >&2; exit 1; }
@@ -25,12 +33,20 @@ note() { printf 'build_ros.sh: %s\n' "$*"; }
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$REPO"
+VENV="${DEPTHVLM_VENV:-.venv}"
+[[ "$VENV" == /* ]] || VENV="$REPO/$VENV"
+SUFFIX="${DEPTHVLM_BUILD_SUFFIX:-}"
+BUILD_BASE="$REPO/build$SUFFIX"
+INSTALL_BASE="$REPO/install$SUFFIX"
+LOG_BASE="$REPO/log$SUFFIX"
 
 # --- the Python that owns the ROS wheels (or the system ROS) ------------------------------------
 if [[ -n "${DEPTHVLM_PYTHON:-}" ]]; then
   PY="$DEPTHVLM_PYTHON"
-elif [[ -x "$REPO/.venv/bin/python" ]]; then
-  PY="$REPO/.venv/bin/python"
+elif [[ -x "$VENV/bin/python" ]]; then
+  PY="$VENV/bin/python"
+elif [[ -n "${DEPTHVLM_VENV:-}" ]]; then
+  die "DEPTHVLM_VENV=$DEPTHVLM_VENV: no $VENV/bin/python"
 elif [[ -n "${VIRTUAL_ENV:-}" && -x "$VIRTUAL_ENV/bin/python" ]]; then
   PY="$VIRTUAL_ENV/bin/python"
 else
@@ -65,13 +81,16 @@ fi
 if [[ "$WHEELS" == 1 ]]; then
   DISTRO="$("$PY" - <<'EOF'
 import importlib.metadata as md
-for name, distro in (("ros-rclpy", "kilted"), ("ros-jazzy-rclpy", "jazzy"),
-                     ("ros-rosidl-generator-py", "kilted"), ("ros-jazzy-rosidl-generator-py", "jazzy")):
+# The ros-jazzy-* metapackages pull in plain ros-* wheels at Jazzy versions, so a plain
+# ros-rclpy is told apart by its major version (Jazzy 7.x, Kilted 9.x).
+RCLPY_MAJOR = {"7": "jazzy", "9": "kilted"}
+for name, distro in (("ros-jazzy-rclpy", "jazzy"), ("ros-jazzy-rosidl-generator-py", "jazzy"),
+                     ("ros-rclpy", None), ("ros-rosidl-generator-py", "kilted")):
     try:
-        md.version(name)
+        version = md.version(name)
     except md.PackageNotFoundError:
         continue
-    print(distro)
+    print(distro or RCLPY_MAJOR.get(version.split(".")[0], "kilted"))
     break
 else:
     print("unknown")
@@ -79,9 +98,15 @@ EOF
 )"
   missing=()
   "$PY" -c 'import ament_package' 2>/dev/null || missing+=(ament_package)
-  for pkg in ament_cmake_include_directories rosidl_core_generators ament_cmake_ros_core; do
-    # Jazzy's fastrtps type support does not use ament_cmake_ros_core (it has no such wheel).
-    [[ "$pkg" == ament_cmake_ros_core && "$DISTRO" == jazzy ]] && continue
+  # Jazzy's fastrtps type support finds ament_cmake_ros (it has no ament_cmake_ros_core), which
+  # finds ament_cmake_gmock/gtest/pytest; its rosidl_generator_py finds python_cmake_module.
+  cmake_pkgs=(ament_cmake_include_directories rosidl_core_generators)
+  if [[ "$DISTRO" == jazzy ]]; then
+    cmake_pkgs+=(ament_cmake_ros ament_cmake_gmock ament_cmake_gtest ament_cmake_pytest python_cmake_module)
+  else
+    cmake_pkgs+=(ament_cmake_ros_core)
+  fi
+  for pkg in "${cmake_pkgs[@]}"; do
     [[ -f "$PREFIX/share/$pkg/cmake/${pkg}Config.cmake" ]] || missing+=("$pkg")
   done
   if ((${#missing[@]})); then
@@ -92,8 +117,22 @@ EOF
       [rosidl_core_generators]=ros-rosidl-core-generators==0.3.1
       [ament_cmake_ros_core]=ros-ament-cmake-ros-core==0.14.5
     )
-    if [[ "$DISTRO" == kilted ]]; then
-      reqs=(); for m in "${missing[@]}"; do reqs+=("${KILTED_PINS[$m]}"); done
+    # The same for Jazzy (requirements-jazzy.txt).
+    declare -A JAZZY_PINS=(
+      [ament_package]=ros-jazzy-ament-package==0.16.4
+      [ament_cmake_include_directories]=ros-jazzy-ament-cmake-include-directories==2.5.4
+      [rosidl_core_generators]=ros-jazzy-rosidl-core-generators==0.2.0
+      [ament_cmake_ros]=ros-jazzy-ament-cmake-ros==0.12.0
+      [ament_cmake_gmock]=ros-jazzy-ament-cmake-gmock==2.5.4
+      [ament_cmake_gtest]=ros-jazzy-ament-cmake-gtest==2.5.4
+      [ament_cmake_pytest]=ros-jazzy-ament-cmake-pytest==2.5.4
+      [python_cmake_module]=ros-jazzy-python-cmake-module==0.11.1
+    )
+    if [[ "$DISTRO" == kilted || "$DISTRO" == jazzy ]]; then
+      reqs=()
+      for m in "${missing[@]}"; do
+        if [[ "$DISTRO" == kilted ]]; then reqs+=("${KILTED_PINS[$m]}"); else reqs+=("${JAZZY_PINS[$m]}"); fi
+      done
       if [[ -n "${DEPTHVLM_NO_PIP:-}" ]]; then
         die "missing build packages: ${missing[*]}; install them with: $PY -m pip install ${reqs[*]}"
       fi
@@ -141,12 +180,12 @@ if [[ "$NP_INC_FOR_CMAKE/" == "$REPO"/* ]]; then
 fi
 
 # --- build ----------------------------------------------------------------------------------------
-note "building with $PY into $REPO/install"
+note "building with $PY into $INSTALL_BASE"
 # --paths keeps colcon from crawling .venv and the rest of the tree for packages.
-"$PY" -m colcon --log-base "$REPO/log" build \
+"$PY" -m colcon --log-base "$LOG_BASE" build \
   --paths "$REPO" \
-  --build-base "$REPO/build" \
-  --install-base "$REPO/install" \
+  --build-base "$BUILD_BASE" \
+  --install-base "$INSTALL_BASE" \
   --parallel-workers 1 \
   --event-handlers console_direct+ \
   --cmake-args \
@@ -154,12 +193,12 @@ note "building with $PY into $REPO/install"
     "-DPython3_NumPy_INCLUDE_DIR=$NP_INC_FOR_CMAKE" \
     -DBUILD_TESTING=OFF \
   "$@" \
-  || die "colcon build failed; the full log is under $REPO/log/latest_build"
+  || die "colcon build failed; the full log is under $LOG_BASE/latest_build"
 
 # --- check that the result imports --------------------------------------------------------------
 # shellcheck source=scripts/ros_env.sh
 if ! (source "$REPO/scripts/ros_env.sh" && cd / && "$PY" -c \
     'from depthvlm_ros.msg import SpatialQuery, SpatialAnswer; SpatialAnswer(status=SpatialAnswer.STATUS_OK)'); then
-  die "the build finished but depthvlm_ros.msg cannot be imported from $REPO/install"
+  die "the build finished but depthvlm_ros.msg cannot be imported from $INSTALL_BASE"
 fi
-note "ok: interfaces and the Python package are in $REPO/install; run: source scripts/ros_env.sh"
+note "ok: interfaces and the Python package are in $INSTALL_BASE; run: source scripts/ros_env.sh"

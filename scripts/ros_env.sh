@@ -16,15 +16,31 @@
 #     live source tree is imported instead of the copy in install/ (depthvlm_ros/__init__.py
 #     extends the package path, so depthvlm_ros.msg still comes from install/).
 # Returns non-zero, with a message, when install/ has not been built.
+#
+# A second ROS distribution built with scripts/build_ros.sh (see there), for example Jazzy:
+#   DEPTHVLM_VENV=.venv-jazzy DEPTHVLM_BUILD_SUFFIX=-jazzy source scripts/ros_env.sh
+# uses install-jazzy/ and activates .venv-jazzy (instead of the one active, if it differs).
 
 _depthvlm_env() {
-  local repo venv_prefix
+  local repo venv_prefix install venv
   repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)" || return 1
-  if [[ ! -f "$repo/install/setup.bash" ]]; then
-    echo "ros_env.sh: $repo/install/setup.bash not found; run: bash $repo/scripts/build_ros.sh" >&2
+  install="$repo/install${DEPTHVLM_BUILD_SUFFIX:-}"
+  if [[ ! -f "$install/setup.bash" ]]; then
+    echo "ros_env.sh: $install/setup.bash not found; run: bash $repo/scripts/build_ros.sh" >&2
     return 1
   fi
-  if [[ -z "${VIRTUAL_ENV:-}" && -f "$repo/.venv/bin/activate" ]]; then
+  if [[ -n "${DEPTHVLM_VENV:-}" ]]; then
+    venv="$DEPTHVLM_VENV"
+    [[ "$venv" == /* ]] || venv="$repo/$venv"
+    if [[ ! -f "$venv/bin/activate" ]]; then
+      echo "ros_env.sh: DEPTHVLM_VENV=$DEPTHVLM_VENV: $venv/bin/activate not found" >&2
+      return 1
+    fi
+    if [[ "${VIRTUAL_ENV:-}" != "$(cd "$venv" && pwd)" ]]; then
+      # shellcheck disable=SC1091
+      source "$venv/bin/activate" || return 1
+    fi
+  elif [[ -z "${VIRTUAL_ENV:-}" && -f "$repo/.venv/bin/activate" ]]; then
     # shellcheck disable=SC1091
     source "$repo/.venv/bin/activate" || return 1
   fi
@@ -39,7 +55,7 @@ _depthvlm_env() {
   local had_nounset=0
   [[ $- == *u* ]] && had_nounset=1 && set +u
   # shellcheck disable=SC1091
-  source "$repo/install/setup.bash"
+  source "$install/setup.bash"
   local rc=$?
   ((had_nounset)) && set -u
   ((rc == 0)) || return "$rc"
@@ -55,7 +71,7 @@ _depthvlm_env() {
   if [[ "${DEPTHVLM_ROS_SOURCE:-0}" == 1 ]]; then
     export PYTHONPATH="$repo${PYTHONPATH:+:$PYTHONPATH}"
   fi
-  export DEPTHVLM_ROS_INSTALL="$repo/install"
+  export DEPTHVLM_ROS_INSTALL="$install"
 }
 _depthvlm_env
 _depthvlm_env_rc=$?

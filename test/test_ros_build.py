@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-INSTALL = REPO / "install"
+# DEPTHVLM_BUILD_SUFFIX selects a second install space (install-jazzy/, see scripts/build_ros.sh).
+INSTALL = REPO / ("install" + os.environ.get("DEPTHVLM_BUILD_SUFFIX", ""))
 PKG_PREFIX = INSTALL / "depthvlm_ros"
 
 pytestmark = pytest.mark.skipif(
