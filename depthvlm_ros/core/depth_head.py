@@ -129,6 +129,11 @@ class DPTDepthHead(nn.Module):
         Returns:
             Depth in metres, (B, H_out, W_out), strictly positive.
         """
+        return self.decode(self.fuse(ds0, ds1, ds2, llm), int(out_hw[0]), int(out_hw[1]))
+
+    def fuse(self, ds0: torch.Tensor, ds1: torch.Tensor, ds2: torch.Tensor,
+             llm: torch.Tensor) -> torch.Tensor:
+        """Pyramid and RefineNet fusion: (B, features/2, 16 gh, 16 gw) at half resolution."""
         levels = []
         for idx, tokens in enumerate((ds0, ds1, ds2, llm)):
             x = self.norm(tokens).permute(0, 3, 1, 2)
@@ -140,10 +145,16 @@ class DPTDepthHead(nn.Module):
         x = s.refinenet3(x, l3, size=l2.shape[2:])
         x = s.refinenet2(x, l2, size=l1.shape[2:])
         x = s.refinenet1(x, l1)
-        x = s.output_conv1(x)
-        x = F.interpolate(x, size=(int(out_hw[0]), int(out_hw[1])), mode="bilinear",
-                          align_corners=True)
-        return s.output_conv2(x).squeeze(1)
+        return s.output_conv1(x)
+
+    def decode(self, fused: torch.Tensor, out_h, out_w) -> torch.Tensor:
+        """Resize the fused features to (out_h, out_w) and predict depth (B, out_h, out_w).
+
+        ``out_h``/``out_w`` may be Python ints or symbolic sizes (ONNX export keeps them
+        dynamic that way).
+        """
+        x = F.interpolate(fused, size=(out_h, out_w), mode="bilinear", align_corners=True)
+        return self.scratch.output_conv2(x).squeeze(1)
 
     def forward_tokens(self, features_list: Sequence[torch.Tensor], patch_h: int, patch_w: int,
                        output_size: Sequence[int] | None = None) -> torch.Tensor:

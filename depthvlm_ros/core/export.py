@@ -114,10 +114,9 @@ class ExportableHead(nn.Module):
     """The DPT head with ``out_hw`` read from a tensor, so the output size stays dynamic.
 
     :meth:`DPTDepthHead.forward` turns ``out_hw`` into Python ints, which the exporter would
-    freeze into the graph as constants. This wrapper runs the same submodules in the same
-    order but reads the size with ``.item()`` (a symbolic value under ``torch.export``), which
-    becomes the ``sizes`` input of the ONNX ``Resize``. The arithmetic is otherwise the head's;
-    the tests compare both at several grid and output sizes, so a drift shows up.
+    freeze into the graph as constants. This wrapper calls the head's own ``fuse`` and
+    ``decode`` but reads the size with ``.item()`` (a symbolic value under ``torch.export``),
+    which becomes the ``sizes`` input of the ONNX ``Resize``.
     """
 
     def __init__(self, head: DPTDepthHead) -> None:
@@ -126,27 +125,14 @@ class ExportableHead(nn.Module):
 
     def forward(self, ds0: torch.Tensor, ds1: torch.Tensor, ds2: torch.Tensor,
                 llm: torch.Tensor, out_hw: torch.Tensor) -> torch.Tensor:
-        head = self.head
-        levels = []
-        for idx, tokens in enumerate((ds0, ds1, ds2, llm)):
-            x = head.norm(tokens).permute(0, 3, 1, 2)
-            levels.append(head.resize_layers[idx](head.projects[idx](x)))
-        s = head.scratch
-        l1, l2, l3, l4 = (s.layer1_rn(levels[0]), s.layer2_rn(levels[1]),
-                          s.layer3_rn(levels[2]), s.layer4_rn(levels[3]))
-        x = s.refinenet4(l4, size=l3.shape[2:])
-        x = s.refinenet3(x, l3, size=l2.shape[2:])
-        x = s.refinenet2(x, l2, size=l1.shape[2:])
-        x = s.refinenet1(x, l1)
-        x = s.output_conv1(x)
+        fused = self.head.fuse(ds0, ds1, ds2, llm)
         out_h = out_hw[0].item()
         out_w = out_hw[1].item()
         # torch.export needs these facts about the data-dependent sizes; > 1 because
         # align-corners interpolation divides by (size - 1).
         torch._check(out_h >= 2)
         torch._check(out_w >= 2)
-        x = F.interpolate(x, size=(out_h, out_w), mode="bilinear", align_corners=True)
-        return s.output_conv2(x).squeeze(1)
+        return self.head.decode(fused, out_h, out_w)
 
 
 def head_of(model_or_head: nn.Module) -> DPTDepthHead:
