@@ -40,6 +40,7 @@ __all__ = [
     "msg_to_depth",
     "camera_info_to_intrinsics",
     "scaled_camera_info",
+    "intrinsics_to_camera_info",
     "make_pointcloud2",
     "depth_to_pointcloud2",
     "pointcloud2_to_array",
@@ -441,6 +442,24 @@ def scaled_camera_info(msg: Any, width: int, height: int):
 
 # --------------------------------------------------------------------------------------------
 # point clouds
+
+
+def intrinsics_to_camera_info(intr: Intrinsics, header: Any = None):
+    """A distortion-free CameraInfo (plumb_bob, zero D, identity R) for given intrinsics.
+
+    For intrinsics that did not come from a CameraInfo (a configured field of view, a test
+    camera); P is K with a zero translation column, as for a monocular camera.
+    """
+    _, _, _, CameraInfo, _, _ = _msgs()
+    ci = CameraInfo()
+    ci.header = _header(header)
+    ci.width, ci.height = int(intr.width), int(intr.height)
+    ci.distortion_model = "plumb_bob"
+    ci.d = [0.0] * 5
+    ci.k = [intr.fx, 0.0, intr.cx, 0.0, intr.fy, intr.cy, 0.0, 0.0, 1.0]
+    ci.r = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0]
+    ci.p = [intr.fx, 0.0, intr.cx, 0.0, 0.0, intr.fy, intr.cy, 0.0, 0.0, 0.0, 1.0, 0.0]
+    return ci
 
 
 def make_pointcloud2(points: np.ndarray, header: Any = None, rgb: np.ndarray | None = None):

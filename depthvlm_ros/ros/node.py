@@ -86,19 +86,6 @@ def _copy_header(header) -> Header:
     return out
 
 
-def _camera_info_from_intrinsics(intr: Intrinsics, header) -> CameraInfo:
-    """A distortion-free CameraInfo for intrinsics that did not come from a CameraInfo."""
-    ci = CameraInfo()
-    ci.header = _copy_header(header)
-    ci.width, ci.height = intr.width, intr.height
-    ci.distortion_model = "plumb_bob"
-    ci.d = [0.0] * 5
-    ci.k = [intr.fx, 0.0, intr.cx, 0.0, intr.fy, intr.cy, 0.0, 0.0, 1.0]
-    ci.r = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0]
-    ci.p = [intr.fx, 0.0, intr.cx, 0.0, 0.0, intr.fy, intr.cy, 0.0, 0.0, 0.0, 1.0, 0.0]
-    return ci
-
-
 def _descriptor(spec) -> ParameterDescriptor:
     desc = ParameterDescriptor(description=spec.description,
                                read_only=spec.name in STARTUP_PARAMETERS)
@@ -454,7 +441,7 @@ class DepthVLMNode(LifecycleNode):
         cfg = self._cfg
         self._pubs["depth"].publish(convert.depth_to_msg(depth, header))
         if info_msg is None:
-            ci = _camera_info_from_intrinsics(intr, header)
+            ci = convert.intrinsics_to_camera_info(intr, header)
         else:
             ci = CameraInfo()
             ci.header, ci.width, ci.height = _copy_header(header), info_msg.width, info_msg.height

@@ -144,19 +144,6 @@ class _Client:
         rclpy.try_shutdown(context=self.ctx)
 
 
-def _camera_info(intr: Intrinsics):
-    from sensor_msgs.msg import CameraInfo
-
-    ci = CameraInfo()
-    ci.width, ci.height = intr.width, intr.height
-    ci.distortion_model = "plumb_bob"
-    ci.d = [0.0] * 5
-    ci.k = [intr.fx, 0.0, intr.cx, 0.0, intr.fy, intr.cy, 0.0, 0.0, 1.0]
-    ci.r = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0]
-    ci.p = [intr.fx, 0.0, intr.cx, 0.0, 0.0, intr.fy, intr.cy, 0.0, 0.0, 0.0, 1.0, 0.0]
-    return ci
-
-
 def _node_env(domain_id: int, threads: int) -> dict[str, str]:
     import depthvlm_ros
 
@@ -245,7 +232,7 @@ def bench_node_overhead(model_path: str, rgb: np.ndarray, intrinsics: Intrinsics
         e2e, node_model, direct = [], [], []
         for i in range(warmup + frames):
             img = convert.rgb_to_msg(rgb, None)  # the camera driver's work, not the node's
-            info = _camera_info(intrinsics)
+            info = convert.intrinsics_to_camera_info(intrinsics)
             stamp = (1000 + i, 0)
             for msg in (img, info):
                 msg.header.stamp.sec, msg.header.stamp.nanosec = stamp
