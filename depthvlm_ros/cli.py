@@ -53,7 +53,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(modules[args.command].run(args) or 0)
     except DepthVLMError as exc:
-        print(f"depthvlm {args.command}: error: {exc}", file=sys.stderr)
+        # One line, even when the message wraps a multi-line error from a library (a YAML
+        # parser's caret diagram, a state-dict report): scripts and logs read one line.
+        text = " ".join(part.strip() for part in str(exc).splitlines() if part.strip())
+        print(f"depthvlm {args.command}: error: {text}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print(f"depthvlm {args.command}: interrupted", file=sys.stderr)

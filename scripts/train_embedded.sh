@@ -19,7 +19,7 @@ RUN=${1:-runs/embedded}
 NPROC=${NPROC:-1}
 N_TRAIN=${N_TRAIN:-800}      # images per kind in the training split
 N_EVAL=${N_EVAL:-30}         # images per kind in the held-out split
-STAGES=${STAGES:-0:1700:1e-3,1:150:5e-4,2:450:2e-4}
+STAGES=${STAGES:-0:1400:6e-4,1:120:3e-4,2:380:1.5e-4}
 PY=${PYTHON:-python}
 mkdir -p "$RUN"
 
@@ -38,7 +38,7 @@ nice -n 10 "$PY" -m torch.distributed.run --standalone --nproc_per_node "$NPROC"
   -m depthvlm_ros.cli train \
   --train "$RUN/data/train/synthetic.jsonl" --eval "$RUN/data/heldout/synthetic.jsonl" \
   --out "$RUN" --init scratch --arch embedded --canonical-fx 256 --max-image-tokens 128 \
-  --stages "$STAGES" --batch-size 8 --grad-accum 1 --depth-weight 1.0 --lm-weight 0.5 \
+  --stages "$STAGES" --warmup 100 --batch-size 8 --grad-accum 1 --depth-weight 1.0 --lm-weight 0.5 \
   --hflip 0.5 --jitter 0.2 --crop 0.3 --text-mix dense=1,point=1,marker=2,qa=2 \
   --workers 1 --threads 2 --eval-every 450 --ckpt-every 50 --log-every 10 \
   --eval-images 60 --eval-markers 2 --seed 0 --resume auto

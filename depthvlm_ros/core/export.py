@@ -184,7 +184,16 @@ def load_head_from_folder(folder: str | os.PathLike) -> DPTDepthHead:
     """
     from safetensors import safe_open
 
+    from .errors import ModelLoadError
+    from .model import check_model_folder
+
     folder = Path(folder)
+    try:
+        # The same checks as loading the whole model: config.json is a qwen3_vl JSON object,
+        # weights are safetensors (pickles refused) and their headers are intact.
+        check_model_folder(folder)
+    except ModelLoadError as exc:
+        raise ExportError(str(exc)) from None
     try:
         cfg = json.loads((folder / "config.json").read_text())
     except (OSError, json.JSONDecodeError) as exc:
@@ -203,12 +212,19 @@ def load_head_from_folder(folder: str | os.PathLike) -> DPTDepthHead:
     if not files:
         raise ExportError(f"{folder} has no .safetensors files")
     state = {}
-    for path in files:
-        with safe_open(str(path), framework="pt") as f:
-            for key in f.keys():
-                if key.startswith("depth_head."):
-                    state[key[len("depth_head."):]] = f.get_tensor(key).float()
-    result = head.load_state_dict(state, strict=False)
+    try:
+        for path in files:
+            with safe_open(str(path), framework="pt") as f:
+                for key in f.keys():
+                    if key.startswith("depth_head."):
+                        state[key[len("depth_head."):]] = f.get_tensor(key).float()
+        result = head.load_state_dict(state, strict=False)
+    except Exception as exc:  # noqa: BLE001 - corrupt tensors or shapes: one clear line
+        text = str(exc).splitlines()[0] if str(exc) else ""
+        if "size mismatch" in str(exc):
+            text = "weight shapes do not match config.json (config of another model size?)"
+        raise ExportError(f"{folder}: cannot load the depth head weights: "
+                          f"{type(exc).__name__}: {text}") from None
     if result.missing_keys or result.unexpected_keys:
         raise ExportError(f"{folder}: depth head weights do not match the config "
                           f"(missing {result.missing_keys[:4]}, unexpected {result.unexpected_keys[:4]})")

@@ -317,7 +317,13 @@ def load_depthvlm(path: str | os.PathLike, dtype: torch.dtype = torch.float32,
     Raises:
         ModelLoadError: missing/corrupt/unsafe folder, or any weight left unmatched.
     """
+    from transformers.utils import logging as hf_logging
+
     folder = check_model_folder(path)
+    verbosity = hf_logging.get_verbosity()
+    # transformers logs a multi-line load report before raising on mismatched shapes; it
+    # would bury the one-line error below (and we report missing/unexpected keys ourselves).
+    hf_logging.set_verbosity_error()
     try:
         model, info = DepthVLMForConditionalGeneration.from_pretrained(
             str(folder), dtype=dtype, use_safetensors=True, output_loading_info=True,
@@ -325,7 +331,12 @@ def load_depthvlm(path: str | os.PathLike, dtype: torch.dtype = torch.float32,
     except ModelLoadError:
         raise
     except Exception as exc:  # noqa: BLE001 - turn any loader failure into one clear line
-        raise ModelLoadError(f"cannot load {folder}: {type(exc).__name__}: {exc}") from None
+        text = str(exc).splitlines()[0] if str(exc) else ""
+        if "ignore_mismatched_sizes" in text:
+            text = "weight shapes do not match config.json (config of another model size?)"
+        raise ModelLoadError(f"cannot load {folder}: {type(exc).__name__}: {text}") from None
+    finally:
+        hf_logging.set_verbosity(verbosity)
     problems = {k: sorted(v) for k, v in info.items()
                 if k in ("missing_keys", "unexpected_keys", "mismatched_keys") and v}
     if problems:

@@ -166,6 +166,17 @@ class DepthVLMPipeline:
                                                       trust_remote_code=False)
         except Exception as exc:  # noqa: BLE001 - one clear line for a broken tokenizer
             raise ModelLoadError(f"cannot load the tokenizer of {folder}: {exc}") from None
+        # Without tokenizer files transformers still returns a tokenizer (a one-token vocabulary
+        # mapping everything to 0), and depth and answers would silently be computed from a
+        # garbage prompt. The image/vision tokens must be the ids the model was built with.
+        for token, want in (("<|image_pad|>", model.config.image_token_id),
+                            ("<|vision_start|>", model.config.vision_start_token_id),
+                            ("<|vision_end|>", model.config.vision_end_token_id)):
+            got = tokenizer.convert_tokens_to_ids(token)
+            if got != want:
+                raise ModelLoadError(f"the tokenizer of {folder} does not match the model: "
+                                     f"{token} is id {got}, config.json says {want} "
+                                     "(tokenizer.json missing or from another model?)")
         runtime, name = None, "torch"
         if config.head_backend != "torch":
             from .export import select_head_runtime  # optional backends, imported on demand

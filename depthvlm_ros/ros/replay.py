@@ -721,8 +721,9 @@ class _Scorer:
     def _score(self, stamp: int, gt: np.ndarray, index: int, t_s: float, depth: np.ndarray,
                rgb: np.ndarray | None) -> None:
         m = self.m
-        capped = m.apply_depth_range(np.nan_to_num(gt, nan=0.0), self.opt.gt_min_depth,
-                                     self.opt.gt_max_depth)
+        # apply_depth_range zeroes NaN and +-Inf itself; nan_to_num would have turned +Inf
+        # (REP 118: "too far") into a valid 3.4e38 m GT pixel.
+        capped = m.apply_depth_range(gt, self.opt.gt_min_depth, self.opt.gt_max_depth)
         pred, g = m.dense_pair(depth, capped, None)
         im = m.image_metrics(pred, g)
         self.summary.scores.append(FrameScore(index, stamp, t_s, im.as_dict()))
