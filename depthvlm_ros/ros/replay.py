@@ -213,6 +213,10 @@ def load_queries(path: str | Path) -> list[ScriptedQuery]:
     except (OSError, yaml.YAMLError) as exc:
         raise InputError(f"cannot read queries {path}: {exc}") from None
     if isinstance(data, dict):
+        if set(data) - {"queries"}:
+            # A mapping is only a wrapper around the list; other keys mean a wrong file.
+            raise InputError(f"{path}: expected a list of queries or a mapping with a 'queries' "
+                             f"list, got keys {', '.join(sorted(map(str, data))[:5])}")
         data = data.get("queries")
     if data is None:
         return []
