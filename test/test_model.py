@@ -150,3 +150,42 @@ def test_missing_head_weights_are_refused(tmp_path, tiny_model_dir):
     save_file(weights, folder / "model.safetensors", metadata={"format": "pt"})
     with pytest.raises(ModelLoadError, match="missing_keys"):
         load_depthvlm(folder)
+
+
+def test_encode_passes_an_all_ones_mask_so_repeated_positions_stay_causal(
+        tiny_model_and_tokenizer):
+    """Without a mask, transformers infers packed sequences from the text position row; releases
+    that take the first M-RoPE row as that row see its repeats in the image block as sequence
+    starts. ``encode`` passes an explicit all-ones mask, which keeps the plain causal mask."""
+    from depthvlm_ros.core.model import mrope_position_ids
+
+    model, tok = tiny_model_and_tokenizer
+    pipe = DepthVLMPipeline(model, tok, DepthVLMConfig(head_backend="torch", canonical_fx=300.0))
+    rgb = np.random.default_rng(7).integers(0, 256, (96, 128, 3), dtype=np.uint8)
+    mi = pipe.prepare(rgb, Intrinsics(300.0, 300.0, 64.0, 48.0, 128, 96))
+    ids = torch.tensor([pipe.prompt_ids(mi.plan.num_tokens)])
+    seen = []
+    hook = model.model.language_model.register_forward_pre_hook(
+        lambda mod, args, kwargs: seen.append(kwargs.get("attention_mask")), with_kwargs=True)
+    try:
+        with torch.no_grad():
+            enc = model.encode(ids, mi.pixel_values, mi.image_grid_thw)
+    finally:
+        hook.remove()
+    assert len(seen) == 1 and seen[0] is not None
+    assert seen[0].shape == ids.shape and bool((seen[0] == 1).all())
+    # The failure the mask prevents, reproduced with this transformers by handing it the
+    # temporal row as the text positions (what older releases derive from 3-row ids).
+    cfg = model.config
+    mask = ids == cfg.image_token_id
+    with torch.no_grad():
+        embeds, deepstack = model.image_features(mi.pixel_values, mi.image_grid_thw)
+        inputs = model.model.get_input_embeddings()(ids).masked_scatter(mask[..., None], embeds)
+        pos, _ = mrope_position_ids(ids, cfg.image_token_id, enc.grid_hw)
+        pos4 = torch.cat([pos[:1], pos], 0)
+        outs = [model.model.language_model(
+            inputs_embeds=inputs, position_ids=pos4, attention_mask=am, use_cache=False,
+            visual_pos_masks=mask, deepstack_visual_embeds=deepstack).last_hidden_state
+            for am in (None, torch.ones_like(ids))]
+    assert (outs[0] - enc.hidden).abs().max() > 1e-2  # packed masking: different states
+    torch.testing.assert_close(outs[1], enc.hidden, rtol=1e-5, atol=1e-6)

@@ -198,3 +198,19 @@ def test_core_imports_and_runs_without_rclpy(tiny_model_dir):
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr[-2000:]
     assert "OK" in res.stdout
+
+
+def test_release_mode_prefix_reuse_matches_full_generate(tiny_model_and_tokenizer):
+    """The release resize changes only the image fed in: the answer from the cached prefix is
+    still the one full generation gives, and auto stays metric for a model built in memory."""
+    model, tok = tiny_model_and_tokenizer
+    cfg = DepthVLMConfig(head_backend="torch", canonical_fx=300.0, max_depth=10000.0)
+    assert DepthVLMPipeline(model, tok, cfg).resize_mode == "metric"
+    pipe = DepthVLMPipeline(model, tok, cfg.replace(resize_mode="release"))
+    rgb, intr = _image(6), Intrinsics(200.0, 210.0, 81.0, 58.0, 160, 120)
+    frame = pipe.process_frame(rgb, intr)
+    assert frame.plan.mode == "release" and frame.plan.depth_scale == 1.0
+    ans = pipe.answer(frame.context, QUESTIONS[0], max_new_tokens=12)
+    ref_tokens, ref_logits = _full_generate(pipe, rgb, intr, QUESTIONS[0], 12)
+    assert ans.token_ids == ref_tokens
+    assert (ans.first_logits - ref_logits).abs().max() < 1e-4

@@ -1,8 +1,15 @@
-"""Pinhole intrinsics, the canonical-focal resize plan and back-projection to 3-D.
+"""Pinhole intrinsics, the canonical-focal resize plans and back-projection to 3-D.
 
 Conventions follow REP 103/118 and depth_image_proc: the camera optical frame has x right,
 y down, z forward; depth is z in metres; invalid depth is NaN. Principal points come from the
 camera, never from the image centre.
+
+Two resize plans bring an image to the camera the model was trained for:
+
+* ``metric`` (:func:`plan_canonical_resize`, ours): one resample straight to a multiple of 32,
+  square canonical pixels, and an exact depth correction when the token budget shrinks it.
+* ``release`` (:func:`plan_release_resize`): the chain of the DepthVLM authors' scripts, which
+  their checkpoint was trained and evaluated with, reproduced size for size.
 """
 
 from __future__ import annotations
@@ -14,10 +21,32 @@ import numpy as np
 
 from .errors import InputError
 
-__all__ = ["Intrinsics", "ResizePlan", "plan_canonical_resize", "backproject", "TOKEN_PIXELS"]
+__all__ = ["Intrinsics", "ResizePlan", "plan_canonical_resize", "plan_release_resize",
+           "plan_resize", "release_canonical_size", "smart_resize", "vl_utils_smart_resize",
+           "backproject", "TOKEN_PIXELS", "RESIZE_MODES", "RELEASE_MIN_PIXELS",
+           "RELEASE_MAX_PIXELS", "VL_UTILS_FACTOR", "VL_UTILS_MIN_PIXELS", "VL_UTILS_MAX_PIXELS"]
 
 #: Pixels per side of one LLM image token: ViT patch 16 x spatial merge 2.
 TOKEN_PIXELS = 32
+
+#: Resize conventions a plan can follow (``auto`` is resolved by the pipeline, never here).
+RESIZE_MODES = ("release", "metric")
+
+#: qwen_vl_utils ``process_vision_info`` defaults (``image_patch_size=14``): sides rounded to
+#: multiples of 14 x merge 2 = 28, area within 4 .. 16384 tokens of 28 x 28 pixels.
+VL_UTILS_FACTOR = 28
+VL_UTILS_MIN_PIXELS = 4 * 28 * 28
+VL_UTILS_MAX_PIXELS = 16384 * 28 * 28
+
+#: Area limits of the Qwen3-VL image processor (preprocessor_config.json ``size``:
+#: ``shortest_edge`` / ``longest_edge``, which are pixel counts despite their names).
+RELEASE_MIN_PIXELS = 65536
+RELEASE_MAX_PIXELS = 16777216
+
+#: Largest canonical intermediate the release plan resamples to (64 Mpx, ~200 MB of RGB). Only
+#: a camera with a focal far below canonical_fx on a huge sensor gets there; see
+#: :func:`plan_release_resize`.
+_MAX_CANONICAL_PIXELS = 1 << 26
 
 
 @dataclass(frozen=True)
@@ -80,13 +109,21 @@ class ResizePlan:
         model_width, model_height: size fed to the vision tower (multiples of 32).
         grid_w, grid_h: LLM token grid (model size / 32).
         depth_scale: factor applied to the model's depth so it is metric for the input camera.
-            It is ``effective_fx / canonical_fx``: 1 up to rounding when the canonical image fits
-            the token budget, smaller when the image had to be shrunk further.
+            Metric plan: ``effective_fx / canonical_fx``, 1 up to rounding when the canonical
+            image fits the token budget, smaller when the image had to be shrunk further.
+            Release plan: exactly 1 (the release uses the output as metres), or the extra
+            shrink forced by the token budget.
+        mode: ``metric`` or ``release``: which convention made this plan.
+        steps: resamples applied before the final one, as ``(width, height, filter)`` with
+            filter ``bilinear`` or ``bicubic``; the final resample to the model size is always
+            bicubic. Empty for the metric plan (a single resample).
     """
 
     model_width: int
     model_height: int
     depth_scale: float
+    mode: str = "metric"
+    steps: tuple[tuple[int, int, str], ...] = ()
 
     @property
     def grid_w(self) -> int:
@@ -101,9 +138,39 @@ class ResizePlan:
         return self.grid_w * self.grid_h
 
 
+def _fit_token_budget(w: float, h: float, max_tokens: int, min_tokens: int) -> tuple[int, int]:
+    """Token grid ``(gw, gh)`` of a ``w`` x ``h`` pixel image scaled uniformly into the budget.
+
+    The area is brought into ``[min_tokens, max_tokens]`` by one factor on both axes, each side
+    is rounded to whole tokens, and rounding that lands just over the budget is shaved off the
+    longer side.
+    """
+    tokens = (w / TOKEN_PIXELS) * (h / TOKEN_PIXELS)
+    extra = 1.0
+    if tokens > max_tokens:
+        extra = math.sqrt(max_tokens / tokens)
+    elif tokens < min_tokens:
+        extra = math.sqrt(min_tokens / tokens)
+    gw = max(1, round(w * extra / TOKEN_PIXELS))
+    gh = max(1, round(h * extra / TOKEN_PIXELS))
+    while gw * gh > max_tokens:
+        if gw >= gh:
+            gw -= 1
+        else:
+            gh -= 1
+    return gw, gh
+
+
+def _check_budget(canonical_fx: float, max_tokens: int, min_tokens: int) -> None:
+    if canonical_fx <= 0:
+        raise InputError(f"canonical_fx must be positive, got {canonical_fx}")
+    if max_tokens < 1 or min_tokens < 1 or min_tokens > max_tokens:
+        raise InputError(f"bad token budget: min {min_tokens}, max {max_tokens}")
+
+
 def plan_canonical_resize(intr: Intrinsics, canonical_fx: float = 1000.0,
-                          max_tokens: int = 1280, min_tokens: int = 4) -> ResizePlan:
-    """Plan the resize that makes the image look as if taken by the canonical camera.
+                          max_tokens: int = 16384, min_tokens: int = 4) -> ResizePlan:
+    """Plan the resize that makes the image look as if taken by the canonical camera (metric).
 
     The image is scaled by ``canonical_fx / fx`` horizontally and ``canonical_fx / fy``
     vertically (so pixels become square with focal ``canonical_fx``) and rounded to multiples
@@ -113,30 +180,139 @@ def plan_canonical_resize(intr: Intrinsics, canonical_fx: float = 1000.0,
     farther away, so the prediction is multiplied by ``depth_scale`` (the effective focal over
     the canonical one). This keeps metric scale for any image size; only detail is lost.
     """
-    if canonical_fx <= 0:
-        raise InputError(f"canonical_fx must be positive, got {canonical_fx}")
-    if max_tokens < 1 or min_tokens < 1 or min_tokens > max_tokens:
-        raise InputError(f"bad token budget: min {min_tokens}, max {max_tokens}")
+    _check_budget(canonical_fx, max_tokens, min_tokens)
     w = intr.width * canonical_fx / intr.fx
     h = intr.height * canonical_fx / intr.fy
-    tokens = (w / TOKEN_PIXELS) * (h / TOKEN_PIXELS)
-    extra = 1.0
-    if tokens > max_tokens:
-        extra = math.sqrt(max_tokens / tokens)
-    elif tokens < min_tokens:
-        extra = math.sqrt(min_tokens / tokens)
-    gw = max(1, round(w * extra / TOKEN_PIXELS))
-    gh = max(1, round(h * extra / TOKEN_PIXELS))
-    # Rounding can push the grid just over the budget; shave the longer side until it fits.
-    while gw * gh > max_tokens:
-        if gw >= gh:
-            gw -= 1
-        else:
-            gh -= 1
+    gw, gh = _fit_token_budget(w, h, max_tokens, min_tokens)
     mw, mh = gw * TOKEN_PIXELS, gh * TOKEN_PIXELS
     # Effective focal of the model image: mean of the two axes' focal after the final resize.
     eff_fx = 0.5 * (intr.fx * mw / intr.width + intr.fy * mh / intr.height)
     return ResizePlan(mw, mh, eff_fx / canonical_fx)
+
+
+def release_canonical_size(width: int, height: int, fx: float,
+                           canonical_fx: float = 1000.0) -> tuple[int, int]:
+    """``canonical_size`` (width, height) as the authors' data scripts compute it.
+
+    Both sides are scaled by ``canonical_fx / fx`` (fx only: the release assumes square pixels)
+    and rounded with Python's ``round`` (half to even), exactly as
+    ``data_process/curate_datasets/create_data_pixel_level_*.py`` writes it into the
+    annotations. A side that would round to 0 is kept at 1 (the release would fail there).
+    """
+    scale = canonical_fx / fx
+    return max(1, round(width * scale)), max(1, round(height * scale))
+
+
+def vl_utils_smart_resize(height: int, width: int, factor: int = VL_UTILS_FACTOR,
+                          min_pixels: int = VL_UTILS_MIN_PIXELS,
+                          max_pixels: int = VL_UTILS_MAX_PIXELS) -> tuple[int, int]:
+    """``qwen_vl_utils.smart_resize``: (height, width) rounded to ``factor`` within an area range.
+
+    Differs from :func:`smart_resize` (transformers') in where the one-factor floor sits: here it
+    applies to the rounded sides, there to the shrunk ones. Both round half to even.
+
+    Raises:
+        InputError: aspect ratio above 200 (qwen_vl_utils raises too).
+    """
+    _check_ratio(height, width)
+    h_bar = max(factor, round(height / factor) * factor)
+    w_bar = max(factor, round(width / factor) * factor)
+    if h_bar * w_bar > max_pixels:
+        beta = math.sqrt((height * width) / max_pixels)
+        h_bar = math.floor(height / beta / factor) * factor
+        w_bar = math.floor(width / beta / factor) * factor
+    elif h_bar * w_bar < min_pixels:
+        beta = math.sqrt(min_pixels / (height * width))
+        h_bar = math.ceil(height * beta / factor) * factor
+        w_bar = math.ceil(width * beta / factor) * factor
+    return h_bar, w_bar
+
+
+def smart_resize(height: int, width: int, factor: int = TOKEN_PIXELS,
+                 min_pixels: int = RELEASE_MIN_PIXELS,
+                 max_pixels: int = RELEASE_MAX_PIXELS) -> tuple[int, int]:
+    """transformers' Qwen2-VL ``smart_resize`` (the Qwen3-VL image processor's): (height, width).
+
+    Raises:
+        InputError: aspect ratio above 200 (transformers raises too).
+    """
+    _check_ratio(height, width)
+    h_bar = round(height / factor) * factor
+    w_bar = round(width / factor) * factor
+    if h_bar * w_bar > max_pixels:
+        beta = math.sqrt((height * width) / max_pixels)
+        h_bar = max(factor, math.floor(height / beta / factor) * factor)
+        w_bar = max(factor, math.floor(width / beta / factor) * factor)
+    elif h_bar * w_bar < min_pixels:
+        beta = math.sqrt(min_pixels / (height * width))
+        h_bar = math.ceil(height * beta / factor) * factor
+        w_bar = math.ceil(width * beta / factor) * factor
+    return h_bar, w_bar
+
+
+def _check_ratio(height: int, width: int) -> None:
+    if max(height, width) / min(height, width) > 200:
+        raise InputError(f"aspect ratio of {width}x{height} is above 200, which Qwen-VL "
+                         "preprocessing rejects")
+
+
+def plan_release_resize(intr: Intrinsics, canonical_fx: float = 1000.0,
+                        max_tokens: int = 16384, min_tokens: int = 4,
+                        min_pixels: int = RELEASE_MIN_PIXELS,
+                        max_pixels: int = RELEASE_MAX_PIXELS) -> ResizePlan:
+    """Plan the authors' resize chain, the one the DepthVLM-4B checkpoint was trained with.
+
+    1. PIL bilinear to ``canonical_size`` (:func:`release_canonical_size`, fx on both axes);
+    2. qwen_vl_utils ``process_vision_info`` defaults: PIL bicubic to
+       :func:`vl_utils_smart_resize` (multiples of 28);
+    3. the Qwen3-VL image processor: bicubic to :func:`smart_resize` (multiples of 32, area in
+       ``[min_pixels, max_pixels]``, the folder's ``size``).
+
+    The model's output at the step-3 size is metres as it stands (``depth_scale`` 1): the
+    release never corrects for the small aspect changes of steps 2-3, and neither do we, so the
+    numbers match theirs. Two departures, both outside the release's own operating range:
+
+    * If the step-3 grid is outside ``[min_tokens, max_tokens]`` it is scaled into the budget
+      as the metric plan does, the final resample goes straight to that size, and
+      ``depth_scale`` is the exact effective-focal ratio of that extra scaling (the mean of
+      the two axes' size ratios), so depth stays metric. The defaults (4 .. 16384 tokens)
+      contain every size step 3 can produce, so this only happens under a tighter budget.
+    * If the step-1 image would exceed 64 Mpx, step 1 is skipped (the input goes straight to
+      the step-2 size, bicubic) to bound memory. Sizes are unchanged; pixels differ slightly.
+    """
+    _check_budget(canonical_fx, max_tokens, min_tokens)
+    if min_pixels < 1 or max_pixels < min_pixels:
+        raise InputError(f"bad pixel limits: min {min_pixels}, max {max_pixels}")
+    cw, ch = release_canonical_size(intr.width, intr.height, intr.fx, canonical_fx)
+    h28, w28 = vl_utils_smart_resize(ch, cw)
+    h32, w32 = smart_resize(h28, w28, TOKEN_PIXELS, min_pixels, max_pixels)
+    steps = ((w28, h28, "bicubic"),)
+    if cw * ch <= _MAX_CANONICAL_PIXELS:
+        steps = ((cw, ch, "bilinear"),) + steps
+    mw, mh, scale = w32, h32, 1.0
+    if not min_tokens <= (w32 // TOKEN_PIXELS) * (h32 // TOKEN_PIXELS) <= max_tokens:
+        gw, gh = _fit_token_budget(w32, h32, max_tokens, min_tokens)
+        mw, mh = gw * TOKEN_PIXELS, gh * TOKEN_PIXELS
+        # The model reads the release-size image correctly; shrinking it by s makes everything
+        # look 1/s farther, so the prediction is multiplied by s (per axis, averaged).
+        scale = 0.5 * (mw / w32 + mh / h32)
+    return ResizePlan(mw, mh, scale, mode="release", steps=steps)
+
+
+def plan_resize(intr: Intrinsics, mode: str = "metric", canonical_fx: float = 1000.0,
+                max_tokens: int = 16384, min_tokens: int = 4,
+                min_pixels: int = RELEASE_MIN_PIXELS,
+                max_pixels: int = RELEASE_MAX_PIXELS) -> ResizePlan:
+    """The resize plan of ``mode`` (``metric`` or ``release``; see the module docstring).
+
+    ``min_pixels`` / ``max_pixels`` (the image processor's area limits) only affect ``release``.
+    """
+    if mode == "metric":
+        return plan_canonical_resize(intr, canonical_fx, max_tokens, min_tokens)
+    if mode == "release":
+        return plan_release_resize(intr, canonical_fx, max_tokens, min_tokens, min_pixels,
+                                   max_pixels)
+    raise InputError(f"resize mode must be one of {', '.join(RESIZE_MODES)}, got {mode!r}")
 
 
 def backproject(depth: np.ndarray, intr: Intrinsics) -> np.ndarray:

@@ -48,7 +48,12 @@ class DepthVLMConfig:
                              "was trained for; images are resized by canonical_fx / fx. 0 = the "
                              "model folder's own value (1000 for DepthVLM-4B).",
                              range=(0.0, 10000.0))
-    max_image_tokens: int = _f(1280, "Token budget per image (one token = 32x32 pixels). Larger "
+    resize_mode: str = _f("auto", "How images are resized for the model: release (the DepthVLM "
+                          "authors' chain, fx only, depth used as is), metric (one resample to "
+                          "square canonical pixels) or auto (the model folder's own: release "
+                          "without depthvlm_meta.json, else its recorded mode, metric if none).",
+                          choices=("auto", "release", "metric"))
+    max_image_tokens: int = _f(16384, "Token budget per image (one token = 32x32 pixels). Larger "
                                "canonical images are scaled down and the depth is rescaled to "
                                "stay metric.", range=(4, 65536))
     min_image_tokens: int = _f(4, "Smallest token grid area; smaller canonical images are scaled "

@@ -2,7 +2,8 @@
 
 A model folder is a standard Hugging Face folder: ``config.json``, ``*.safetensors``,
 tokenizer files, ``preprocessor_config.json`` and our ``depthvlm_meta.json`` (what made it:
-stage, step, metrics, command). DepthVLM-4B folders and ours load through the same code.
+stage, step, metrics, command, resize mode). DepthVLM-4B folders and ours load through the
+same code; the meta file is also how the two are told apart (:func:`folder_resize_mode`).
 """
 
 from __future__ import annotations
@@ -14,12 +15,13 @@ from typing import Any
 
 import torch
 
+from .camera import RESIZE_MODES
 from .errors import ModelLoadError
 from .model import PREPROCESSOR_DEFAULTS, DepthVLMForConditionalGeneration, tiny_config
 from .tokenizer import SPECIAL_TOKENS, build_tokenizer
 
 __all__ = ["EMBEDDED_DIR", "resolve_model_path", "make_tiny_model", "write_model_folder",
-           "read_preprocessor", "read_meta", "META_FILE"]
+           "read_preprocessor", "read_meta", "folder_resize_mode", "META_FILE"]
 
 #: Folder of the small model shipped inside the package (``model_path: embedded``).
 EMBEDDED_DIR = Path(__file__).resolve().parent.parent / "embedded"
@@ -63,8 +65,10 @@ def write_model_folder(model: DepthVLMForConditionalGeneration, tokenizer, out: 
     tokenizer.save_pretrained(out)
     (out / "preprocessor_config.json").write_text(
         json.dumps(preprocessor or PREPROCESSOR_DEFAULTS, indent=2) + "\n")
+    # Our training uses the metric resize plan; a caller that trained otherwise says so in meta.
     info = {"format": "depthvlm-hf-folder/1",
-            "parameters": sum(p.numel() for p in model.parameters())}
+            "parameters": sum(p.numel() for p in model.parameters()),
+            "resize_mode": "metric"}
     info.update(meta or {})
     (out / META_FILE).write_text(json.dumps(info, indent=2, default=str) + "\n")
     return out
@@ -92,3 +96,23 @@ def read_meta(folder: str | os.PathLike) -> dict[str, Any]:
         return json.loads(path.read_text()) if path.is_file() else {}
     except (OSError, json.JSONDecodeError):
         return {}
+
+
+def folder_resize_mode(folder: str | os.PathLike) -> str:
+    """The resize convention a model folder expects: what ``resize_mode: auto`` resolves to.
+
+    A folder without ``depthvlm_meta.json`` is a third-party one, i.e. the authors' DepthVLM
+    release: ``release``. Our folders record ``resize_mode`` in the meta file; those written
+    before the key existed (the shipped embedded model among them) were trained with the
+    metric plan: ``metric``.
+
+    Raises:
+        ModelLoadError: the meta file names a mode we do not know.
+    """
+    if not (Path(folder) / META_FILE).is_file():
+        return "release"
+    mode = read_meta(folder).get("resize_mode", "metric")
+    if mode not in RESIZE_MODES:
+        raise ModelLoadError(f"{Path(folder) / META_FILE}: resize_mode {mode!r} is not one of "
+                             f"{', '.join(RESIZE_MODES)}")
+    return mode

@@ -190,8 +190,14 @@ class DepthVLMForConditionalGeneration(Qwen3VLForConditionalGeneration):
             image_mask[..., None], embeds.to(inputs_embeds.dtype))
         position_ids, next_position = mrope_position_ids(input_ids, cfg.image_token_id, grid_hw)
         cache = DynamicCache(config=cfg.text_config) if use_cache else None
+        # An explicit all-ones mask (no padding: every row has the same layout). Without one,
+        # transformers releases that take the first M-RoPE row as the text positions read
+        # its repeats inside the image block as packed-sequence boundaries and mask attention
+        # per "sequence"; with a mask, every release builds the plain causal mask.
+        attention_mask = torch.ones(input_ids.shape, dtype=torch.long, device=input_ids.device)
         out = self.model.language_model(
-            inputs_embeds=inputs_embeds, position_ids=position_ids, use_cache=use_cache,
+            inputs_embeds=inputs_embeds, attention_mask=attention_mask,
+            position_ids=position_ids, use_cache=use_cache,
             visual_pos_masks=image_mask, deepstack_visual_embeds=deepstack,
             **{self._cache_kwarg: cache})
         hidden = out.last_hidden_state

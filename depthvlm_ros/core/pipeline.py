@@ -17,12 +17,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .camera import Intrinsics, ResizePlan
+from .camera import RESIZE_MODES, Intrinsics, ResizePlan
 from .config import DepthVLMConfig
 from .errors import InputError, ModelLoadError
-from .folders import read_meta, read_preprocessor, resolve_model_path
+from .folders import folder_resize_mode, read_meta, read_preprocessor, resolve_model_path
 from .model import DepthVLMForConditionalGeneration, load_depthvlm
-from .preprocess import ModelImage, prepare_image
+from .preprocess import ModelImage, prepare_image, release_pixel_limits
 
 __all__ = ["DepthVLMPipeline", "FrameContext", "FrameResult", "AnswerResult", "Prediction", "truncate_cache",
            "resolve_device", "resolve_dtype"]
@@ -116,24 +116,38 @@ class DepthVLMPipeline:
         model: a loaded :class:`DepthVLMForConditionalGeneration` (eval mode).
         tokenizer: its tokenizer.
         config: pipeline settings.
-        preprocessor: image normalisation settings (``image_mean``, ``image_std``).
+        preprocessor: the folder's image-processor settings (``image_mean``, ``image_std``,
+            ``size`` for the release resize).
         head_runtime: callable ``(ds0, ds1, ds2, llm, out_hw) -> depth`` replacing the torch
             head (ONNX Runtime or TensorRT); None runs ``model.depth_head``.
+        head_backend_name: name of the head runtime, for logs and diagnostics.
+        model_canonical_fx: the model folder's canonical focal (used when the config's is 0).
+        model_resize_mode: the model folder's resize convention (``release`` or ``metric``,
+            see :func:`~depthvlm_ros.core.folders.folder_resize_mode`), used when the config
+            says ``auto``; None (a model built in memory, i.e. ours) means ``metric``.
     """
 
     def __init__(self, model: DepthVLMForConditionalGeneration, tokenizer, config: DepthVLMConfig,
                  preprocessor: dict | None = None, head_runtime: Callable | None = None,
-                 head_backend_name: str = "torch", model_canonical_fx: float | None = None
-                 ) -> None:
+                 head_backend_name: str = "torch", model_canonical_fx: float | None = None,
+                 model_resize_mode: str | None = None) -> None:
         config.validate()
         self.model = model
         self.tokenizer = tokenizer
         self.config = config
         #: Focal of the canonical camera: the config's, else the model folder's, else 1000.
         self.canonical_fx = float(config.canonical_fx or model_canonical_fx or 1000.0)
+        #: Resize convention in use (``auto`` resolved): ``release`` or ``metric``.
+        self.resize_mode = (config.resize_mode if config.resize_mode != "auto"
+                            else model_resize_mode or "metric")
+        if self.resize_mode not in RESIZE_MODES:
+            raise ModelLoadError(f"resize mode {self.resize_mode!r} is not one of "
+                                 f"{', '.join(RESIZE_MODES)}")
         pre = preprocessor or {}
         self.image_mean = tuple(pre.get("image_mean", (0.5, 0.5, 0.5)))
         self.image_std = tuple(pre.get("image_std", (0.5, 0.5, 0.5)))
+        #: The image processor's area limits (min_pixels, max_pixels), for the release resize.
+        self.pixel_limits = release_pixel_limits(pre)
         self.head_runtime = head_runtime or model.depth_head
         self.head_backend_name = head_backend_name
         param = next(model.parameters())
@@ -158,6 +172,8 @@ class DepthVLMPipeline:
 
         config.validate()
         folder = resolve_model_path(config.model_path)
+        # Before the (slow) load, so a bad depthvlm_meta.json fails at once.
+        mode = folder_resize_mode(folder) if config.resize_mode == "auto" else None
         device = resolve_device(config.device)
         dtype = resolve_dtype(config.dtype, device)
         model = load_depthvlm(folder, dtype=dtype, device=device)
@@ -184,14 +200,15 @@ class DepthVLMPipeline:
             runtime, name = select_head_runtime(model, config, folder)
         meta_fx = read_meta(folder).get("canonical_fx")
         return cls(model, tokenizer, config, read_preprocessor(folder), runtime, name,
-                   float(meta_fx) if meta_fx else None)
+                   float(meta_fx) if meta_fx else None, mode)
 
     # ----------------------------------------------------------------------------------------
     def prepare(self, rgb: np.ndarray, intrinsics: Intrinsics) -> ModelImage:
-        """The shared preprocessing with this pipeline's settings."""
+        """The shared preprocessing with this pipeline's settings (resize mode included)."""
         c = self.config
         return prepare_image(rgb, intrinsics, self.canonical_fx, c.max_image_tokens,
-                             c.min_image_tokens, self.image_mean, self.image_std)
+                             c.min_image_tokens, self.image_mean, self.image_std,
+                             resize_mode=self.resize_mode, pixel_limits=self.pixel_limits)
 
     def prompt_ids(self, num_image_tokens: int, question: str | None = None) -> list[int]:
         """Token ids of the prefix (up to ``<|vision_end|>``), plus the question turn if given."""
@@ -253,6 +270,8 @@ class DepthVLMPipeline:
 
     def _postprocess(self, depth_model: torch.Tensor, plan: ResizePlan,
                      intrinsics: Intrinsics) -> np.ndarray:
+        # depth_scale is exactly 1 for a release plan within the token budget: the release
+        # uses the model's output as metres, and a multiplication by 1.0 changes no value.
         d = depth_model.float() * plan.depth_scale
         if d.shape[-2:] != (intrinsics.height, intrinsics.width):
             d = F.interpolate(d[:, None], size=(intrinsics.height, intrinsics.width),

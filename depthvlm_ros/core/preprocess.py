@@ -1,24 +1,35 @@
 """The one image preprocessing path shared by the node, the CLI, export, training and benchmarks.
 
-RGB uint8 + intrinsics -> canonical-focal resize (see :func:`plan_canonical_resize`) -> Qwen3-VL
-normalisation and patch layout. The patch layout reproduces Qwen2VLImageProcessor's (a test
-compares them), but resizing is ours: a single resample straight to a multiple of 32, so the
-geometry (and hence metric scale) is known exactly.
+RGB uint8 + intrinsics -> resize plan (:func:`~depthvlm_ros.core.camera.plan_resize`) -> PIL
+resamples -> Qwen3-VL normalisation and patch layout. Two plans exist:
+
+* ``metric`` (ours): a single bicubic resample straight to a multiple of 32, so the geometry
+  (and hence metric scale) is known exactly.
+* ``release``: the DepthVLM authors' chain (bilinear to ``canonical_size``, bicubic to
+  qwen_vl_utils' multiple of 28, bicubic to the image processor's multiple of 32), so their
+  checkpoint sees the pixels it was trained and evaluated on.
+
+Every resample is PIL's on uint8, and scaling to [0, 1] and normalising follow the transformers
+``Qwen2VLImageProcessorPil`` path; tests compare pixel values and patch layout with it.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import torch
 from PIL import Image
 
-from .camera import Intrinsics, ResizePlan, plan_canonical_resize
+from .camera import (RELEASE_MAX_PIXELS, RELEASE_MIN_PIXELS, Intrinsics, ResizePlan,
+                     plan_resize)
 from .errors import InputError
 
-__all__ = ["ModelImage", "prepare_image", "patchify", "validate_rgb", "MAX_SIDE"]
+__all__ = ["ModelImage", "prepare_image", "resize_for_plan", "patchify", "validate_rgb",
+           "release_pixel_limits", "MAX_SIDE"]
+
+_FILTERS = {"bilinear": Image.BILINEAR, "bicubic": Image.BICUBIC}
 
 #: Largest accepted image side; far beyond any camera, small enough to bound memory.
 MAX_SIDE = 16384
@@ -75,18 +86,54 @@ def patchify(images: torch.Tensor, patch_size: int = 16, merge_size: int = 2,
     return x.reshape(b * gh * gw, c * t * p * p)
 
 
+def release_pixel_limits(preprocessor: Mapping[str, Any] | None) -> tuple[int, int]:
+    """Area limits ``(min_pixels, max_pixels)`` of a folder's Qwen image processor.
+
+    Read as transformers reads ``preprocessor_config.json``: ``size`` {shortest_edge,
+    longest_edge}, overridden by top-level ``min_pixels`` / ``max_pixels``. Missing values are
+    Qwen3-VL's (65536 / 16777216), not the stock Qwen2-VL class defaults, because every
+    DepthVLM folder is a Qwen3-VL one.
+    """
+    pre = preprocessor or {}
+    size = pre.get("size") if isinstance(pre.get("size"), Mapping) else {}
+    lo = pre.get("min_pixels") or size.get("shortest_edge") or RELEASE_MIN_PIXELS
+    hi = pre.get("max_pixels") or size.get("longest_edge") or RELEASE_MAX_PIXELS
+    return int(lo), int(hi)
+
+
+def resize_for_plan(rgb: np.ndarray, plan: ResizePlan) -> np.ndarray:
+    """Apply a plan's resamples (``plan.steps``, then bicubic to the model size) with PIL.
+
+    A step whose size equals the current one is skipped: PIL returns an unchanged copy then,
+    so skipping changes no pixel.
+    """
+    h, w = rgb.shape[:2]
+    size = (plan.model_width, plan.model_height)
+    if not plan.steps and size == (w, h):
+        return rgb
+    img = Image.fromarray(rgb)
+    for sw, sh, name in plan.steps + ((size[0], size[1], "bicubic"),):
+        if img.size != (sw, sh):
+            img = img.resize((sw, sh), _FILTERS[name])
+    return np.asarray(img)
+
+
 def prepare_image(rgb: np.ndarray, intrinsics: Intrinsics, canonical_fx: float = 1000.0,
-                  max_tokens: int = 1280, min_tokens: int = 4,
+                  max_tokens: int = 16384, min_tokens: int = 4,
                   mean: Sequence[float] = (0.5, 0.5, 0.5), std: Sequence[float] = (0.5, 0.5, 0.5),
-                  plan: ResizePlan | None = None) -> ModelImage:
+                  plan: ResizePlan | None = None, resize_mode: str = "metric",
+                  pixel_limits: tuple[int, int] | None = None) -> ModelImage:
     """Resize to the canonical camera and lay out patches for the vision tower.
 
     Args:
         rgb: (H, W, 3) uint8 RGB.
         intrinsics: intrinsics of ``rgb`` (its size must match the image).
-        canonical_fx, max_tokens, min_tokens: see :func:`plan_canonical_resize`.
+        canonical_fx, max_tokens, min_tokens: see :func:`~depthvlm_ros.core.camera.plan_resize`.
         mean, std: per-channel normalisation of [0, 1] pixels (Qwen3-VL: 0.5, 0.5).
         plan: use this resize plan instead of computing one (training crops).
+        resize_mode: ``metric`` or ``release`` (resolve ``auto`` first, see the pipeline).
+        pixel_limits: the image processor's ``(min_pixels, max_pixels)`` for ``release``
+            (:func:`release_pixel_limits`; default Qwen3-VL's).
     """
     rgb = validate_rgb(rgb)
     h, w = rgb.shape[:2]
@@ -94,10 +141,9 @@ def prepare_image(rgb: np.ndarray, intrinsics: Intrinsics, canonical_fx: float =
         raise InputError(f"intrinsics are for {intrinsics.width}x{intrinsics.height} but the "
                          f"image is {w}x{h}")
     if plan is None:
-        plan = plan_canonical_resize(intrinsics, canonical_fx, max_tokens, min_tokens)
-    size = (plan.model_width, plan.model_height)
-    resized = rgb if size == (w, h) else np.asarray(
-        Image.fromarray(rgb).resize(size, Image.BICUBIC))
+        lo, hi = pixel_limits or (RELEASE_MIN_PIXELS, RELEASE_MAX_PIXELS)
+        plan = plan_resize(intrinsics, resize_mode, canonical_fx, max_tokens, min_tokens, lo, hi)
+    resized = resize_for_plan(rgb, plan)
     # from_numpy needs a writable array; a read-only input (e.g. a ROS buffer) is copied once.
     pixels = resized if resized.flags.writeable else resized.copy()
     x = torch.from_numpy(pixels).permute(2, 0, 1).float().div_(255.0)
