@@ -10,7 +10,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 from PIL import Image
 
-from depthvlm_ros.core.bench.jsonl import BenchRecord, load_gt_depth, load_rgb, read_jsonl
+from depthvlm_ros.core.bench.jsonl import (BenchRecord, apply_gt_masks, load_gt_depth, load_rgb,
+                                           read_jsonl)
 from depthvlm_ros.core.errors import AnnotationError
 
 
@@ -142,8 +143,18 @@ def test_gt_masks_and_npy_depth(tmp_path):
     Image.fromarray(mask).save(tmp_path / "mask.png")
     np.save(tmp_path / "d.npy", depth_mm.astype(np.float32))
     f = _write(tmp_path / "ann.jsonl", _line(mask_valid_path="mask.png", depth_path="d.npy"))
-    gt = load_gt_depth(read_jsonl(f)[0])
+    rec = read_jsonl(f)[0]
+    gt = load_gt_depth(rec)
     assert (gt[0] == 0).all() and (gt[1:] > 0).all()
+    # The sparse protocol reads GT unmasked (as the authors' sparse branch); masking later gives
+    # the same map and leaves the unmasked one untouched.
+    raw = load_gt_depth(rec, masks=False)
+    assert (raw > 0).all()
+    masked = apply_gt_masks(rec, raw)
+    np.testing.assert_array_equal(masked, gt)
+    assert (raw > 0).all()
+    no_mask = read_jsonl(_write(tmp_path / "b.jsonl", _line(depth_path="d.npy")))[0]
+    assert apply_gt_masks(no_mask, raw) is raw
 
 
 def test_unreadable_files_raise_annotation_error(tmp_path):

@@ -4,6 +4,9 @@ The ``_ref_*`` functions below are written straight from the reference (hanxunyu
 eval/eval.py ``compute_delta1`` and the sparse/dense branches of its main loop;
 utils/datasets.py ``_load_depth`` and the sparse-points branch of ``dataset_pixel_depth_eval``),
 with plain Python loops for the OpenCV resizes, so they share no code with the package.
+``_ref_eval_record`` is one record through the authors' loader and eval loop (sparse branch only
+for records with points, masks in the dense branch only, raw prediction indexing); the runner
+tests at the end score files on disk with ``run_benchmark`` and compare with it.
 """
 
 from __future__ import annotations
@@ -110,6 +113,74 @@ def _ref_sparse_delta1(pred_canon, coords, depth_jsonl, orig_size, canonical_siz
             pa.append(pred_canon[y, x])
             ga.append(gts[k])
     return _ref_delta1(np.array(pa, dtype=np.float32), np.array(ga, dtype=np.float32))
+
+
+def _ref_load_depth(depth_m, min_d, max_d, canonical_size, mask_valid=None, mask_transp=None):
+    # utils/datasets.py _load_depth: masks (nearest-resized to the depth map), range, resize to
+    # canonical_size (INTER_NEAREST); None when no valid pixel is left.
+    depth_m = np.array(depth_m, dtype=np.float32, copy=True)
+    for mask in (mask_valid, mask_transp):
+        if mask is not None:
+            if mask.shape[:2] != depth_m.shape[:2]:
+                mask = _ref_nearest(mask, depth_m.shape[1], depth_m.shape[0])
+            depth_m[mask == 0] = 0.0
+    depth_m[(depth_m < min_d) | (depth_m > max_d)] = 0.0
+    if canonical_size:
+        tw, th = canonical_size
+        if depth_m.shape[1] != tw or depth_m.shape[0] != th:
+            depth_m = _ref_nearest(depth_m, tw, th)
+    if (depth_m > 0).sum() == 0:
+        return None
+    return depth_m
+
+
+def _ref_eval_record(rec, depth_m, pred_map, min_d, max_d, mask_valid=None, mask_transp=None):
+    """delta1 of one record: dataset_pixel_depth_eval.__getitem__ + the eval.py loop body.
+
+    ``rec`` is the JSONL dict, ``depth_m`` the raw map in metres, ``pred_map`` the model's output
+    as the authors' eval receives it (indexed raw in the sparse branch).
+    """
+    canonical_size = rec.get("canonical_size")
+    if "pixel_coords" in rec and "depth" in rec:
+        # Sparse-points branch: no masks are passed to _load_depth here.
+        orig_coords = np.array(rec["pixel_coords"], dtype=np.float64)
+        gt_depths_jsonl = np.array(rec["depth"], dtype=np.float32)
+        orig_rgb_size = rec.get("original_rgb_size")
+        if orig_rgb_size and canonical_size:
+            w_orig, h_orig = orig_rgb_size
+            w_canon, h_canon = canonical_size
+            transformed = orig_coords.copy()
+            transformed[:, 0] = orig_coords[:, 0] * (w_canon / w_orig)
+            transformed[:, 1] = orig_coords[:, 1] * (h_canon / h_orig)
+            pixel_coords = np.round(transformed).astype(np.int64)
+        else:
+            pixel_coords = orig_coords.astype(np.int64)
+        gt_map = _ref_load_depth(depth_m, min_d, max_d, canonical_size)
+        assert gt_map is not None  # the reference has no GT at all then (it fails)
+        map_h, map_w = gt_map.shape
+        gt_from_map = []
+        for k in range(len(pixel_coords)):
+            x, y = int(pixel_coords[k][0]), int(pixel_coords[k][1])
+            if 0 <= x < map_w and 0 <= y < map_h:
+                val = gt_map[y, x]
+                gt_from_map.append(val if val > 0 else gt_depths_jsonl[k])
+            else:
+                gt_from_map.append(0.0)
+        gt_depths = np.array(gt_from_map, dtype=np.float32)
+        pred_h, pred_w = pred_map.shape
+        pa, ga = [], []
+        for k in range(len(pixel_coords)):
+            x, y = int(pixel_coords[k][0]), int(pixel_coords[k][1])
+            if 0 <= x < pred_w and 0 <= y < pred_h:
+                pa.append(pred_map[y, x])
+                ga.append(gt_depths[k])
+        return _ref_delta1(np.array(pa, dtype=np.float32), np.array(ga, dtype=np.float32))
+    gt_map = _ref_load_depth(depth_m, min_d, max_d, canonical_size, mask_valid, mask_transp)
+    if gt_map is None:
+        return 0.0
+    if pred_map.shape != gt_map.shape:
+        pred_map = _ref_linear(pred_map, gt_map.shape[1], gt_map.shape[0])
+    return _ref_delta1(pred_map, gt_map)
 
 
 # ---------------------------------------------------------------- hand-computed cases
@@ -261,6 +332,55 @@ def test_sparse_protocol_matches_reference(seed):
     assert image_metrics(pv, gv).delta1 == pytest.approx(ref, abs=1e-12)
 
 
+@settings(max_examples=60, deadline=None)
+@given(st.integers(0, 2 ** 31 - 1))
+def test_sparse_targets_match_reference_raw_prediction_and_missing_sizes(seed):
+    # The prediction is indexed as given on a grid that is not canonical_size (the authors'
+    # model predicts on a multiple-of-32 grid); original_rgb_size and canonical_size may be missing.
+    rng = np.random.default_rng(seed)
+    ow, oh = int(rng.integers(4, 30)), int(rng.integers(4, 30))
+    canon = (int(rng.integers(3, 25)), int(rng.integers(3, 25))) if rng.random() < 0.8 else None
+    orig = (ow, oh) if rng.random() < 0.6 else None
+    gh, gw = int(rng.integers(3, 30)), int(rng.integers(3, 30))
+    gt_raw = rng.uniform(0.0, 15.0, (gh, gw)).astype(np.float32)
+    gt_raw[rng.random((gh, gw)) < 0.3] = 0.0
+    min_d, max_d = 0.5, 10.0
+    if _ref_load_depth(gt_raw, min_d, max_d, canon) is None:
+        return  # the reference fails without any GT; nothing to compare
+    n = int(rng.integers(1, 12))
+    if orig is not None:
+        coords = np.stack([rng.integers(-1, ow + 1, n), rng.integers(-1, oh + 1, n)], 1).tolist()
+    else:
+        # Fractional coordinates show the truncation (-0.7 -> 0, 3.9 -> 3).
+        bw, bh = canon or (gw, gh)
+        coords = np.stack([rng.uniform(-0.9, bw + 1, n), rng.uniform(-0.9, bh + 1, n)], 1).tolist()
+    depth = np.round(rng.uniform(0.1, 15.0, n), 3).tolist()
+    base = canon or orig or (gw, gh)
+    pw, ph = base[0] + int(rng.integers(-2, 7)), base[1] + int(rng.integers(-2, 7))
+    pred = rng.uniform(0.5, 12.0, (max(1, ph), max(1, pw))).astype(np.float32)
+    rec = {"pixel_coords": coords, "depth": depth}
+    if orig is not None:
+        rec["original_rgb_size"] = list(orig)
+    if canon is not None:
+        rec["canonical_size"] = list(canon)
+    tg = sparse_targets(coords, depth, orig, canon, apply_depth_range(gt_raw, min_d, max_d),
+                        min_d, max_d)
+    pv, gv = sample_points(pred, tg)
+    ref = _ref_eval_record(rec, gt_raw, pred, min_d, max_d)
+    assert image_metrics(pv, gv).delta1 == pytest.approx(ref, abs=1e-12)
+    assert tg.grid_size == (tuple(canon) if canon else orig)
+
+
+def test_sparse_without_original_rgb_size_truncates_and_still_uses_canonical_gt():
+    # GT map 4x2 -> canonical 8x4 (nearest: each GT pixel becomes 2x2). Raw coordinate
+    # (5.9, 1.2) truncates to (5, 1): canonical pixel (5, 1) = GT pixel (2, 0).
+    gt = np.array([[1.0, 2.0, 3.0, 4.0], [5.0, 6.0, 7.0, 8.0]], dtype=np.float32)
+    tg = sparse_targets([[5.9, 1.2], [-0.5, 3.99]], [9.0, 9.0], None, (8, 4), gt)
+    assert tg.coords.tolist() == [[5, 1], [0, 3]]
+    assert tg.gt.tolist() == [3.0, 5.0]
+    assert tg.grid_size == (8, 4)
+
+
 def test_sparse_fallback_keeps_uncapped_jsonl_value_unless_strict():
     gt_raw = np.full((4, 4), 200.0, dtype=np.float32)  # beyond the 120 m cap everywhere
     args = ([[1, 1]], [200.0], (4, 4), None, apply_depth_range(gt_raw, 0.05, 120.0), 0.05, 120.0)
@@ -319,3 +439,186 @@ def test_point_metrics_count_unusable_answers_as_wrong():
     assert m.abs_rel == pytest.approx((0 + 0.1 / 1.1) / 2)
     assert isinstance(point_metrics([None], [1.0]), ImageMetrics)
     assert point_metrics([None], [1.0]).delta1 == 0.0
+
+
+# ---------------------------------------------------------------- the runner against the reference
+
+def _write_reference_set(root, seed, n=10):
+    """A small test set on disk plus what the reference needs to score each record.
+
+    Mixes what the authors' files and eval allow: records with points (with and without
+    original_rgb_size, the latter with fractional coordinates) and without points, iBims-style
+    masks, GT maps at another resolution than the RGB, canonical_size sometimes missing, and
+    saved predictions on a grid that is not canonical_size (larger, like the authors' 32-px grid,
+    or cropped so that some points fall outside).
+    """
+    import json
+
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    for d in ("rgb", "depth", "mask", "preds"):
+        (root / d).mkdir(parents=True, exist_ok=True)
+    min_d, max_d = 0.5, 10.0
+    lines, cases = [], []
+    i = 0
+    while len(cases) < n:
+        w, h = int(rng.integers(8, 20)), int(rng.integers(8, 20))
+        gw, gh = int(rng.integers(6, 20)), int(rng.integers(6, 20))
+        canon = [int(rng.integers(6, 24)), int(rng.integers(6, 24))] if rng.random() < 0.85 else None
+        depth_mm = rng.integers(0, 12000, (gh, gw)).astype(np.uint16)
+        depth_mm[rng.random((gh, gw)) < 0.2] = 0
+        depth_m = depth_mm.astype(np.float32) / 1000.0  # cv2.imread(...).astype(float32) / scale
+        if _ref_load_depth(depth_m, min_d, max_d, canon) is None:
+            continue  # the reference's sparse branch fails without any GT
+        stem = f"im{i}"
+        i += 1
+        rgb = rng.integers(0, 255, (h, w, 3), dtype=np.uint8)
+        rgb[0, 0, 0] = len(cases)  # lets depth_fn know which image it got
+        Image.fromarray(rgb).save(root / "rgb" / f"{stem}.png")
+        Image.fromarray(depth_mm).save(root / "depth" / f"{stem}.png")
+        rec = {"image": f"rgb/{stem}.png", "depth_path": f"depth/{stem}.png",
+               "depth_scale": 1000.0, "original_fx": 500.0, "canonical_fx": 1000.0}
+        if canon is not None:
+            rec["canonical_size"] = canon
+        mask = None
+        if rng.random() < 0.5:
+            mh, mw = (gh, gw) if rng.random() < 0.5 else (int(rng.integers(4, 25)), int(rng.integers(4, 25)))
+            mask = np.where(rng.random((mh, mw)) < 0.4, 0, 255).astype(np.uint8)
+            Image.fromarray(mask).save(root / "mask" / f"{stem}.png")
+            rec["mask_valid_path"] = f"mask/{stem}.png"
+        if rng.random() < 0.7:
+            k = int(rng.integers(3, 15))
+            if rng.random() < 0.6:
+                rec["original_rgb_size"] = [w, h]
+                pts = np.stack([rng.integers(-1, w + 1, k), rng.integers(-1, h + 1, k)], 1)
+                rec["pixel_coords"] = pts.tolist()
+            else:
+                bw, bh = canon or (gw, gh)
+                pts = np.stack([rng.uniform(-0.9, bw + 1, k), rng.uniform(-0.9, bh + 1, k)], 1)
+                rec["pixel_coords"] = np.round(pts, 2).tolist()
+            rec["depth"] = np.round(rng.uniform(0.3, 12.0, k), 3).tolist()
+        base = canon or [w, h]
+        pw = max(1, base[0] + int(rng.integers(-2, 7)))
+        ph = max(1, base[1] + int(rng.integers(-2, 7)))
+        pred_saved = rng.uniform(0.3, 12.0, (ph, pw)).astype(np.float32)
+        pred_saved[rng.random((ph, pw)) < 0.05] = 0.0
+        np.save(root / "preds" / f"{stem}.npy", pred_saved)
+        pred_image = rng.uniform(0.3, 12.0, (h, w)).astype(np.float32)  # what depth_fn returns
+        lines.append(json.dumps(rec))
+        cases.append({"rec": rec, "depth_m": depth_m, "mask": mask, "pred_saved": pred_saved,
+                      "pred_image": pred_image, "image_size": (w, h)})
+    f = root / "nyuv2_test.jsonl"
+    f.write_text("\n".join(lines) + "\n")
+    return f, root / "preds", cases, (min_d, max_d)
+
+
+def _ref_protocols(cases, rng_range, pred_key, resize_sparse):
+    """Expected per-dataset delta1 of the three protocols from the reference record loop."""
+    min_d, max_d = rng_range
+    auto, sparse, dense = [], [], []
+    for c in cases:
+        rec = c["rec"]
+        pred = c[pred_key]
+        has_points = "pixel_coords" in rec
+        sparse_pred = pred
+        if has_points and resize_sparse:
+            # Our model's map lives at the input resolution: bring it to the canonical grid,
+            # where the reference's model would have predicted (without one: the grid the
+            # coordinates refer to).
+            grid = rec.get("canonical_size") or rec.get("original_rgb_size") or c["image_size"]
+            sparse_pred = _ref_linear(pred, *grid)
+        dense_rec = {k: v for k, v in rec.items() if k not in ("pixel_coords", "depth")}
+        d = _ref_eval_record(dense_rec, c["depth_m"], pred, min_d, max_d, c["mask"])
+        dense.append(d)
+        if has_points:
+            sp = _ref_eval_record(rec, c["depth_m"], sparse_pred, min_d, max_d, c["mask"])
+            sparse.append(sp)
+            auto.append(sp)
+        else:
+            auto.append(d)
+    mean = lambda v: sum(v) / len(v)  # noqa: E731 - eval.py: sum(scores) / len(scores)
+    return {"auto": mean(auto), "sparse": mean(sparse), "dense": mean(dense),
+            "n_sparse": len(sparse), "n_dense": len(cases) - len(sparse)}
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+def test_runner_saved_predictions_match_the_authors_eval(tmp_path, seed):
+    from depthvlm_ros.core.bench.runner import DatasetSpec, run_benchmark
+
+    f, preds, cases, rng_range = _write_reference_set(tmp_path, seed)
+    spec = DatasetSpec("nyuv2", f, "indoor", *rng_range)
+    res = run_benchmark([spec], predictions=preds, protocols=("auto", "sparse", "dense"),
+                        constant_baseline=False, model_name="m", progress=False).results
+    exp = _ref_protocols(cases, rng_range, "pred_saved", resize_sparse=False)
+    assert res["metadata"]["sparse_sampling"]["used"] == "raw"
+    for proto in ("auto", "sparse", "dense"):
+        got = res["results"][proto]["m"]["datasets"]["nyuv2"]
+        assert got["delta1"] == pytest.approx(exp[proto], abs=1e-12), proto
+    assert res["results"]["auto"]["m"]["datasets"]["nyuv2"]["scored_as"] == {
+        "sparse": exp["n_sparse"], "dense": exp["n_dense"]}
+
+
+@pytest.mark.parametrize("seed", [4, 5])
+def test_runner_depth_fn_is_resized_to_canonical_then_matches_the_authors_eval(tmp_path, seed):
+    from depthvlm_ros.core.bench.runner import DatasetSpec, run_benchmark
+
+    f, _, cases, rng_range = _write_reference_set(tmp_path, seed)
+    spec = DatasetSpec("nyuv2", f, "indoor", *rng_range)
+
+    def depth_fn(rgb, intr):
+        return cases[int(rgb[0, 0, 0])]["pred_image"]
+
+    res = run_benchmark([spec], depth_fn=depth_fn, protocols=("auto", "sparse", "dense"),
+                        constant_baseline=False, model_name="m", progress=False).results
+    exp = _ref_protocols(cases, rng_range, "pred_image", resize_sparse=True)
+    assert res["metadata"]["sparse_sampling"] == {
+        "requested": "auto", "used": "resize",
+        "definition": res["metadata"]["sparse_sampling"]["definition"]}
+    for proto in ("auto", "sparse", "dense"):
+        got = res["results"][proto]["m"]["datasets"]["nyuv2"]
+        assert got["delta1"] == pytest.approx(exp[proto], abs=1e-12), proto
+
+
+def test_sparse_sampling_option_overrides_the_default(tmp_path):
+    from depthvlm_ros.core.bench.runner import DatasetSpec, run_benchmark
+
+    f, preds, cases, rng_range = _write_reference_set(tmp_path, 6)
+    spec = DatasetSpec("nyuv2", f, "indoor", *rng_range)
+    res = run_benchmark([spec], predictions=preds, protocols=("sparse",), sparse_sampling="resize",
+                        constant_baseline=False, model_name="m", progress=False).results
+    # Saved maps resized to canonical_size first, as for our own model.
+    exp = _ref_protocols(cases, rng_range, "pred_saved", resize_sparse=True)
+    assert res["metadata"]["sparse_sampling"]["used"] == "resize"
+    assert res["results"]["sparse"]["m"]["datasets"]["nyuv2"]["delta1"] == pytest.approx(
+        exp["sparse"], abs=1e-12)
+
+
+def test_masks_apply_to_dense_only(tmp_path):
+    # One record, points and a mask that blanks the whole map: the sparse score still reads the
+    # (unmasked) map, while the dense score has no valid pixel left.
+    import json
+
+    from PIL import Image
+
+    from depthvlm_ros.core.bench.runner import DatasetSpec, run_benchmark
+
+    (tmp_path / "preds").mkdir()
+    gt_mm = np.full((4, 6), 2000, np.uint16)
+    Image.fromarray(np.zeros((4, 6, 3), np.uint8)).save(tmp_path / "a.png")
+    Image.fromarray(gt_mm).save(tmp_path / "a_d.png")
+    Image.fromarray(np.zeros((4, 6), np.uint8)).save(tmp_path / "a_m.png")
+    np.save(tmp_path / "preds" / "a.npy", np.full((4, 6), 2.1, np.float32))
+    rec = {"image": "a.png", "depth_path": "a_d.png", "mask_valid_path": "a_m.png",
+           "original_fx": 500.0, "canonical_size": [6, 4], "original_rgb_size": [6, 4],
+           "pixel_coords": [[1, 1], [4, 2]], "depth": [9.0, 9.0]}
+    f = tmp_path / "x.jsonl"
+    f.write_text(json.dumps(rec) + "\n")
+    res = run_benchmark([DatasetSpec("x", f, "indoor", 0.1, 10.0)], predictions=tmp_path / "preds",
+                        protocols=("auto", "sparse", "dense"), constant_baseline=False,
+                        model_name="m", progress=False).results["results"]
+    # The map says 2 m (pred 2.1: right); a masked map would fall back to the JSONL 9 m (wrong).
+    assert res["auto"]["m"]["datasets"]["x"]["delta1"] == 1.0
+    assert res["sparse"]["m"]["datasets"]["x"]["delta1"] == 1.0
+    assert res["dense"]["m"]["datasets"]["x"]["delta1"] == 0.0
+    assert res["dense"]["m"]["datasets"]["x"]["n_points"] == 0

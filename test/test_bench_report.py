@@ -59,8 +59,9 @@ def make_set(root, name, sizes, scales, extra=None):
 def test_predictions_dir_per_image_average_and_baselines(tmp_path):
     # Image 0: pred = 1.1 GT (all within 1.25); image 1 (4x the pixels): 1.5 GT (all outside).
     f, preds = make_set(tmp_path, "nyuv2", [(8, 6), (16, 12)], [1.1, 1.5])
-    res = run_benchmark([spec_for_jsonl(f)], predictions=preds, progress=False).results
-    for proto in ("sparse", "dense"):
+    res = run_benchmark([spec_for_jsonl(f)], predictions=preds, progress=False,
+                        protocols=("auto", "sparse", "dense")).results
+    for proto in ("auto", "sparse", "dense"):
         rows = res["results"][proto]
         model = rows[res["metadata"]["model"]]
         d = model["datasets"]["nyuv2"]
@@ -72,6 +73,9 @@ def test_predictions_dir_per_image_average_and_baselines(tmp_path):
         assert model["overall"]["delta1"] == pytest.approx(0.5)
         assert "const_median" in rows
     assert res["results"]["sparse"][res["metadata"]["model"]]["datasets"]["nyuv2"]["n_points"] == 6
+    # Every record has points: the authors' rule scores them all sparse.
+    auto = res["results"]["auto"][res["metadata"]["model"]]["datasets"]["nyuv2"]
+    assert auto["n_points"] == 6 and auto["scored_as"] == {"sparse": 2, "dense": 0}
     # Dense GT is nearest-upsampled to canonical_size (2x): 4 * (48 + 192) pixels.
     assert res["results"]["dense"][res["metadata"]["model"]]["datasets"]["nyuv2"]["n_points"] == 960
     meta = res["metadata"]["datasets"]["nyuv2"]
@@ -150,7 +154,7 @@ def test_cli_end_to_end_with_predictions(tmp_path, capsys):
         (preds / src.name).write_bytes(src.read_bytes())
     out = tmp_path / "out"
     rc = cli_main(["bench", "--data", str(f1), "--data", str(f2), "--predictions", str(preds),
-                   "--out", str(out), "--no-progress", "--name", "peer"])
+                   "--out", str(out), "--no-progress", "--name", "peer", "--protocol", "both"])
     assert rc == 0
     res = json.loads((out / "results.json").read_text())
     model = res["results"]["dense"]["peer"]
@@ -166,6 +170,7 @@ def test_cli_end_to_end_with_predictions(tmp_path, capsys):
     assert "date" in res["metadata"] and "timings" in res["metadata"]
     md = (out / "report.md").read_text()
     assert "| peer |" in md and "const_median" in md and "plots/delta1_dense.png" in md
+    assert "dense protocol (whole GT map" in md and "sparse protocol (annotated points)" in md
     page = (out / "report.html").read_text()
     assert page.count("data:image/png;base64,") >= 4
     for name in ("delta1_dense.png", "delta1_sparse.png", "delta1_vs_depth_dense.png", "samples.png"):
@@ -218,6 +223,8 @@ def test_run_benchmark_argument_checks(tmp_path):
         run_benchmark([spec], progress=False)
     with pytest.raises(ConfigError, match="protocols"):
         run_benchmark([spec], predictions=preds, protocols=("both",), progress=False)
+    with pytest.raises(ConfigError, match="sparse_sampling"):
+        run_benchmark([spec], predictions=preds, sparse_sampling="nearest", progress=False)
     with pytest.raises(ConfigError, match="unique"):
         run_benchmark([spec, spec], predictions=preds, progress=False)
     with pytest.raises(InputError, match="expected \\(H, W\\)"):
@@ -227,7 +234,7 @@ def test_run_benchmark_argument_checks(tmp_path):
 def test_write_report_results_json_is_strict(tmp_path):
     f, preds = make_set(tmp_path, "nyuv2", [(8, 6)], [1.0])
     result = run_benchmark([spec_for_jsonl(f)], predictions=preds, progress=False,
-                           constant_baseline=False)
+                           constant_baseline=False, protocols=("dense",))
     paths = write_report(result, tmp_path / "r")
     text = paths["results"].read_text()
     assert "NaN" not in text and "Infinity" not in text
@@ -236,3 +243,98 @@ def test_write_report_results_json_is_strict(tmp_path):
     # pred = the float ramp, GT = the same ramp stored in whole millimetres
     assert m["silog"] < 0.05 and m["rmse"] < 1e-3 and not math.isnan(m["abs_rel"])
     assert "const_median" not in res["results"]["dense"]
+
+
+def test_config_default_selection_is_the_real_sets_and_groups_skip_extra_sets(tmp_path, capsys):
+    # The synthetic sets of the config are missing on disk: without --datasets they must not be
+    # loaded (the run would abort), and when named they must stay out of the group means.
+    f_in, p_in = make_set(tmp_path, "ibims", [(8, 6)], [1.1])  # right everywhere
+    f_out, p_out = make_set(tmp_path, "waymo", [(8, 6)], [2.0])  # wrong everywhere
+    preds = tmp_path / "preds"
+    preds.mkdir()
+    for src in list(p_in.iterdir()) + list(p_out.iterdir()):
+        (preds / src.name).write_bytes(src.read_bytes())
+    cfg = tmp_path / "eval.yaml"
+    cfg.write_text(f"root: {tmp_path}\ndatasets:\n"
+                   f"  ibims1: {{jsonl: ibims/ibims_test.jsonl, domain: indoor}}\n"
+                   f"  waymo: {{jsonl: waymo/waymo_test.jsonl, domain: outdoor}}\n"
+                   f"  synthetic_indoor: {{jsonl: synthetic/synthetic_indoor.jsonl, "
+                   f"domain: indoor, extra: true}}\n"
+                   f"  synthetic_outdoor: {{jsonl: synthetic/synthetic_outdoor.jsonl, "
+                   f"domain: outdoor, extra: true}}\n")
+    assert [s.name for s in load_dataset_config(cfg)] == ["ibims1", "waymo"]
+    out = tmp_path / "out"
+    rc = cli_main(["bench", "--config", str(cfg), "--predictions", str(preds), "--out", str(out),
+                   "--no-progress", "--name", "m"])
+    assert rc == 0
+    res = json.loads((out / "results.json").read_text())
+    assert list(res["metadata"]["datasets"]) == ["ibims1", "waymo"]
+    model = res["results"]["auto"]["m"]
+    assert model["indoor"]["delta1"] == pytest.approx(1.0)
+    assert model["overall"]["delta1"] == pytest.approx(0.5)
+
+    # Named, a synthetic set runs and is reported, but the means stay over the real sets.
+    f_syn, p_syn = make_set(tmp_path / "synthetic", "synthetic_indoor", [(8, 6)], [2.0])
+    (tmp_path / "synthetic" / "synthetic_indoor.jsonl").write_text(f_syn.read_text().replace(
+        '"rgb/', '"synthetic_indoor/rgb/').replace('"depth/', '"synthetic_indoor/depth/'))
+    for src in p_syn.iterdir():
+        (preds / src.name).write_bytes(src.read_bytes())
+    out2 = tmp_path / "out2"
+    capsys.readouterr()
+    rc = cli_main(["bench", "--config", str(cfg), "--datasets", "ibims1,waymo,synthetic_indoor",
+                   "--predictions", str(preds), "--out", str(out2), "--no-progress",
+                   "--name", "m"])
+    assert rc == 0
+    res = json.loads((out2 / "results.json").read_text())
+    model = res["results"]["auto"]["m"]
+    assert model["datasets"]["synthetic_indoor"]["delta1"] == pytest.approx(0.0)
+    assert model["indoor"]["delta1"] == pytest.approx(1.0)  # ibims1 only
+    assert model["overall"]["delta1"] == pytest.approx(0.5)
+    assert model["overall"]["n_images"] == 2
+    meta = res["metadata"]["datasets"]["synthetic_indoor"]
+    assert meta["extra"] is True and meta["in_group_averages"] is False
+    printed = capsys.readouterr().out
+    assert "auto: overall δ1 = 50.0%" in printed and "auto: synthetic_indoor δ1 = 0.0%" in printed
+    # A synthetic file given with --data is an extra set too.
+    assert spec_for_jsonl(tmp_path / "synthetic" / "synthetic_indoor.jsonl").extra
+
+
+def test_shipped_config_selects_the_nine_real_sets_by_default(tmp_path):
+    from pathlib import Path
+
+    cfg = Path(__file__).resolve().parents[1] / "config" / "eval_datasets.yaml"
+    specs = load_dataset_config(cfg)
+    assert [s.name for s in specs] == ["scannetpp", "sunrgbd", "ibims1", "nyuv2", "eth3d",
+                                       "argoverse2", "waymo", "ddad", "nuscenes"]
+    assert not any(s.extra for s in specs)
+    # The authors' ranges (utils/datasets.py DATASET_CONFIGS).
+    assert {s.name: (s.min_depth, s.max_depth) for s in specs} == {
+        "scannetpp": (0.001, 10.0), "sunrgbd": (0.005, 8.0), "ibims1": (0.005, 25.0),
+        "nyuv2": (0.005, 10.0), "eth3d": (0.01, 50.0), "argoverse2": (0.05, 120.0),
+        "waymo": (0.05, 70.0), "ddad": (0.05, 120.0), "nuscenes": (0.05, 80.0)}
+    syn = load_dataset_config(cfg, ["synthetic_indoor", "synthetic_outdoor"])
+    assert all(s.extra for s in syn)
+    assert syn[0].jsonl.name == "synthetic_indoor.jsonl"
+
+
+def test_default_protocol_is_auto_and_results_json_labels_everything(tmp_path):
+    f, preds = make_set(tmp_path, "nyuv2", [(8, 6)], [1.0])
+    # A second record without points is scored dense under auto.
+    lines = f.read_text().splitlines()
+    rec = json.loads(lines[0])
+    del rec["pixel_coords"], rec["depth"]
+    f.write_text("\n".join([lines[0], json.dumps(rec)]) + "\n")
+    out = tmp_path / "out"
+    assert cli_main(["bench", "--data", str(f), "--predictions", str(preds), "--out", str(out),
+                     "--no-progress", "--name", "m", "--sparse-sampling", "raw"]) == 0
+    res = json.loads((out / "results.json").read_text())
+    meta = res["metadata"]
+    assert meta["protocols"] == ["auto"] and list(res["results"]) == ["auto"]
+    assert "authors' rule" in meta["protocol_definitions"]["auto"]
+    assert meta["sparse_sampling"]["requested"] == "raw" and meta["sparse_sampling"]["used"] == "raw"
+    assert meta["metric_provenance"]["authors"] == ["delta1"]
+    assert set(meta["metric_provenance"]["ours"]) == {"delta2", "delta3", "abs_rel", "rmse", "silog"}
+    assert res["results"]["auto"]["m"]["datasets"]["nyuv2"]["scored_as"] == {"sparse": 1, "dense": 1}
+    md = (out / "report.md").read_text()
+    assert "auto protocol (authors' rule" in md and "scored sparse" in md
+    assert "delta1 = the authors'" in md and "sparse sampling: raw" in md

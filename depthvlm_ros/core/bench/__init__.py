@@ -11,17 +11,20 @@ Submodules:
 and scoring annotations stays light.
 """
 
-from .jsonl import BenchRecord, load_gt_depth, load_rgb, read_jsonl
-from .metrics import (METRIC_DEFINITIONS, METRIC_NAMES, DatasetMetrics, ImageMetrics, aggregate,
-                      dense_pair, group_average, image_metrics, sparse_targets)
-from .runner import (AUTHOR_DATASETS, DEPTHLM_QUESTION, BenchResult, DatasetSpec, draw_marker,
+from .jsonl import BenchRecord, apply_gt_masks, load_gt_depth, load_rgb, read_jsonl
+from .metrics import (METRIC_DEFINITIONS, METRIC_NAMES, METRIC_PROVENANCE, DatasetMetrics,
+                      ImageMetrics, aggregate, dense_pair, group_average, image_metrics,
+                      sparse_targets)
+from .runner import (AUTHOR_DATASETS, DEPTHLM_QUESTION, PROTOCOL_DEFINITIONS, PROTOCOLS,
+                     SPARSE_SAMPLING, SYNTHETIC_DATASETS, BenchResult, DatasetSpec, draw_marker,
                      intrinsics_for, load_dataset_config, parse_metres, run_benchmark,
                      spec_for_jsonl)
 
 __all__ = [
-    "BenchRecord", "read_jsonl", "load_rgb", "load_gt_depth",
-    "METRIC_NAMES", "METRIC_DEFINITIONS", "ImageMetrics", "DatasetMetrics", "image_metrics",
-    "dense_pair", "sparse_targets", "aggregate", "group_average",
-    "AUTHOR_DATASETS", "DEPTHLM_QUESTION", "DatasetSpec", "BenchResult", "spec_for_jsonl",
+    "BenchRecord", "read_jsonl", "load_rgb", "load_gt_depth", "apply_gt_masks",
+    "METRIC_NAMES", "METRIC_DEFINITIONS", "METRIC_PROVENANCE", "ImageMetrics", "DatasetMetrics",
+    "image_metrics", "dense_pair", "sparse_targets", "aggregate", "group_average",
+    "AUTHOR_DATASETS", "SYNTHETIC_DATASETS", "DEPTHLM_QUESTION", "PROTOCOLS",
+    "PROTOCOL_DEFINITIONS", "SPARSE_SAMPLING", "DatasetSpec", "BenchResult", "spec_for_jsonl",
     "load_dataset_config", "intrinsics_for", "draw_marker", "parse_metres", "run_benchmark",
 ]

@@ -33,7 +33,7 @@ from PIL import Image
 from ..errors import AnnotationError
 
 __all__ = ["BenchRecord", "read_jsonl", "parse_record", "load_rgb", "load_gt_depth",
-           "DEFAULT_DEPTH_PROMPT"]
+           "apply_gt_masks", "DEFAULT_DEPTH_PROMPT"]
 
 #: The authors' default dense-depth prompt (used when a line has no ``prompt``).
 DEFAULT_DEPTH_PROMPT = ("Given this image, estimate the metric depth (in meters, rounded to two "
@@ -350,8 +350,15 @@ def _read_mask(path: Path, shape: tuple[int, int], where: str) -> np.ndarray | N
     return m
 
 
-def load_gt_depth(record: BenchRecord) -> np.ndarray | None:
-    """GT depth in metres at its native resolution, masks applied (0 = invalid), not capped.
+def load_gt_depth(record: BenchRecord, *, masks: bool = True) -> np.ndarray | None:
+    """GT depth in metres at its native resolution, not capped.
+
+    Args:
+        record: the annotation.
+        masks: apply ``mask_valid_path`` / ``mask_transp_path`` (0 = invalid). The authors'
+            loader applies them for the dense protocol (and in training) but not in its
+            sparse-points branch, so the benchmark loads with ``masks=False`` and masks the
+            dense copy with :func:`apply_gt_masks`.
 
     Returns:
         (H, W) float32, or None when the record has no depth map.
@@ -385,9 +392,29 @@ def load_gt_depth(record: BenchRecord) -> np.ndarray | None:
     if depth.ndim != 2:
         raise AnnotationError(f"{where}: depth map {p} must be single-channel, got shape {depth.shape}")
     depth[~np.isfinite(depth)] = 0.0
+    return apply_gt_masks(record, depth, copy=False) if masks else depth
+
+
+def apply_gt_masks(record: BenchRecord, depth: np.ndarray, *, copy: bool = True) -> np.ndarray:
+    """Zero ``depth`` where the record's masks are 0 (iBims-1 ``mask_valid`` / ``mask_transp``).
+
+    Masks of another size are nearest-resized to the depth map first, and a mask file that does
+    not exist is ignored, both as the authors' ``_load_depth`` does.
+
+    Args:
+        record: the annotation (its mask paths may be None).
+        depth: (H, W) native-resolution depth in metres.
+        copy: leave ``depth`` untouched and return a masked copy (only when a mask applies).
+
+    Returns:
+        The masked map (``depth`` itself when the record has no mask).
+    """
+    out = depth
     for mpath in (record.mask_valid_path, record.mask_transp_path):
         if mpath is not None:
-            m = _read_mask(mpath, depth.shape, where)
+            m = _read_mask(mpath, depth.shape, record.source)
             if m is not None:
-                depth[m == 0] = 0.0
-    return depth
+                if copy and out is depth:
+                    out = depth.copy()
+                out[m == 0] = 0.0
+    return out

@@ -2,15 +2,24 @@
 
 The reference is the authors' ``eval/eval.py`` and ``utils/datasets.py`` (hanxunyu/DepthVLM):
 
-* GT depth is read in metres (``raw / depth_scale``), optional masks zero pixels, values outside
-  the dataset's ``[min_depth, max_depth]`` are set to 0 (= invalid), and the map is resized to
-  ``canonical_size`` with OpenCV's ``INTER_NEAREST``.
+* Which protocol: a record with ``pixel_coords`` and ``depth`` is scored with the sparse
+  protocol only; a record without points is scored dense (eval.py's ``if pixel_coords ...:
+  elif gt_map ...``). The runner's ``auto`` protocol is that rule.
+* GT depth is read in metres (``raw / depth_scale``), values outside the dataset's
+  ``[min_depth, max_depth]`` are set to 0 (= invalid), and the map is resized to
+  ``canonical_size`` with OpenCV's ``INTER_NEAREST``. The iBims-1 masks (``mask_valid_path``,
+  ``mask_transp_path``) zero pixels first, in the dense protocol only: the sparse-points branch
+  of the authors' loader does not pass them.
 * Dense protocol: the prediction is resized to the GT map's size with ``INTER_LINEAR`` and
   compared over pixels with ``gt > 0 and pred > 0``.
-* Sparse protocol: the listed ``pixel_coords`` ([col, row] at the original RGB resolution) are
-  scaled to ``canonical_size`` and rounded (``np.round``, half to even); GT is read from the
-  resized map, falling back to the JSONL ``depth`` value where the map is 0; points outside the
-  map get GT 0; the prediction is sampled at the same pixel; points outside it are dropped.
+* Sparse protocol: the listed ``pixel_coords`` ([col, row] at ``original_rgb_size``) are scaled
+  to ``canonical_size`` and rounded (``np.round``, half to even); a record without
+  ``original_rgb_size`` (or without ``canonical_size``) keeps its raw coordinates, truncated
+  (``astype(int64)``), while its GT map is still resized to ``canonical_size``. GT is read from
+  that map, falling back to the JSONL ``depth`` value where the map is 0; points outside the
+  map get GT 0. The prediction is then indexed at the same ``[row, col]`` *as given* (the
+  authors' model predicts at the canonical scale on a multiple-of-32 grid, e.g. 1344x1024 for a
+  1342x1006 canonical size, and is not resized); points outside the prediction are dropped.
 * δ1 per image = mean over valid pixels of ``max(p/g, g/p) < 1.25``; an image without a valid
   pixel scores 0. The dataset score is the mean over images.
 
@@ -19,8 +28,9 @@ two OpenCV resize modes the reference uses, including OpenCV's index arithmetic 
 ``floor(dst * src/dst)`` without a half-pixel shift; linear uses half-pixel centres with the
 border pixels replicated).
 
-The metrics beyond δ1 are not in the reference; they follow the usual definitions on the same
-valid pixels (see :data:`METRIC_DEFINITIONS`).
+Only δ1 is the authors' metric (:data:`METRIC_PROVENANCE`). The others are ours, not in the
+reference; they follow the usual definitions on the same valid pixels (see
+:data:`METRIC_DEFINITIONS`).
 """
 
 from __future__ import annotations
@@ -34,6 +44,7 @@ import numpy as np
 __all__ = [
     "METRIC_NAMES",
     "METRIC_DEFINITIONS",
+    "METRIC_PROVENANCE",
     "DEPTH_BIN_EDGES",
     "ImageMetrics",
     "DatasetMetrics",
@@ -56,18 +67,29 @@ METRIC_NAMES = ("delta1", "delta2", "delta3", "abs_rel", "rmse", "silog")
 #: Human-readable definitions written into results.json and the report.
 METRIC_DEFINITIONS = {
     "valid": "pixels/points with gt > 0 and pred > 0, after GT outside the dataset's "
-             "[min_depth, max_depth] was zeroed (as the authors' loader does)",
-    "delta1": "mean over valid of max(p/g, g/p) < 1.25 (float32 ratio, as eval.py); "
-              "an image with no valid pixel scores 0",
-    "delta2": "as delta1 with threshold 1.25**2",
-    "delta3": "as delta1 with threshold 1.25**3",
-    "abs_rel": "mean over valid of |p - g| / g",
-    "rmse": "sqrt(mean over valid of (p - g)**2), metres",
-    "silog": "100 * sqrt(mean(d**2) - mean(d)**2), d = ln p - ln g over valid (KITTI "
+             "[min_depth, max_depth] was zeroed (as the authors' loader does); dense GT also "
+             "has the iBims-1 masks applied, sparse GT does not (as the authors); a sparse "
+             "point whose GT map value is 0 takes the JSONL depth",
+    "delta1": "(the authors' metric, eval.py compute_delta1) mean over valid of "
+              "max(p/g, g/p) < 1.25 (float32 ratio); an image with no valid pixel scores 0",
+    "delta2": "(ours) as delta1 with threshold 1.25**2",
+    "delta3": "(ours) as delta1 with threshold 1.25**3",
+    "abs_rel": "(ours) mean over valid of |p - g| / g",
+    "rmse": "(ours) sqrt(mean over valid of (p - g)**2), metres",
+    "silog": "(ours) 100 * sqrt(mean(d**2) - mean(d)**2), d = ln p - ln g over valid (KITTI "
              "benchmark form, lambda = 1)",
     "aggregation": "every metric is computed per image and averaged over the images of a "
-                   "dataset; abs_rel/rmse/silog skip images with no valid pixel; indoor, "
-                   "outdoor and overall are unweighted means over the datasets in the group",
+                   "dataset (as eval.py averages delta1); abs_rel/rmse/silog skip images with "
+                   "no valid pixel; indoor, outdoor and overall (ours) are unweighted means "
+                   "over the real test sets of the group, never over extra (synthetic) sets",
+}
+
+#: Which metrics are the authors' (eval.py computes δ1 only) and which this package adds.
+METRIC_PROVENANCE = {
+    "authors": ["delta1"],
+    "ours": ["delta2", "delta3", "abs_rel", "rmse", "silog"],
+    "note": "delta1 reproduces eval.py compute_delta1; the others are not in the authors' "
+            "evaluation and use the same valid pixels/points",
 }
 
 #: GT-depth bin edges (metres) for the δ1-versus-depth curves.
@@ -251,16 +273,17 @@ class SparseTargets:
     Attributes:
         coords: (N, 2) int64 [col, row] on the grid (may lie outside it).
         gt: (N,) float32 GT in metres (0 = invalid).
-        grid_size: ``(width, height)`` of the grid the coordinates refer to.
+        grid_size: ``(width, height)`` of the grid the coordinates refer to: ``canonical_size``,
+            else ``original_rgb_size``, else None (the caller's image size).
     """
 
     coords: np.ndarray
     gt: np.ndarray
-    grid_size: tuple[int, int]
+    grid_size: tuple[int, int] | None
 
 
 def sparse_targets(pixel_coords: np.ndarray, depth_jsonl: np.ndarray,
-                   original_rgb_size: Sequence[int],
+                   original_rgb_size: Sequence[int] | None,
                    canonical_size: Sequence[int] | None,
                    gt_map_capped: np.ndarray | None,
                    min_depth: float = 0.0, max_depth: float = math.inf,
@@ -270,10 +293,13 @@ def sparse_targets(pixel_coords: np.ndarray, depth_jsonl: np.ndarray,
     Args:
         pixel_coords: (N, 2) [col, row] at ``original_rgb_size``.
         depth_jsonl: (N,) depth values from the annotation.
-        original_rgb_size: ``(W, H)`` of the RGB the coordinates refer to.
-        canonical_size: ``(W, H)`` evaluation grid, or None for the original grid.
-        gt_map_capped: native-resolution range-capped GT map, or None when there is none (then
-            the annotation values are used directly).
+        original_rgb_size: ``(W, H)`` of the RGB the coordinates refer to, or None when the
+            record does not say. Only with both sizes are the coordinates scaled (and rounded);
+            otherwise the reference truncates the raw coordinates and uses them as they are.
+        canonical_size: ``(W, H)`` evaluation grid, or None for the GT map's own grid.
+        gt_map_capped: native-resolution range-capped GT map (unmasked: the reference's sparse
+            branch ignores masks), or None when there is none (then the annotation values are
+            used directly).
         min_depth, max_depth: dataset range, used only when ``strict_range``.
         strict_range: also zero annotation fall-back values outside the range. The reference
             does not (a point whose map value was capped away falls back to its uncapped JSONL
@@ -284,21 +310,27 @@ def sparse_targets(pixel_coords: np.ndarray, depth_jsonl: np.ndarray,
     """
     coords = np.asarray(pixel_coords, dtype=np.float64).reshape(-1, 2)
     jsonl = np.asarray(depth_jsonl, dtype=np.float32).reshape(-1)
-    if canonical_size:
+    if original_rgb_size and canonical_size:
         sx = canonical_size[0] / original_rgb_size[0]
         sy = canonical_size[1] / original_rgb_size[1]
-        grid = (int(canonical_size[0]), int(canonical_size[1]))
         scaled = np.stack([coords[:, 0] * sx, coords[:, 1] * sy], axis=1)
         ij = np.round(scaled).astype(np.int64)
     else:
+        ij = coords.astype(np.int64)  # the reference truncates here, without scaling
+    if canonical_size:
+        grid: tuple[int, int] | None = (int(canonical_size[0]), int(canonical_size[1]))
+    elif original_rgb_size:
         grid = (int(original_rgb_size[0]), int(original_rgb_size[1]))
-        ij = coords.astype(np.int64)  # the reference truncates here
+    else:
+        grid = None
     fallback = jsonl.copy()
     if strict_range:
         fallback = apply_depth_range(fallback, min_depth, max_depth)
     if gt_map_capped is None:
         return SparseTargets(ij, fallback, grid)
-    gmap = resize_nearest(gt_map_capped, grid) if canonical_size else gt_map_capped
+    # The GT map goes to canonical_size whatever the coordinates did (the loader resizes it
+    # independently of original_rgb_size).
+    gmap = resize_nearest(gt_map_capped, canonical_size) if canonical_size else gt_map_capped
     mh, mw = gmap.shape
     inside = (ij[:, 0] >= 0) & (ij[:, 0] < mw) & (ij[:, 1] >= 0) & (ij[:, 1] < mh)
     gt = np.zeros(len(ij), dtype=np.float32)
@@ -311,7 +343,8 @@ def sample_points(pred_on_grid: np.ndarray, targets: SparseTargets) -> tuple[np.
     """Prediction and GT at the targets that fall inside the prediction (others are dropped).
 
     Args:
-        pred_on_grid: prediction resized to ``targets.grid_size``.
+        pred_on_grid: the prediction indexed at ``targets.coords``: as the model gave it (the
+            reference's raw indexing) or resized to ``targets.grid_size`` by the caller.
         targets: from :func:`sparse_targets`.
 
     Returns:

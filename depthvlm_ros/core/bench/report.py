@@ -25,6 +25,17 @@ __all__ = ["write_results_json", "write_report", "render_markdown", "render_html
 
 _GROUPS = ("indoor", "outdoor", "overall")
 
+# Table titles say which protocol a number comes from; "auto" is the one to compare with the paper.
+_PROTOCOL_TITLES = {
+    "auto": "auto protocol (authors' rule: points where annotated, else dense map)",
+    "sparse": "sparse protocol (annotated points)",
+    "dense": "dense protocol (whole GT map; ours for records with points)",
+}
+
+
+def _proto_title(proto: str) -> str:
+    return _PROTOCOL_TITLES.get(proto, f"{proto} protocol")
+
 
 def _mpl():
     import matplotlib
@@ -83,17 +94,23 @@ def _tables(results: dict) -> list[tuple[str, list[str], list[list[str]]]]:
                                   for n in names]
             cells += [_fmt(r[g]["delta1"]) if r.get(g) else "–" for g in _GROUPS]
             body.append(cells)
-        out.append((f"{proto} protocol — δ1 (%)", header, body))
+        out.append((f"{_proto_title(proto)} — δ1 (%)", header, body))
         for row_name, r in rows.items():
-            header = ["dataset"] + [m for m in METRIC_NAMES] + ["n_images", "n_points"]
+            # delta1 is the authors' metric; the others are ours (see metric_provenance).
+            header = (["dataset"] + [m if m == "delta1" else f"{m}*" for m in METRIC_NAMES]
+                      + ["n_images", "n_points", "scored sparse", "scored dense"])
             body = []
             for n in names + list(_GROUPS):
                 d = r["datasets"].get(n) if n in r["datasets"] else r.get(n)
                 if not d:
                     continue
+                sa = d.get("scored_as") or {}
                 body.append([n] + [_fmt(d.get(k), k) for k in METRIC_NAMES]
-                            + [_fmt(d.get("n_images"), "n_images"), _fmt(d.get("n_points"), "n_points")])
-            out.append((f"{proto} protocol — {row_name}, all metrics", header, body))
+                            + [_fmt(d.get("n_images"), "n_images"),
+                               _fmt(d.get("n_points"), "n_points"),
+                               str(sa["sparse"]) if sa else "–", str(sa["dense"]) if sa else "–"])
+            out.append((f"{_proto_title(proto)} — {row_name}, all metrics (* = ours, not in the "
+                        "authors' evaluation)", header, body))
     t = results["metadata"]["timings"]
     cost = [["model (dense, one pass)", _fmt(t["model_per_image"]["mean_s"], "s"),
              _fmt(t["model_per_image"]["median_s"], "s"), "–", str(t["model_per_image"]["n"])]]
@@ -150,7 +167,7 @@ def make_plots(result: BenchResult, max_samples: int = 6) -> dict[str, bytes]:
         ax.set_xticklabels(labels, rotation=30, ha="right")
         ax.set_ylabel("δ1 (%)")
         ax.set_ylim(0, 100)
-        ax.set_title(f"δ1 per dataset ({proto} protocol)")
+        ax.set_title(f"δ1 per dataset ({_proto_title(proto)})", fontsize=9)
         ax.legend(fontsize=8)
         ax.grid(axis="y", alpha=0.3)
         figs[f"delta1_{proto}.png"] = _fig_png(fig)
@@ -208,8 +225,16 @@ def _md_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
 
 def _meta_lines(res: dict) -> list[str]:
     m = res["metadata"]
-    lines = [f"- model: `{m['model']}`", f"- protocols: {', '.join(m['protocols'])}",
-             f"- date (UTC): {m['date']}", f"- wall time: {m['timings']['wall_s']:.1f} s"]
+    lines = [f"- model: `{m['model']}`", f"- protocols: {', '.join(m['protocols'])}"]
+    ss = m.get("sparse_sampling")
+    if ss:
+        lines.append(f"- sparse sampling: {ss['used']} (requested {ss['requested']}; "
+                     f"predictions from {m.get('prediction_source', '?')})")
+    prov = m.get("metric_provenance")
+    if prov:
+        lines.append(f"- metrics: {', '.join(prov['authors'])} = the authors'; "
+                     f"{', '.join(prov['ours'])} = ours")
+    lines += [f"- date (UTC): {m['date']}", f"- wall time: {m['timings']['wall_s']:.1f} s"]
     if m.get("limit"):
         lines.append(f"- limited to {m['limit']} images per dataset")
     if m.get("depthlm_points"):
@@ -218,16 +243,21 @@ def _meta_lines(res: dict) -> list[str]:
                      f"{pf.get('failed', 0)} / {pf.get('asked', 0)}")
     for name, d in m["datasets"].items():
         const = f"{d['constant_m']:.2f} m ({d['constant_source']})" if d.get("constant_m") else "–"
-        lines.append(f"- {name}: {d['n_records']} images, {d['domain']}, GT range "
+        extra = ", extra set (not in the group means)" if d.get("extra") else ""
+        lines.append(f"- {name}: {d['n_records']} images, {d['domain']}{extra}, GT range "
                      f"[{d['min_depth']}, {d['max_depth'] if d['max_depth'] is not None else '∞'}] m, "
                      f"constant baseline {const}")
     return lines
 
 
 def _defs(res: dict) -> list[tuple[str, str]]:
-    d = dict(res["metadata"]["definitions"])
+    m = res["metadata"]
+    d = dict(m["definitions"])
     base = d.pop("baselines", {})
-    return list(d.items()) + list(base.items())
+    protos = [(f"protocol {k}", v) for k, v in m.get("protocol_definitions", {}).items()]
+    ss = m.get("sparse_sampling")
+    sampling = [(f"sparse sampling {ss['used']}", ss["definition"])] if ss else []
+    return protos + sampling + list(d.items()) + list(base.items())
 
 
 def render_markdown(result: BenchResult, plot_files: Sequence[str]) -> str:

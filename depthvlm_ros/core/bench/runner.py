@@ -12,8 +12,21 @@ What is evaluated:
   ``model@points``: the dense model scored on exactly the same points, so accuracy and cost
   compare like for like.
 
-Protocols (see :mod:`.metrics` for the arithmetic): ``sparse`` (the annotated points) and
-``dense`` (the whole GT map).
+Protocols (see :mod:`.metrics` for the arithmetic and :data:`PROTOCOL_DEFINITIONS`):
+
+* ``auto`` (default): the authors' rule, each record scored once: sparse when it has
+  ``pixel_coords`` + ``depth``, dense otherwise. This is the number to compare with the paper.
+* ``sparse``: the annotated points of every record that has them.
+* ``dense``: the whole (masked) GT map of every record that has one, points or not (ours: the
+  authors never score a record with points densely).
+
+Sparse sampling (:data:`SPARSE_SAMPLING`): the authors index their model's raw output
+``pred_map[y, x]`` at coordinates on the ``canonical_size`` grid, without resizing it; their
+model predicts at the canonical scale, on its own multiple-of-32 grid near ``canonical_size``
+(e.g. 1344x1024 for 1342x1006). Saved predictions (``predictions=DIR``) are treated exactly like
+their saved ``_pred.npy`` (``raw``). Our ``depth_fn`` returns depth at the *input* resolution
+instead, so its map is first resized bilinearly to ``canonical_size`` (``resize``); indexing it
+raw would read the wrong pixels whenever the image is not already at the canonical size.
 """
 
 from __future__ import annotations
@@ -32,15 +45,20 @@ import numpy as np
 
 from ..camera import Intrinsics
 from ..errors import AnnotationError, ConfigError, InputError
-from .jsonl import BenchRecord, load_gt_depth, load_rgb, read_jsonl
-from .metrics import (METRIC_DEFINITIONS, DatasetMetrics, DepthBins, ImageMetrics, aggregate,
-                      apply_depth_range, dense_pair, group_average, image_metrics, resize_linear,
-                      resize_nearest, sample_points, sparse_targets)
+from .jsonl import BenchRecord, apply_gt_masks, load_gt_depth, load_rgb, read_jsonl
+from .metrics import (METRIC_DEFINITIONS, METRIC_PROVENANCE, DatasetMetrics, DepthBins,
+                      ImageMetrics, SparseTargets, aggregate, apply_depth_range, dense_pair,
+                      group_average, image_metrics, resize_linear, resize_nearest, sample_points,
+                      sparse_targets)
 
 __all__ = [
     "DatasetSpec",
     "AUTHOR_DATASETS",
+    "SYNTHETIC_DATASETS",
     "DEPTHLM_QUESTION",
+    "PROTOCOLS",
+    "PROTOCOL_DEFINITIONS",
+    "SPARSE_SAMPLING",
     "DepthFn",
     "PointFn",
     "Sample",
@@ -62,22 +80,54 @@ PointFn = Callable[[np.ndarray, Intrinsics, tuple[int, int]], Any]
 DEPTHLM_QUESTION = ("How far from the camera is the point marked by the red circle, in metres? "
                     "Answer with a single number.")
 
-#: The authors' per-dataset GT ranges (utils/datasets.py, DATASET_CONFIGS) and the grouping of
+#: The authors' per-dataset GT ranges (utils/datasets.py, DATASET_CONFIGS, in its order: the
+#: first key found in the path wins, as in their _match_dataset_config) and the grouping of
 #: configs/eval_datasets.conf (ETH3D has its own section there: it mixes indoor and outdoor
-#: scenes, so it counts in "overall" only). Matched by substring of the JSONL path, as the
-#: authors do, when a file is given without a config.
+#: scenes, so it counts in "overall" only). Matched by substring of the JSONL path when a file
+#: is given without a config. taskonomy and hm3d are left out: the authors also centre-crop
+#: them (max_canonical_edge), which this runner does not reproduce.
 AUTHOR_DATASETS: dict[str, dict[str, Any]] = {
     "argoverse": {"min_depth": 0.05, "max_depth": 120.0, "domain": "outdoor"},
     "waymo": {"min_depth": 0.05, "max_depth": 70.0, "domain": "outdoor"},
     "nuscenes": {"min_depth": 0.05, "max_depth": 80.0, "domain": "outdoor"},
     "ddad": {"min_depth": 0.05, "max_depth": 120.0, "domain": "outdoor"},
     "scannetpp": {"min_depth": 0.001, "max_depth": 10.0, "domain": "indoor"},
+    "matterport": {"min_depth": 0.01, "max_depth": 10.0, "domain": "indoor"},
     "sunrgbd": {"min_depth": 0.005, "max_depth": 8.0, "domain": "indoor"},
     "ibims": {"min_depth": 0.005, "max_depth": 25.0, "domain": "indoor"},
     "nyuv2": {"min_depth": 0.005, "max_depth": 10.0, "domain": "indoor"},
     "eth3d": {"min_depth": 0.01, "max_depth": 50.0, "domain": "mixed"},
+}
+
+#: Our synthetic scenes (``depthvlm make-synthetic``): not part of the paper's benchmark, so they
+#: are ``extra`` sets (run only when named, never in the indoor / outdoor / overall means).
+SYNTHETIC_DATASETS: dict[str, dict[str, Any]] = {
     "synthetic_indoor": {"min_depth": 0.05, "max_depth": 20.0, "domain": "indoor"},
     "synthetic_outdoor": {"min_depth": 0.05, "max_depth": 120.0, "domain": "outdoor"},
+}
+
+#: Protocol names accepted by :func:`run_benchmark`.
+PROTOCOLS = ("auto", "sparse", "dense")
+
+#: What each protocol scores, written into results.json and the report.
+PROTOCOL_DEFINITIONS = {
+    "auto": "the authors' rule (eval.py): a record with pixel_coords + depth is scored on its "
+            "points only, a record without points on its dense GT map; each image once. "
+            "Compare these numbers with the paper",
+    "sparse": "the annotated points of every record that has them (unmasked GT map at the "
+              "points, JSONL depth where the map is 0)",
+    "dense": "the whole GT map (masks applied) of every record that has one, including records "
+             "with points (ours: the authors score those sparse only)",
+}
+
+#: How the prediction is sampled at the sparse points.
+SPARSE_SAMPLING = {
+    "raw": "the prediction indexed as given, pred[y, x], at the points' canonical-grid "
+           "coordinates; points outside it dropped (the authors' treatment of their model's "
+           "output, on a multiple-of-32 grid near canonical_size)",
+    "resize": "the prediction first resized bilinearly to canonical_size (our depth_fn returns "
+              "depth at the input image's resolution, not at the canonical scale)",
+    "auto": "raw for saved predictions (--predictions), resize for a model run here",
 }
 
 _DOMAINS = ("indoor", "outdoor", "mixed", "unknown")
@@ -95,6 +145,8 @@ class DatasetSpec:
         image_root, depth_root: folders the paths in the file are relative to (default: its
             folder).
         train_median_m: constant for the ``const_median`` baseline, from the training split.
+        extra: not one of the paper's test sets (our synthetic scenes): chosen only by name and
+            left out of the indoor / outdoor / overall means.
     """
 
     name: str
@@ -105,6 +157,7 @@ class DatasetSpec:
     image_root: Path | None = None
     depth_root: Path | None = None
     train_median_m: float | None = None
+    extra: bool = False
 
 
 def spec_for_jsonl(path: str | os.PathLike, name: str | None = None) -> DatasetSpec:
@@ -116,11 +169,11 @@ def spec_for_jsonl(path: str | os.PathLike, name: str | None = None) -> DatasetS
     """
     p = Path(path)
     low = str(p).lower()
-    # Longest key first so "synthetic_indoor" wins over a shorter accidental match.
-    for key in sorted(AUTHOR_DATASETS, key=len, reverse=True):
+    # Our synthetic names first (they are specific), then the authors' keys in their order.
+    for key, cfg in list(SYNTHETIC_DATASETS.items()) + list(AUTHOR_DATASETS.items()):
         if key in low:
-            cfg = AUTHOR_DATASETS[key]
-            return DatasetSpec(name or key, p, cfg["domain"], cfg["min_depth"], cfg["max_depth"])
+            return DatasetSpec(name or key, p, cfg["domain"], cfg["min_depth"], cfg["max_depth"],
+                               extra=key in SYNTHETIC_DATASETS)
     return DatasetSpec(name or p.stem, p)
 
 
@@ -138,10 +191,12 @@ def load_dataset_config(path: str | os.PathLike,
     """Read ``config/eval_datasets.yaml``.
 
     Relative paths are resolved against ``root`` (itself relative to the YAML's folder).
+    Datasets marked ``extra: true`` (our synthetic sets) are loaded only when named.
 
     Args:
         path: the YAML file.
-        names: keep only these datasets (in this order); None keeps all.
+        names: keep only these datasets (in this order); None keeps every dataset that is not
+            ``extra`` (the paper's nine test sets in the shipped config).
 
     Raises:
         ConfigError: unreadable file, unknown dataset name or bad field.
@@ -175,14 +230,18 @@ def load_dataset_config(path: str | os.PathLike,
         if domain not in _DOMAINS:
             raise ConfigError(f"{path}: dataset '{name}': domain must be one of {_DOMAINS}")
         tm = d.get("train_median_m")
+        extra = d.get("extra", False)
+        if not isinstance(extra, bool):
+            raise ConfigError(f"{path}: dataset '{name}': extra must be true or false")
         specs[str(name)] = DatasetSpec(
             name=str(name), jsonl=rel(d["jsonl"]), domain=domain,
             min_depth=_float(d.get("min_depth", 0.0), f"{name}.min_depth"),
             max_depth=_float(d.get("max_depth", math.inf), f"{name}.max_depth"),
             image_root=rel(d.get("image_root")), depth_root=rel(d.get("depth_root")),
-            train_median_m=None if tm is None else _float(tm, f"{name}.train_median_m"))
+            train_median_m=None if tm is None else _float(tm, f"{name}.train_median_m"),
+            extra=extra)
     if names is None:
-        return list(specs.values())
+        return [s for s in specs.values() if not s.extra]
     unknown = [n for n in names if n not in specs]
     if unknown:
         raise ConfigError(f"{path}: unknown dataset(s) {', '.join(unknown)}; "
@@ -215,8 +274,10 @@ def intrinsics_for(record: BenchRecord, width: int, height: int) -> Intrinsics:
 def predictions_from_dir(folder: str | os.PathLike) -> Callable[[BenchRecord, str], np.ndarray]:
     """A predictor reading ``<folder>/<dataset>/<stem>.npy`` or ``<folder>/<stem>.npy``.
 
-    The arrays are (H, W) depth in metres at any resolution (they are resized to the GT grid
-    like the reference does); NaN, 0 and negative values are invalid.
+    The arrays are (H, W) depth in metres, treated like the authors' saved ``_pred.npy``: the
+    dense protocol resizes them to the GT grid, the sparse protocol indexes them as given at the
+    canonical-grid coordinates (so save them at the canonical scale, as the authors' model
+    predicts, or pass ``sparse_sampling="resize"``); NaN, 0 and negative values are invalid.
 
     Raises:
         AnnotationError: (when called) the prediction file is missing or not a 2-D array.
@@ -386,19 +447,28 @@ class _Row:
     def __init__(self) -> None:
         self.images: dict[str, list[ImageMetrics]] = {}
         self.bins: dict[str, DepthBins] = {}
+        self.scored_as: dict[str, dict[str, int]] = {}
 
     def add(self, ds: str, m: ImageMetrics, pred: np.ndarray | None = None,
-            gt: np.ndarray | None = None) -> None:
+            gt: np.ndarray | None = None, mode: str = "sparse") -> None:
         self.images.setdefault(ds, []).append(m)
+        counts = self.scored_as.setdefault(ds, {"sparse": 0, "dense": 0})
+        counts[mode] += 1
         if pred is not None:
             self.bins.setdefault(ds, DepthBins()).add(pred, gt)
 
     def summary(self, specs: Sequence[DatasetSpec]) -> dict:
         per = {s.name: aggregate(self.images[s.name]) for s in specs if s.name in self.images}
-        out: dict[str, Any] = {"datasets": {k: v.as_dict() for k, v in per.items()}}
-        for group, members in (("indoor", [s.name for s in specs if s.domain == "indoor"]),
-                               ("outdoor", [s.name for s in specs if s.domain == "outdoor"]),
-                               ("overall", [s.name for s in specs])):
+        out: dict[str, Any] = {"datasets": {}}
+        for k, v in per.items():
+            # Which protocol each image of the dataset was scored with (auto mixes them).
+            out["datasets"][k] = dict(v.as_dict(), scored_as=dict(self.scored_as[k]))
+        # Group means cover the real test sets only: an extra (synthetic) set would shift the
+        # indoor / outdoor / overall numbers away from the paper's definition.
+        real = [s for s in specs if not s.extra]
+        for group, members in (("indoor", [s.name for s in real if s.domain == "indoor"]),
+                               ("outdoor", [s.name for s in real if s.domain == "outdoor"]),
+                               ("overall", [s.name for s in real])):
             g = group_average(per, members)
             out[group] = g.as_dict() if g is not None else None
         return out
@@ -482,20 +552,34 @@ SYNTHETIC_QA_TYPES = frozenset({"point_depth", "region_mean", "region_median", "
                                 "distance_3d"})
 
 
+def _pred_for_points(pred: np.ndarray, tg: SparseTargets, sampling: str,
+                     image_size: tuple[int, int]) -> np.ndarray:
+    """The map the sparse points are read from (see :data:`SPARSE_SAMPLING`)."""
+    if sampling == "raw":
+        return pred  # the authors' pred_map[y, x], whatever its grid
+    return resize_linear(pred, tg.grid_size or image_size)
+
+
+def _inside(coords: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    h, w = shape[:2]
+    return (coords[:, 0] >= 0) & (coords[:, 0] < w) & (coords[:, 1] >= 0) & (coords[:, 1] < h)
+
+
 def run_benchmark(datasets: Sequence[DatasetSpec], *, depth_fn: DepthFn | None = None,
                   predictions: str | os.PathLike | None = None,
-                  protocols: Sequence[str] = ("sparse", "dense"), limit: int | None = None,
+                  protocols: Sequence[str] = ("auto",), limit: int | None = None,
                   point_fn: PointFn | None = None, depthlm_points: int = 0,
                   constant_baseline: bool = True, model_name: str = "model",
                   n_samples: int = 2, progress: bool = True,
-                  strict_range: bool = False) -> BenchResult:
+                  strict_range: bool = False, sparse_sampling: str = "auto") -> BenchResult:
     """Evaluate a depth model and the baselines on the given test sets.
 
     Args:
         datasets: the test sets.
-        depth_fn: ``depth_fn(rgb uint8 (H, W, 3), intrinsics) -> (H, W) float32 metres``.
+        depth_fn: ``depth_fn(rgb uint8 (H, W, 3), intrinsics) -> (H, W) float32 metres`` at the
+            input image's resolution.
         predictions: folder of saved ``.npy`` predictions (instead of ``depth_fn``).
-        protocols: any of ``sparse`` and ``dense``.
+        protocols: any of :data:`PROTOCOLS`; ``auto`` (the default) is the authors' rule.
         limit: at most this many images per dataset.
         point_fn: per-point VLM ``point_fn(rgb_with_marker, intrinsics, (u, v)) -> metres``
             (a float, None, or an answer string that is parsed with :func:`parse_metres`).
@@ -506,6 +590,8 @@ def run_benchmark(datasets: Sequence[DatasetSpec], *, depth_fn: DepthFn | None =
         progress: show a tqdm progress bar.
         strict_range: also drop sparse GT fall-back values outside the dataset range (the
             reference keeps them; see :func:`.metrics.sparse_targets`).
+        sparse_sampling: ``raw``, ``resize`` or ``auto`` (raw for ``predictions``, resize for
+            ``depth_fn``); see :data:`SPARSE_SAMPLING`.
 
     Returns:
         The :class:`BenchResult`.
@@ -519,9 +605,12 @@ def run_benchmark(datasets: Sequence[DatasetSpec], *, depth_fn: DepthFn | None =
     if (depth_fn is None) == (predictions is None):
         raise ConfigError("give exactly one of depth_fn and predictions")
     protocols = tuple(dict.fromkeys(protocols))
-    bad = [p for p in protocols if p not in ("sparse", "dense")]
+    bad = [p for p in protocols if p not in PROTOCOLS]
     if bad or not protocols:
-        raise ConfigError(f"protocols must be 'sparse' and/or 'dense', got {list(protocols)}")
+        raise ConfigError(f"protocols must be among {list(PROTOCOLS)}, got {list(protocols)}")
+    if sparse_sampling not in SPARSE_SAMPLING:
+        raise ConfigError(f"sparse_sampling must be one of {list(SPARSE_SAMPLING)}, "
+                          f"got {sparse_sampling!r}")
     if depthlm_points < 0:
         raise ConfigError("depthlm_points must be >= 0")
     if not datasets:
@@ -529,6 +618,10 @@ def run_benchmark(datasets: Sequence[DatasetSpec], *, depth_fn: DepthFn | None =
     names = [s.name for s in datasets]
     if len(set(names)) != len(names):
         raise ConfigError(f"dataset names must be unique, got {names}")
+    # Saved maps are the authors' kind of output (indexed raw); our depth_fn answers at the
+    # input resolution, which only a resize brings to the canonical grid the points live on.
+    sampling = sparse_sampling if sparse_sampling != "auto" else (
+        "raw" if predictions is not None else "resize")
     use_depthlm = point_fn is not None and depthlm_points > 0
     load_pred = predictions_from_dir(predictions) if predictions is not None else None
 
@@ -559,6 +652,7 @@ def run_benchmark(datasets: Sequence[DatasetSpec], *, depth_fn: DepthFn | None =
             else:
                 const, const_source = _pooled_median(records, spec), "median of pooled test GT"
         ds_meta[spec.name] = {"jsonl": str(spec.jsonl), "domain": spec.domain,
+                              "extra": spec.extra, "in_group_averages": not spec.extra,
                               "min_depth": spec.min_depth,
                               "max_depth": None if math.isinf(spec.max_depth) else spec.max_depth,
                               "n_records": len(records), "constant_m": const,
@@ -578,40 +672,62 @@ def run_benchmark(datasets: Sequence[DatasetSpec], *, depth_fn: DepthFn | None =
                 pred = depth_fn(rgb, intr)
             model_times[spec.name].append(time.perf_counter() - t0)
             pred = _check_pred(pred, rec.source)
-            gt_native = load_gt_depth(rec)
-            gt_capped = (apply_depth_range(gt_native, spec.min_depth, spec.max_depth)
-                         if gt_native is not None else None)
+            # The authors' sparse branch loads GT without the iBims-1 masks, their dense branch
+            # with them: keep one unmasked and one masked copy (the same array when no mask).
+            gt_native = load_gt_depth(rec, masks=False)
+            gt_sparse = gt_dense = None
+            if gt_native is not None:
+                gt_sparse = apply_depth_range(gt_native, spec.min_depth, spec.max_depth)
+                masked = apply_gt_masks(rec, gt_native)
+                gt_dense = (gt_sparse if masked is gt_native else
+                            apply_depth_range(masked, spec.min_depth, spec.max_depth))
+            # Marker / intrinsics grid; the sparse coordinates use rec.original_rgb_size as is.
             orig_size = rec.original_rgb_size or (w, h)
-            # The reference treats an all-invalid GT map as "no map" (its loader returns None).
-            gt_for_points = gt_capped if gt_capped is not None and (gt_capped > 0).any() else None
+            # An all-invalid GT map is "no map" for the points (the reference's loader returns
+            # None there and its sparse branch then fails; we use the annotation values).
+            gt_for_points = gt_sparse if gt_sparse is not None and (gt_sparse > 0).any() else None
 
             dense_grid = None
-            if "dense" in protocols:
-                if gt_capped is None:
+            sparse_vals = None
+
+            def score_dense(proto: str) -> None:
+                nonlocal dense_grid
+                if gt_dense is None:
                     skipped[spec.name]["dense_no_gt_map"] += 1
-                else:
-                    p_grid, g_grid = dense_pair(pred, gt_capped, rec.canonical_size)
-                    dense_grid = (p_grid, g_grid)
-                    rows["dense"]["model"].add(spec.name, image_metrics(p_grid, g_grid), p_grid, g_grid)
-                    if const is not None:
-                        c_map = np.full_like(g_grid, const)
-                        rows["dense"]["const_median"].add(spec.name, image_metrics(c_map, g_grid),
-                                                          c_map, g_grid)
-            if "sparse" in protocols:
+                    return
+                if dense_grid is None:
+                    dense_grid = dense_pair(pred, gt_dense, rec.canonical_size)
+                p_grid, g_grid = dense_grid
+                rows[proto]["model"].add(spec.name, image_metrics(p_grid, g_grid), p_grid, g_grid,
+                                         mode="dense")
+                if const is not None:
+                    c_map = np.full_like(g_grid, const)
+                    rows[proto]["const_median"].add(spec.name, image_metrics(c_map, g_grid),
+                                                    c_map, g_grid, mode="dense")
+
+            def score_sparse(proto: str) -> None:
+                nonlocal sparse_vals
                 if not rec.has_points:
                     skipped[spec.name]["sparse_no_points"] += 1
-                else:
-                    tg = sparse_targets(rec.pixel_coords, rec.depth, orig_size, rec.canonical_size,
-                                        gt_for_points, spec.min_depth, spec.max_depth, strict_range)
-                    p_grid = resize_linear(pred, tg.grid_size)
-                    pv, gv = sample_points(p_grid, tg)
-                    rows["sparse"]["model"].add(spec.name, image_metrics(pv, gv), pv, gv)
-                    if const is not None:
-                        cv = np.full_like(gv, const)
-                        rows["sparse"]["const_median"].add(spec.name, image_metrics(cv, gv), cv, gv)
+                    return
+                if sparse_vals is None:
+                    tg = sparse_targets(rec.pixel_coords, rec.depth, rec.original_rgb_size,
+                                        rec.canonical_size, gt_for_points, spec.min_depth,
+                                        spec.max_depth, strict_range)
+                    sparse_vals = sample_points(_pred_for_points(pred, tg, sampling, (w, h)), tg)
+                pv, gv = sparse_vals
+                rows[proto]["model"].add(spec.name, image_metrics(pv, gv), pv, gv, mode="sparse")
+                if const is not None:
+                    cv = np.full_like(gv, const)
+                    rows[proto]["const_median"].add(spec.name, image_metrics(cv, gv), cv, gv,
+                                                    mode="sparse")
+
+            for proto in protocols:
+                mode = proto if proto != "auto" else ("sparse" if rec.has_points else "dense")
+                (score_sparse if mode == "sparse" else score_dense)(proto)
 
             if use_depthlm:
-                coords, depths = _depthlm_points(rec, gt_capped, orig_size, depthlm_points)
+                coords, depths = _depthlm_points(rec, gt_dense, orig_size, depthlm_points)
                 if len(coords):
                     # Marker coordinates: annotation pixels -> loaded image pixels.
                     su, sv = w / orig_size[0], h / orig_size[1]
@@ -629,20 +745,26 @@ def run_benchmark(datasets: Sequence[DatasetSpec], *, depth_fn: DepthFn | None =
                         parse_fail["failed"] += val is None
                         answers.append(val)
                     point_image_times[spec.name].append(t_img)
-                    tg = sparse_targets(coords, depths, orig_size, rec.canonical_size,
-                                        gt_for_points, spec.min_depth, spec.max_depth, strict_range)
-                    p_grid = resize_linear(pred, tg.grid_size)
-                    inside = ((tg.coords[:, 0] >= 0) & (tg.coords[:, 0] < tg.grid_size[0])
-                              & (tg.coords[:, 1] >= 0) & (tg.coords[:, 1] < tg.grid_size[1]))
-                    ans_in = [a for a, k in zip(answers, inside) if k]
-                    pv, gv = sample_points(p_grid, tg)
+                    if rec.has_points:
+                        # The annotated points: exactly the sparse protocol's targets.
+                        tg = sparse_targets(coords, depths, rec.original_rgb_size,
+                                            rec.canonical_size, gt_for_points, spec.min_depth,
+                                            spec.max_depth, strict_range)
+                    else:
+                        # Points drawn from the (masked) dense map, in image pixels.
+                        tg = sparse_targets(coords, depths, orig_size, rec.canonical_size,
+                                            gt_dense, spec.min_depth, spec.max_depth, strict_range)
+                    p_pts = _pred_for_points(pred, tg, sampling, (w, h))
+                    # The model's map decides which points count, for both rows alike.
+                    ans_in = [a for a, k in zip(answers, _inside(tg.coords, p_pts.shape)) if k]
+                    pv, gv = sample_points(p_pts, tg)
                     for proto in protocols:
                         rows[proto]["depthlm"].add(spec.name, point_metrics(ans_in, gv))
                         rows[proto]["model@points"].add(spec.name, image_metrics(pv, gv))
 
             if kept < n_samples:
-                if dense_grid is None and gt_capped is not None:
-                    dense_grid = dense_pair(pred, gt_capped, rec.canonical_size)
+                if dense_grid is None and gt_dense is not None:
+                    dense_grid = dense_pair(pred, gt_dense, rec.canonical_size)
                 if dense_grid is not None:
                     g = dense_grid[1]
                     samples.append(Sample(spec.name, rec.stem,
@@ -656,6 +778,11 @@ def run_benchmark(datasets: Sequence[DatasetSpec], *, depth_fn: DepthFn | None =
         "metadata": {
             "model": model_name,
             "protocols": list(protocols),
+            "protocol_definitions": {p: PROTOCOL_DEFINITIONS[p] for p in protocols},
+            "sparse_sampling": {"requested": sparse_sampling, "used": sampling,
+                                "definition": SPARSE_SAMPLING[sampling]},
+            "prediction_source": "saved .npy" if predictions is not None else "depth_fn",
+            "metric_provenance": METRIC_PROVENANCE,
             "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
             "limit": limit,
             "depthlm_points": depthlm_points if use_depthlm else 0,
