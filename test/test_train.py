@@ -188,6 +188,23 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def _descendants(root: int) -> list[int]:
+    """Every live process below ``root`` (from /proc; children first-found order)."""
+    parents = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        parents.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    out, todo = [], [root]
+    while todo:
+        for child in parents.get(todo.pop(), []):
+            out.append(child)
+            todo.append(child)
+    return out
+
+
 def _run(cmd, env, timeout=170):
     """Run a training job in its own process group; on timeout kill the whole group, so no
     orphaned rank is left waiting on a collective after the launcher is gone."""
@@ -198,8 +215,14 @@ def _run(cmd, env, timeout=170):
     try:
         out, err = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        out, err = proc.communicate()
+        # torchrun starts each rank in a session of its own, so killing the launcher's group
+        # leaves the ranks (and the pipes they hold open) behind: kill the whole tree.
+        for pid in [*_descendants(proc.pid), proc.pid]:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        out, err = proc.communicate(timeout=30)
         pytest.fail(f"training job timed out after {timeout} s: {err[-2000:]}")
     return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
 

@@ -637,6 +637,24 @@ class _TrtLogger:
         return Forward()
 
 
+def _keep_normalization_in_fp32(trt, network) -> int:
+    """Compute the head's LayerNorm in fp32 inside an FP16 engine; returns how many layers.
+
+    The head normalises the LLM's last hidden state (2560 wide for the 4B model), whose
+    squared values can leave FP16's range while the statistics are accumulated. Opset 17+
+    exports it as one INormalizationLayer, whose compute precision can be pinned without
+    forcing its neighbours (the convolutions) out of FP16.
+    """
+    pinned = 0
+    for i in range(network.num_layers):
+        layer = network.get_layer(i)
+        if layer.type == trt.LayerType.NORMALIZATION:
+            layer.__class__ = trt.INormalizationLayer  # the Python API's documented downcast
+            layer.compute_precision = trt.float32
+            pinned += 1
+    return pinned
+
+
 def build_tensorrt_engine(onnx_path: str | os.PathLike, profile: TrtProfile, dim_in: int,
                           fp16: bool = False, workspace_bytes: int = 2 << 30,
                           progress: Callable[[str], None] | None = None) -> bytes:
@@ -673,6 +691,7 @@ def build_tensorrt_engine(onnx_path: str | os.PathLike, profile: TrtProfile, dim
         if not builder.platform_has_fast_fp16:
             logger.warning("this GPU has no fast FP16; building with FP16 allowed anyway")
         config.set_flag(trt.BuilderFlag.FP16)
+        _keep_normalization_in_fp32(trt, network)
     opt_profile = builder.create_optimization_profile()
     p = profile
     for name in HEAD_INPUTS[:4]:

@@ -361,7 +361,11 @@ class DepthVLMNode(LifecycleNode):
         with self._pair_lock:
             paired, given_up = self._pairer.add_info(_stamp_ns(msg.header.stamp), msg)
         if given_up:
-            self._drop("superseded", "a newer image got its camera_info first", given_up)
+            # Same fate as an image pushed out of the pairing buffer: its own camera_info never
+            # came (a newer image paired first). Counting it by cause, not by which topic
+            # happened to arrive first, keeps the counters deterministic.
+            self._drop("no_camera_info", f"no camera_info with a matching stamp arrived for "
+                       f"{given_up} older image(s) before a newer one paired", given_up)
         if paired is not None:
             self._submit(FrameJob(paired[0], paired[1], paired[2]))
 

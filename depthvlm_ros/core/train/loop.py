@@ -549,6 +549,12 @@ class Trainer:
                 self.best_score = score
                 self._write_folder(self.out / "best", stage=self._stage_at(self.global_step),
                                    model=model)
+        else:
+            # Every rank must agree on whether this step was evaluated: under FSDP the eval
+            # starts with a collective gather, and the final "evaluate unless just done" check
+            # would otherwise send rank 0 into the final save's gather and the others into an
+            # eval gather that nobody matches (a deadlock).
+            self.last_eval = {"step": self.global_step}
         barrier(env)
 
     @staticmethod
