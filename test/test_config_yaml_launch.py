@@ -101,8 +101,11 @@ def test_launch_node_uses_every_argument(launch_root):
     named = {p.get("name"): p.get("value") for p in params[1:]}
     assert named == {"model_path": "$(var model_path)", "use_sim_time": "$(var use_sim_time)"}
     remaps = {r.get("from"): r.get("to") for r in node.findall("remap")}
-    # The node's relative input names (DESIGN.md contract), each remappable from an argument.
-    assert remaps == {t: f"$(var {t})" for t in ("image", "camera_info", "query", "query_text")}
+    # The node's relative topic names (DESIGN.md contract), each remappable from an argument.
+    inputs = {t: f"$(var {t})" for t in ("image", "camera_info", "query", "query_text")}
+    outputs = {t: f"$(var {t.replace('/', '_')})" for t in (
+        "depth/image", "depth/camera_info", "points", "answer", "depth/colorized")}
+    assert remaps == {**inputs, **outputs}
 
 
 def test_launch_and_config_are_installed():

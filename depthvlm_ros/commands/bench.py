@@ -22,6 +22,8 @@ from typing import Callable
 __all__ = ["HELP", "add_arguments", "run", "load_model_callables"]
 
 HELP = "Benchmark metric depth on DepthVLM-Bench JSONL files (δ1, AbsRel, ...) and write a report."
+#: Points per image for the DepthLM-style baseline when a model is benchmarked.
+DEFAULT_DEPTHLM_POINTS = 8
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -58,9 +60,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, help="output folder for results.json and the reports")
     p.add_argument("--limit", type=int, default=None, metavar="N",
                    help="at most N images per dataset")
-    p.add_argument("--depthlm-points", type=int, default=0, metavar="N",
-                   help="per-point VLM baseline: N questions per image with a marker drawn "
-                        "(needs --model; 0 disables, the default)")
+    p.add_argument("--depthlm-points", type=int, default=None, metavar="N",
+                   help="DepthLM-style baseline: N text questions per image, one marked point "
+                        "each, asked of the same VLM (default 8 with --model; 0 disables; not "
+                        "available with --predictions, which has no VLM to ask)")
     p.add_argument("--no-constant-baseline", action="store_true",
                    help="leave out the constant-median baseline row")
     p.add_argument("--strict-range", action="store_true",
@@ -116,6 +119,12 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("--limit must be >= 1")
     if args.depthlm_points and not args.model:
         raise ConfigError("--depthlm-points needs --model (a VLM to ask)")
+    if args.depthlm_points is None:
+        # The paper's comparison (dense head vs one question per point) belongs in every model
+        # report; a few points per image keep its cost near one extra forward per point.
+        args.depthlm_points = DEFAULT_DEPTHLM_POINTS if args.model else 0
+    if args.depthlm_points < 0:
+        raise ConfigError("--depthlm-points must be >= 0")
 
     if args.config:
         names = [n.strip() for n in args.datasets.split(",") if n.strip()] if args.datasets else None

@@ -241,6 +241,9 @@ def _meta_lines(res: dict) -> list[str]:
         pf = m.get("depthlm_parse_failures") or {}
         lines.append(f"- depthlm: {m['depthlm_points']} points per image; unusable answers "
                      f"{pf.get('failed', 0)} / {pf.get('asked', 0)}")
+    else:
+        lines.append("- depthlm baseline: not run (saved predictions have no VLM to ask, or "
+                     "--depthlm-points 0)")
     for name, d in m["datasets"].items():
         const = f"{d['constant_m']:.2f} m ({d['constant_source']})" if d.get("constant_m") else "–"
         extra = ", extra set (not in the group means)" if d.get("extra") else ""
