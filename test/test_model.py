@@ -10,26 +10,13 @@ import torch
 from safetensors.torch import load_file, save_file
 from transformers import Qwen3VLConfig, Qwen3VLForConditionalGeneration
 
+from depthvlm_ros.core.perf_gpu import qwen3_vl_4b_config
 from depthvlm_ros.core.camera import Intrinsics
 from depthvlm_ros.core.errors import ModelLoadError
 from depthvlm_ros.core.model import DepthVLMForConditionalGeneration, load_depthvlm
 from depthvlm_ros.core.pipeline import DepthVLMPipeline
 from depthvlm_ros.core.config import DepthVLMConfig
 from test_depth_head import release_key_shapes, reference_forward
-
-
-def qwen3_vl_4b_config() -> Qwen3VLConfig:
-    """Qwen3-VL-4B's published dimensions (config.json of Qwen/Qwen3-VL-4B-Instruct)."""
-    return Qwen3VLConfig(
-        text_config=dict(vocab_size=151936, hidden_size=2560, intermediate_size=9728,
-                         num_hidden_layers=36, num_attention_heads=32, num_key_value_heads=8,
-                         head_dim=128, max_position_embeddings=262144,
-                         rope_parameters={"rope_type": "default", "rope_theta": 5_000_000.0,
-                                          "mrope_section": [24, 20, 20], "mrope_interleaved": True}),
-        vision_config=dict(depth=24, hidden_size=1024, intermediate_size=4096, num_heads=16,
-                           out_hidden_size=2560, num_position_embeddings=2304,
-                           deepstack_visual_indexes=[5, 11, 17]),
-        tie_word_embeddings=True, depth_head_type="dpt")
 
 
 def test_4b_state_dict_layout_is_stock_plus_release_head():

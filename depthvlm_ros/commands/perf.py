@@ -7,6 +7,13 @@ progress, and writes ``perf.json`` (every figure, with medians, repeats and rati
 
 Two models are measured where the issue asks for both: a random "perf" model sized so that its
 costs are compute rather than Python overhead, and ``--model`` (default: the embedded model).
+
+``--arch {tiny,4b}`` runs instead the full-architecture benchmark of
+:mod:`depthvlm_ros.core.perf_gpu` on ``--device``: depth-only frames of a random-weight model
+built on the device (DepthVLM-4B: the Qwen3-VL-4B config), per-stage milliseconds, frames/s,
+peak memory, eager against torch.compile / CUDA graphs / a TensorRT head, and the
+compute-bound limit. It goes into ``perf.json`` under ``gpu_arch`` and into a ``perf.md``
+section. ``--arch tiny --device cpu`` checks that code path without a GPU.
 """
 
 from __future__ import annotations
@@ -39,6 +46,13 @@ _FULL = dict(frame=(640, 480, 500.0), points_frame=(256, 192, 200.0), points=64,
              repeats=10, max_image_tokens=1280, max_new_tokens=32)
 _QUICK = dict(frame=(320, 240, 250.0), points_frame=(160, 120, 125.0), points=6, dense_repeats=2,
               repeats=3, max_image_tokens=48, max_new_tokens=8)
+#: Variants of ``--arch`` (the names of :data:`depthvlm_ros.core.perf_gpu.VARIANTS`, kept here
+#: so that ``depthvlm --help`` imports no torch).
+_ARCH_VARIANTS = ("eager", "compile", "cudagraphs", "trt_head")
+# ``--arch`` images: the issue's 640 x 480 camera (fx 500: a 1280 x 960 model image, 1200
+# tokens); quick: a 160 x 128 image at the canonical focal (5 x 4 tokens), for tests.
+_ARCH_FULL = dict(frame=(640, 480, 500.0), repeats=10)
+_ARCH_QUICK = dict(frame=(160, 128, 1000.0), repeats=3)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -58,6 +72,27 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "more threads than free cores make timings meaningless)")
     p.add_argument("--no-perf-model", action="store_true",
                    help="measure only --model (skip the random perf model)")
+    g = p.add_argument_group("full architecture (replaces the benchmarks above)")
+    g.add_argument("--arch", choices=("tiny", "4b"), default=None,
+                   help="benchmark the full DepthVLM architecture with random weights on "
+                        "--device: depth-only frames/s, per-stage ms, peak memory, eager vs "
+                        "torch.compile / CUDA graphs / TensorRT head, compute-bound limit "
+                        "(4b: Qwen3-VL-4B config, 640x480, fx 500)")
+    g.add_argument("--device", default="auto",
+                   help="device of --arch: auto (cuda when available), cpu, cuda or cuda:N")
+    g.add_argument("--dtype", default="auto", choices=("auto", "bfloat16", "float16", "float32"),
+                   help="precision of --arch (auto: bfloat16 on GPU, float32 on CPU)")
+    g.add_argument("--variants", default=",".join(_ARCH_VARIANTS),
+                   help="comma-separated subset of: " + ", ".join(_ARCH_VARIANTS)
+                        + " (eager always runs, as the baseline)")
+    g.add_argument("--warmup", type=int, default=None,
+                   help="untimed frames per variant of --arch (default 3 on GPU, 1 on CPU)")
+    g.add_argument("--budget-s", type=float, default=None,
+                   help="--arch: skip variants not yet prepared after this many seconds "
+                        "(compiles are not interrupted; bounds a short GPU session)")
+    g.add_argument("--peak-tflops", type=float, default=989.0,
+                   help="peak TFLOP/s for the compute-bound limit (default 989: H100 SXM dense "
+                        "bf16; the H200 is the same chip)")
 
 
 def _selected(only: str) -> list[str]:
@@ -96,6 +131,8 @@ def run(args: argparse.Namespace) -> int:
     from ..core.folders import read_meta, resolve_model_path
     from ..core.pipeline import DepthVLMPipeline
 
+    if getattr(args, "arch", None):
+        return _run_arch(args)
     selected = _selected(args.only)
     settings = dict(_QUICK if args.quick else _FULL)
     repeats = args.repeats if args.repeats is not None else settings["repeats"]
@@ -245,6 +282,99 @@ def run(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def _arch_variants(text: str) -> list[str]:
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    unknown = [n for n in names if n not in _ARCH_VARIANTS]
+    if unknown:
+        raise ConfigError(f"--variants: unknown variant(s) {', '.join(unknown)}; "
+                          f"choose from {', '.join(_ARCH_VARIANTS)}")
+    return names
+
+
+def _run_arch(args: argparse.Namespace) -> int:
+    """``--arch``: the full-architecture benchmark; writes perf.json (``gpu_arch``) and perf.md."""
+    import torch
+
+    from ..core import perf_gpu
+    from ..core.pipeline import resolve_device, resolve_dtype
+
+    settings = dict(_ARCH_QUICK if args.quick else _ARCH_FULL)
+    repeats = args.repeats if args.repeats is not None else settings["repeats"]
+    variants = _arch_variants(args.variants)
+    if repeats < 1 or args.threads < 1 or (args.warmup is not None and args.warmup < 0):
+        raise ConfigError("--repeats and --threads must be at least 1, --warmup at least 0")
+    if not args.peak_tflops > 0:
+        raise ConfigError("--peak-tflops must be positive")
+    device = resolve_device(args.device)
+    if args.arch == "4b" and device.type != "cuda":
+        # 4.4 B parameters built and run on a (shared) CPU take many minutes and ~18 GB.
+        raise ConfigError("--arch 4b needs a CUDA device (--device cuda); use --arch tiny "
+                          "to check the code path on a CPU")
+    dtype = resolve_dtype(args.dtype, device)
+    warmup = args.warmup if args.warmup is not None else (3 if device.type == "cuda" else 1)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    torch.set_num_threads(args.threads)
+    w, h, fx = settings["frame"]
+    _say(f"depthvlm perf --arch {args.arch}: {device}, {str(dtype).replace('torch.', '')}, "
+         f"{w}x{h} fx {fx:g}, variants {', '.join(variants)}; repeats {repeats}, warmup "
+         f"{warmup}; threads {args.threads}; output {out}")
+    t0 = time.perf_counter()
+    failed = False
+    try:
+        result = perf_gpu.run_arch_benchmark(
+            args.arch, device, dtype, width=w, height=h, fx=fx, repeats=repeats, warmup=warmup,
+            variants=variants, progress=_say, peak_flops=args.peak_tflops * 1e12,
+            peak_flops_name=("H100 SXM dense bf16, datasheet" if args.peak_tflops == 989.0
+                             else "--peak-tflops"),
+            budget_s=args.budget_s)
+        result["status"] = "ok"
+    except Exception as exc:  # noqa: BLE001 - still write what is known, and say why
+        failed = True
+        result = {"status": f"error: {type(exc).__name__}: {exc}", "arch": args.arch}
+        _say(f"    failed: {type(exc).__name__}: {exc}")
+        traceback.print_exc(file=sys.stderr)
+    result["wall_s"] = time.perf_counter() - t0
+    gpu = (f"measured: {torch.cuda.get_device_name(device)}" if device.type == "cuda" else
+           "not measured: no GPU in this run" if not torch.cuda.is_available() else
+           "available but not used (--device cpu)")
+    models = {}
+    if result.get("parameters"):
+        models[f"{args.arch}-random"] = {
+            "source": "random weights, built on the device from "
+                      + ("qwen3_vl_4b_config()" if args.arch == "4b" else "tiny_config()"),
+            "parameters": result["parameters"], "canonical_fx": 1000.0}
+    report = {
+        "schema": "depthvlm-perf/1",
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "command": "depthvlm perf " + " ".join(sys.argv[2:] if sys.argv[1:2] == ["perf"] else []),
+        "note": ("Full architecture with random weights (speed does not depend on weight "
+                 "values). Variants are interleaved frame by frame and compared as ratios of "
+                 "medians; absolute times are meaningful only when measured on a GPU."),
+        "quick": bool(args.quick),
+        "repeats": repeats,
+        "threads": args.threads,
+        "device": str(device),
+        "gpu": gpu,
+        "host": {"python": platform.python_version(), "torch": torch.__version__,
+                 "machine": platform.machine(), "processor": platform.processor()},
+        "settings": {"arch": args.arch, "frame": [w, h, fx], "variants": variants,
+                     "warmup": warmup, "dtype": str(dtype).replace("torch.", ""),
+                     "peak_tflops": args.peak_tflops},
+        "models": models,
+        "figures": {},
+        "gpu_arch": result,
+    }
+    report = _finite(report)
+    (out / "perf.json").write_text(json.dumps(report, indent=2) + "\n")
+    md = write_summary(report, out)
+    _say("")
+    _say(md)
+    _say(f"wrote {out / 'perf.json'}, {out / 'perf.md'}"
+         + (f", {out / 'perf.png'}" if (out / "perf.png").is_file() else ""))
+    return 1 if failed else 0
+
+
 # --------------------------------------------------------------------------------------------
 def _ms(stats: dict | None) -> str:
     if not stats or stats.get("median_ms") is None:
@@ -361,6 +491,11 @@ def _plot(report: dict, path: Path) -> bool:
     for model, r in figs.get("head_backends", {}).items():
         if r.get("status") == "ok" and r.get("ratio_torch_vs_onnxruntime"):
             bars.append((f"head torch / onnxruntime\n{model}", r["ratio_torch_vs_onnxruntime"], None))
+    arch = report.get("gpu_arch") or {}
+    for name, r in (arch.get("variants") or {}).items():
+        if name != "eager" and r.get("status") == "ok" and r.get("speedup_vs_eager"):
+            bars.append((f"frame eager / {name}\n{arch['arch']} {arch['dtype']}",
+                         r["speedup_vs_eager"], None))
     bars = [b for b in bars if b[1] is not None and b[1] > 0]
     if not bars:
         return False
@@ -396,15 +531,26 @@ def write_summary(report: dict, out: str | Path) -> str:
         f"torch {report['host']['torch']} · GPU: {report['gpu']}",
         "",
         report["note"],
-        "",
-        "| figure | model | A | B | A/B | target | n |",
-        "|---|---|---|---|---|---|---|",
     ]
-    for row in _rows(report):
-        lines.append("| " + " | ".join(str(c) for c in row) + " |")
-    lines += ["", "Models: " + "; ".join(
-        f"{n}: {m['parameters'] / 1e6:.2f} M parameters, canonical fx {m['canonical_fx']:g}"
-        for n, m in report["models"].items())]
+    rows = _rows(report)
+    if rows or "gpu_arch" not in report:
+        lines += ["", "| figure | model | A | B | A/B | target | n |",
+                  "|---|---|---|---|---|---|---|"]
+        for row in rows:
+            lines.append("| " + " | ".join(str(c) for c in row) + " |")
+    arch = report.get("gpu_arch")
+    if arch is not None:
+        lines.append("")
+        if arch.get("status", "ok") == "ok":
+            from ..core.perf_gpu import summary_markdown
+
+            lines += summary_markdown(arch)
+        else:
+            lines.append(f"## Full architecture ({arch.get('arch')}): {arch['status']}")
+    if report["models"]:
+        lines += ["", "Models: " + "; ".join(
+            f"{n}: {m['parameters'] / 1e6:.2f} M parameters, canonical fx {m['canonical_fx']:g}"
+            for n, m in report["models"].items())]
     if has_plot:
         lines += ["", "![ratios](perf.png)"]
     text = "\n".join(lines) + "\n"
