@@ -208,7 +208,8 @@ class DepthVLMPipeline:
         c = self.config
         return prepare_image(rgb, intrinsics, self.canonical_fx, c.max_image_tokens,
                              c.min_image_tokens, self.image_mean, self.image_std,
-                             resize_mode=self.resize_mode, pixel_limits=self.pixel_limits)
+                             resize_mode=self.resize_mode, pixel_limits=self.pixel_limits,
+                             device=self.device)
 
     def prompt_ids(self, num_image_tokens: int, question: str | None = None) -> list[int]:
         """Token ids of the prefix (up to ``<|vision_end|>``), plus the question turn if given."""
