@@ -459,6 +459,7 @@ class DepthVLMNode(LifecycleNode):
             points = backproject(depth, intr)
             self._pubs["points"].publish(
                 convert.make_pointcloud2(points, header, rgb if cfg.points_rgb else None))
+            self._stats.inc("points_published")
         if cfg.publish_colorized and self._pubs["colorized"].get_subscription_count() > 0:
             self._pubs["colorized"].publish(convert.rgb_to_msg(colorize_depth(depth), header))
 
@@ -530,6 +531,7 @@ class DepthVLMNode(LifecycleNode):
             "frames_received": totals.get("frames_received", 0),
             "frames_processed": totals.get("frames_processed", 0),
             "frames_dropped": totals.get("frames_dropped", 0),
+            "points_published": totals.get("points_published", 0),
             "queries_received": totals.get("queries_received", 0),
             "queries_answered": totals.get("queries_answered", 0),
             "queries_busy": totals.get("queries_busy", 0),

@@ -1,0 +1,105 @@
+"""depthvlm_node on its defaults over real DDS: sensor-data (best-effort) image QoS, no
+camera_info with a fallback field of view, and point clouds built only while subscribed.
+
+The live module (test_node_live.py) runs the node with reliable images so that its
+full-resolution frame survives Fast DDS fragmentation; this module keeps the default QoS and
+uses small frames (under the fragmentation size) so the default path is proven too.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import subprocess
+import time
+
+import numpy as np
+import pytest
+
+rclpy = pytest.importorskip("rclpy")
+from lifecycle_msgs.msg import State  # noqa: E402
+
+from test_node_live import NODE, Client, _node_command, _stamp  # noqa: E402
+
+from depthvlm_ros.ros import convert  # noqa: E402
+
+HFOV_DEG = 70.0
+W, H = 160, 120
+
+
+@pytest.fixture(scope="module")
+def default_node(tmp_path_factory):
+    domain_id = 100 + (os.getpid() + 37) % 100
+    cmd, params = _node_command()
+    log = tmp_path_factory.mktemp("node_defaults") / "depthvlm_node.log"
+    cmd += ["--ros-args", "--params-file", str(params), "-p", "model_path:=embedded",
+            "-p", "head_backend:=torch", "-p", "device:=cpu",
+            "-p", f"fallback_hfov_deg:={HFOV_DEG}", "-p", "diagnostics_period_s:=0.25"]
+    env = dict(os.environ, ROS_DOMAIN_ID=str(domain_id), PYTHONUNBUFFERED="1",
+               ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST", RCUTILS_COLORIZED_OUTPUT="0",
+               OMP_NUM_THREADS="1")
+    with open(log, "w") as out:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env)
+    client = Client(domain_id)
+    # Nobody listens to the cloud at first: the node must not build it.
+    for sub in list(client.node.subscriptions):
+        if sub.topic_name.endswith("/points"):
+            client.node.destroy_subscription(sub)
+    try:
+        t0 = time.monotonic()
+        while True:
+            assert proc.poll() is None, f"node exited early:\n{log.read_text()[-3000:]}"
+            if client.get_state.wait_for_service(timeout_sec=0.5) and \
+                    client.state() == State.PRIMARY_STATE_ACTIVE:
+                break
+            assert time.monotonic() - t0 < 90, f"node never became active:\n{log.read_text()}"
+        client.wait_for_inputs()
+        yield client, proc, log
+    finally:
+        client.close()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+
+
+def _send_image_only(client, rgb, sec):
+    img = convert.rgb_to_msg(rgb, None, encoding="rgb8")
+    img.header.stamp, img.header.frame_id = _stamp(sec), "cam"
+    client.pub_image.publish(img)
+
+
+def test_default_qos_fallback_fov_and_points_only_when_subscribed(default_node):
+    client, proc, log = default_node
+    rng = np.random.default_rng(0)
+    rgb = rng.integers(0, 255, (H, W, 3), dtype=np.uint8)
+    # Best-effort delivery may drop a sample: resend until one depth image comes back.
+    for sec in range(1, 30):
+        _send_image_only(client, rgb, sec)
+        time.sleep(0.3)
+        if client.messages("depth"):
+            break
+    (depth, *_) = client.wait_for("depth", proc=proc)
+    assert (depth.width, depth.height, depth.encoding) == (W, H, "32FC1")
+    info = client.wait_for("info", lambda m: m.header.stamp == depth.header.stamp, proc=proc)[0]
+    f = (W / 2.0) / math.tan(math.radians(HFOV_DEG) / 2.0)
+    assert info.k[0] == pytest.approx(f) and info.k[4] == pytest.approx(f)
+    assert (info.k[2], info.k[5]) == pytest.approx(((W - 1) / 2.0, (H - 1) / 2.0))
+
+    vals = client.wait_diag(lambda v: int(v["frames_processed"]) >= 1)
+    assert int(vals["points_published"]) == 0, "cloud built with nobody subscribed"
+
+    # Someone subscribes: clouds follow, with the fallback intrinsics.
+    from rclpy.qos import QoSProfile
+    from sensor_msgs.msg import PointCloud2
+
+    client.node.create_subscription(PointCloud2, "points", client._recorder("points"),
+                                    QoSProfile(depth=5))
+    t0 = time.monotonic()
+    while not client.messages("points"):
+        assert time.monotonic() - t0 < 30, "no cloud after subscribing"
+        _send_image_only(client, rgb, 100 + int(time.monotonic() - t0))
+        time.sleep(0.5)
+    cloud = client.messages("points")[-1]
+    assert (cloud.width, cloud.height, cloud.is_dense) == (W, H, False)
+    vals = client.wait_diag(lambda v: int(v["points_published"]) >= 1)
+    assert "Traceback" not in log.read_text() and proc.poll() is None
