@@ -1,5 +1,6 @@
 """depthvlm_node on its defaults over real DDS: sensor-data (best-effort) image QoS, no
-camera_info with a fallback field of view, and point clouds built only while subscribed.
+camera_info with a fallback field of view, and point clouds built only while subscribed; and
+``use_sim_time`` following the /clock of ``depthvlm play``.
 
 The live module (test_node_live.py) runs the node with reliable images so that its
 full-resolution frame survives Fast DDS fragmentation; this module keeps the default QoS and
@@ -103,3 +104,71 @@ def test_default_qos_fallback_fov_and_points_only_when_subscribed(default_node):
     assert (cloud.width, cloud.height, cloud.is_dense) == (W, H, False)
     vals = client.wait_diag(lambda v: int(v["points_published"]) >= 1)
     assert "Traceback" not in log.read_text() and proc.poll() is None
+
+
+def test_node_follows_played_clock_with_use_sim_time(tmp_path):
+    """``depthvlm play --clock`` drives a node started with ``use_sim_time``: the node's own
+    clock (the stamp of its /diagnostics) is bag time, and every played frame comes out with
+    its recorded stamp."""
+    import sys
+    from pathlib import Path
+
+    from depthvlm_ros.core.camera import Intrinsics
+    from depthvlm_ros.ros.replay import SAMPLE_START_NS, SampleFrame, write_frames_bag
+
+    n, period_ns = 8, 500_000_000
+    rng = np.random.default_rng(1)
+    intr = Intrinsics(120.0, 120.0, 79.5, 59.5, W, H)
+    frames = [SampleFrame(rng.integers(0, 255, (H, W, 3), dtype=np.uint8), intr,
+                          np.full((H, W), 2.0, np.float32), SAMPLE_START_NS + i * period_ns)
+              for i in range(n)]
+    write_frames_bag(tmp_path / "bag", frames, "mcap",
+                     topics={"image": "/cam/image_raw", "camera_info": "/cam/camera_info"})
+    domain_id = 100 + (os.getpid() + 61) % 100
+    cmd, params = _node_command()
+    log = tmp_path / "node.log"
+    cmd += ["--ros-args", "--params-file", str(params), "-p", "model_path:=embedded",
+            "-p", "head_backend:=torch", "-p", "device:=cpu", "-p", "use_sim_time:=true",
+            "-p", "image_qos:=reliable", "-p", "diagnostics_period_s:=0.25",
+            "-r", "image:=/cam/image_raw", "-r", "camera_info:=/cam/camera_info"]
+    env = dict(os.environ, ROS_DOMAIN_ID=str(domain_id), PYTHONUNBUFFERED="1",
+               ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST", RCUTILS_COLORIZED_OUTPUT="0",
+               OMP_NUM_THREADS="1")
+    with open(log, "w") as out:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env)
+    client = Client(domain_id)
+    player = None
+    try:
+        t0 = time.monotonic()
+        while not (client.get_state.wait_for_service(timeout_sec=0.5)
+                   and client.state() == State.PRIMARY_STATE_ACTIVE):
+            assert proc.poll() is None, f"node exited early:\n{log.read_text()[-3000:]}"
+            assert time.monotonic() - t0 < 90, f"node never became active:\n{log.read_text()}"
+        repo = Path(__file__).resolve().parents[1]
+        penv = dict(env, PYTHONPATH=str(repo) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+        # Rate 0.5: one frame per wall second, slower than the model, so none is superseded.
+        player = subprocess.Popen(
+            [sys.executable, "-m", "depthvlm_ros.cli", "play", str(tmp_path / "bag"), "--rate",
+             "0.5", "--clock", "--wait-for-subscribers", "20"],
+            env=penv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        out, _ = player.communicate(timeout=120)
+        assert player.returncode == 0, out
+        last = SAMPLE_START_NS + (n - 1) * period_ns
+        client.wait_for("depth", lambda m: m.header.stamp.sec * 10**9 + m.header.stamp.nanosec
+                        == last, proc=proc)
+        stamps = [m.header.stamp.sec * 10**9 + m.header.stamp.nanosec
+                  for m in client.messages("depth")]
+        assert stamps == [f.stamp_ns for f in frames][-len(stamps):] and len(stamps) >= n - 1
+        diag_ns = [m.header.stamp.sec * 10**9 + m.header.stamp.nanosec
+                   for m in client.messages("diag")]
+        in_bag_time = [t for t in diag_ns if SAMPLE_START_NS <= t <= last + 10**9]
+        # Reports made while the bag played carry bag time, not wall time.
+        assert in_bag_time, f"no diagnostics in bag time: {diag_ns[:5]}"
+        assert abs(time.time() * 1e9 - max(diag_ns)) > 3600e9, "node clock is wall time"
+    finally:
+        if player is not None and player.poll() is None:
+            player.kill()
+        client.close()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
