@@ -18,9 +18,8 @@ import numpy as np
 import pytest
 
 rclpy = pytest.importorskip("rclpy")
-from lifecycle_msgs.msg import State  # noqa: E402
 
-from test_node_live import NODE, Client, _node_command, _stamp  # noqa: E402
+from test_node_live import _stamp, node_env, running_node  # noqa: E402
 
 from depthvlm_ros.ros import convert  # noqa: E402
 
@@ -28,39 +27,20 @@ HFOV_DEG = 70.0
 W, H = 160, 120
 
 
-@pytest.fixture(scope="module")
-def default_node(tmp_path_factory):
-    domain_id = 100 + (os.getpid() + 37) % 100
-    cmd, params = _node_command()
-    log = tmp_path_factory.mktemp("node_defaults") / "depthvlm_node.log"
-    cmd += ["--ros-args", "--params-file", str(params), "-p", "model_path:=embedded",
-            "-p", "head_backend:=torch", "-p", "device:=cpu",
-            "-p", f"fallback_hfov_deg:={HFOV_DEG}", "-p", "diagnostics_period_s:=0.25"]
-    env = dict(os.environ, ROS_DOMAIN_ID=str(domain_id), PYTHONUNBUFFERED="1",
-               ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST", RCUTILS_COLORIZED_OUTPUT="0",
-               OMP_NUM_THREADS="1")
-    with open(log, "w") as out:
-        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env)
-    client = Client(domain_id)
+def _drop_points_subscription(client) -> None:
     # Nobody listens to the cloud at first: the node must not build it.
     for sub in list(client.node.subscriptions):
         if sub.topic_name.endswith("/points"):
             client.node.destroy_subscription(sub)
-    try:
-        t0 = time.monotonic()
-        while True:
-            assert proc.poll() is None, f"node exited early:\n{log.read_text()[-3000:]}"
-            if client.get_state.wait_for_service(timeout_sec=0.5) and \
-                    client.state() == State.PRIMARY_STATE_ACTIVE:
-                break
-            assert time.monotonic() - t0 < 90, f"node never became active:\n{log.read_text()}"
-        client.wait_for_inputs()
+
+
+@pytest.fixture(scope="module")
+def default_node(tmp_path_factory):
+    log = tmp_path_factory.mktemp("node_defaults") / "depthvlm_node.log"
+    with running_node(100 + (os.getpid() + 37) % 100, log,
+                      ["-p", f"fallback_hfov_deg:={HFOV_DEG}", "-p", "diagnostics_period_s:=0.25"],
+                      before_active=_drop_points_subscription) as (client, proc):
         yield client, proc, log
-    finally:
-        client.close()
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(10)
 
 
 def _send_image_only(client, rgb, sec):
@@ -125,50 +105,35 @@ def test_node_follows_played_clock_with_use_sim_time(tmp_path):
     write_frames_bag(tmp_path / "bag", frames, "mcap",
                      topics={"image": "/cam/image_raw", "camera_info": "/cam/camera_info"})
     domain_id = 100 + (os.getpid() + 61) % 100
-    cmd, params = _node_command()
     log = tmp_path / "node.log"
-    cmd += ["--ros-args", "--params-file", str(params), "-p", "model_path:=embedded",
-            "-p", "head_backend:=torch", "-p", "device:=cpu", "-p", "use_sim_time:=true",
-            "-p", "image_qos:=reliable", "-p", "diagnostics_period_s:=0.25",
-            "-r", "image:=/cam/image_raw", "-r", "camera_info:=/cam/camera_info"]
-    env = dict(os.environ, ROS_DOMAIN_ID=str(domain_id), PYTHONUNBUFFERED="1",
-               ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST", RCUTILS_COLORIZED_OUTPUT="0",
-               OMP_NUM_THREADS="1")
-    with open(log, "w") as out:
-        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env)
-    client = Client(domain_id)
     player = None
-    try:
-        t0 = time.monotonic()
-        while not (client.get_state.wait_for_service(timeout_sec=0.5)
-                   and client.state() == State.PRIMARY_STATE_ACTIVE):
-            assert proc.poll() is None, f"node exited early:\n{log.read_text()[-3000:]}"
-            assert time.monotonic() - t0 < 90, f"node never became active:\n{log.read_text()}"
-        repo = Path(__file__).resolve().parents[1]
-        penv = dict(env, PYTHONPATH=str(repo) + os.pathsep + os.environ.get("PYTHONPATH", ""))
-        # Rate 0.5: one frame per wall second, slower than the model, so none is superseded.
-        player = subprocess.Popen(
-            [sys.executable, "-m", "depthvlm_ros.cli", "play", str(tmp_path / "bag"), "--rate",
-             "0.5", "--clock", "--wait-for-subscribers", "20"],
-            env=penv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        out, _ = player.communicate(timeout=120)
-        assert player.returncode == 0, out
-        last = SAMPLE_START_NS + (n - 1) * period_ns
-        client.wait_for("depth", lambda m: m.header.stamp.sec * 10**9 + m.header.stamp.nanosec
-                        == last, proc=proc)
-        stamps = [m.header.stamp.sec * 10**9 + m.header.stamp.nanosec
-                  for m in client.messages("depth")]
-        assert stamps == [f.stamp_ns for f in frames][-len(stamps):] and len(stamps) >= n - 1
-        diag_ns = [m.header.stamp.sec * 10**9 + m.header.stamp.nanosec
-                   for m in client.messages("diag")]
-        in_bag_time = [t for t in diag_ns if SAMPLE_START_NS <= t <= last + 10**9]
-        # Reports made while the bag played carry bag time, not wall time.
-        assert in_bag_time, f"no diagnostics in bag time: {diag_ns[:5]}"
-        assert abs(time.time() * 1e9 - max(diag_ns)) > 3600e9, "node clock is wall time"
-    finally:
-        if player is not None and player.poll() is None:
-            player.kill()
-        client.close()
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(10)
+    with running_node(domain_id, log, [
+            "-p", "use_sim_time:=true", "-p", "image_qos:=reliable",
+            "-p", "diagnostics_period_s:=0.25",
+            "-r", "image:=/cam/image_raw", "-r", "camera_info:=/cam/camera_info"],
+            wait_for_inputs=False) as (client, proc):
+        try:
+            repo = Path(__file__).resolve().parents[1]
+            penv = dict(node_env(domain_id), PYTHONPATH=str(repo) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+            # Rate 0.5: one frame per wall second, slower than the model, so none is superseded.
+            player = subprocess.Popen(
+                [sys.executable, "-m", "depthvlm_ros.cli", "play", str(tmp_path / "bag"), "--rate",
+                 "0.5", "--clock", "--wait-for-subscribers", "20"],
+                env=penv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+            out, _ = player.communicate(timeout=120)
+            assert player.returncode == 0, out
+            last = SAMPLE_START_NS + (n - 1) * period_ns
+            client.wait_for("depth", lambda m: m.header.stamp.sec * 10**9 + m.header.stamp.nanosec
+                            == last, proc=proc)
+            stamps = [m.header.stamp.sec * 10**9 + m.header.stamp.nanosec
+                      for m in client.messages("depth")]
+            assert stamps == [f.stamp_ns for f in frames][-len(stamps):] and len(stamps) >= n - 1
+            diag_ns = [m.header.stamp.sec * 10**9 + m.header.stamp.nanosec
+                       for m in client.messages("diag")]
+            in_bag_time = [t for t in diag_ns if SAMPLE_START_NS <= t <= last + 10**9]
+            # Reports made while the bag played carry bag time, not wall time.
+            assert in_bag_time, f"no diagnostics in bag time: {diag_ns[:5]}"
+            assert abs(time.time() * 1e9 - max(diag_ns)) > 3600e9, "node clock is wall time"
+        finally:
+            if player is not None and player.poll() is None:
+                player.kill()

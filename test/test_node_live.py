@@ -16,6 +16,7 @@ import sys
 import threading
 import time
 import zipfile
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -257,27 +258,33 @@ def _node_command() -> tuple[list[str], Path]:
     return [sys.executable, str(exe)], params
 
 
-@pytest.fixture(scope="module")
-def live(tmp_path_factory):
-    """(client, node process, log path): one node for the whole module."""
-    domain_id = 100 + os.getpid() % 100
+def node_env(domain_id: int) -> dict:
+    """Environment of a node process (and its peers) on a domain of the test's own."""
+    return dict(os.environ, ROS_DOMAIN_ID=str(domain_id), PYTHONUNBUFFERED="1",
+                ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST", RCUTILS_COLORIZED_OUTPUT="0",
+                OMP_NUM_THREADS="1")
+
+
+@contextmanager
+def running_node(domain_id: int, log: Path, ros_args: list[str], before_active=None,
+                 wait_for_inputs: bool = True):
+    """Start the installed depthvlm_node with the package's params file plus ``ros_args``;
+    yield ``(client, proc)`` once it is active (autostart) and its inputs are discovered.
+
+    ``before_active(client)`` runs right after the client exists (e.g. to drop a
+    subscription); ``wait_for_inputs=False`` skips the discovery wait (inputs remapped away
+    from the client's publishers). The node is killed and the client closed on exit.
+    """
     cmd, params = _node_command()
-    log = tmp_path_factory.mktemp("node") / "depthvlm_node.log"
-    cmd += ["--ros-args", "--params-file", str(params),
-            "-p", "model_path:=embedded", "-p", "head_backend:=torch", "-p", "device:=cpu",
-            # Reliable images: with best effort, this machine's Fast DDS loses every sample
-            # that needs fragmenting (anything much over 0.5 MB), so the full-resolution frame
-            # would never arrive. The node's QoS switch is the parameter under test here.
-            "-p", "image_qos:=reliable",
-            "-p", "query_queue_size:=2", "-p", "publish_colorized:=true",
-            "-p", "diagnostics_period_s:=0.25", "-p", "warn_throttle_s:=0.0"]
-    env = dict(os.environ, ROS_DOMAIN_ID=str(domain_id), PYTHONUNBUFFERED="1",
-               ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST", RCUTILS_COLORIZED_OUTPUT="0",
-               OMP_NUM_THREADS="1")
+    cmd += ["--ros-args", "--params-file", str(params), "-p", "model_path:=embedded",
+            "-p", "head_backend:=torch", "-p", "device:=cpu", *ros_args]
     with open(log, "w") as out:
-        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env)
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT,
+                                env=node_env(domain_id))
     client = Client(domain_id)
     try:
+        if before_active is not None:
+            before_active(client)
         # Autostart: the node configures (loads the model) and activates on its own.
         t0 = time.monotonic()
         while True:
@@ -286,8 +293,9 @@ def live(tmp_path_factory):
                     client.state() == State.PRIMARY_STATE_ACTIVE:
                 break
             assert time.monotonic() - t0 < 90, f"node never became active:\n{log.read_text()}"
-        client.wait_for_inputs()
-        yield client, proc, log
+        if wait_for_inputs:
+            client.wait_for_inputs()
+        yield client, proc
     finally:
         client.close()
         if proc.poll() is None:
@@ -295,6 +303,21 @@ def live(tmp_path_factory):
             proc.wait(10)
         if os.environ.get("DEPTHVLM_SHOW_NODE_LOG"):
             print(log.read_text())
+
+
+@pytest.fixture(scope="module")
+def live(tmp_path_factory):
+    """(client, node process, log path): one node for the whole module."""
+    log = tmp_path_factory.mktemp("node") / "depthvlm_node.log"
+    # Reliable images: with best effort, this machine's Fast DDS loses every sample that needs
+    # fragmenting (anything much over 0.5 MB), so the full-resolution frame would never
+    # arrive. The node's QoS switch is the parameter under test here; test_node_defaults.py
+    # covers the default (best-effort) path with small frames.
+    with running_node(100 + os.getpid() % 100, log,
+                      ["-p", "image_qos:=reliable", "-p", "query_queue_size:=2",
+                       "-p", "publish_colorized:=true", "-p", "diagnostics_period_s:=0.25",
+                       "-p", "warn_throttle_s:=0.0"]) as (client, proc):
+        yield client, proc, log
 
 
 @pytest.fixture(scope="module")

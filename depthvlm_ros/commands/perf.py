@@ -272,6 +272,11 @@ def run(args: argparse.Namespace) -> int:
         "models": models,
         "figures": figures,
     }
+    return _write_report(report, out, failed)
+
+
+def _write_report(report: dict, out: Path, failed) -> int:
+    """perf.json + perf.md (+ perf.png), printed summary; exit status 1 if a figure failed."""
     report = _finite(report)
     (out / "perf.json").write_text(json.dumps(report, indent=2) + "\n")
     md = write_summary(report, out)
@@ -365,14 +370,7 @@ def _run_arch(args: argparse.Namespace) -> int:
         "figures": {},
         "gpu_arch": result,
     }
-    report = _finite(report)
-    (out / "perf.json").write_text(json.dumps(report, indent=2) + "\n")
-    md = write_summary(report, out)
-    _say("")
-    _say(md)
-    _say(f"wrote {out / 'perf.json'}, {out / 'perf.md'}"
-         + (f", {out / 'perf.png'}" if (out / "perf.png").is_file() else ""))
-    return 1 if failed else 0
+    return _write_report(report, out, failed)
 
 
 # --------------------------------------------------------------------------------------------
