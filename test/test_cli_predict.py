@@ -47,3 +47,22 @@ def test_predict_bad_inputs_exit_nonzero_with_one_line(tmp_path, tiny_model_dir,
     assert main(["predict", str(img), "--fx", "100", "--out", str(tmp_path),
                  "--model", str(tmp_path / "no_model")]) == 1
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_predict_resize_mode_option_picks_the_chain(tmp_path, tiny_model_dir):
+    """--resize-mode release runs the authors' chain (fx on both axes, 28- then 32-multiple
+    resizes, depth as is); metric resamples once by fx and fy and keeps depth metric."""
+    img = tmp_path / "scene.png"
+    Image.fromarray(np.random.default_rng(1).integers(0, 256, (96, 128, 3), np.uint8)).save(img)
+    summaries = {}
+    for mode in ("release", "metric"):
+        out = tmp_path / mode
+        assert main(["predict", str(img), "--fx", "400", "--fy", "300", "--out", str(out),
+                     "--model", str(tiny_model_dir), "--resize-mode", mode]) == 0
+        summaries[mode] = json.loads((out / "scene_summary.json").read_text())
+    rel, met = summaries["release"], summaries["metric"]
+    assert rel["resize_mode"] == "release" and met["resize_mode"] == "metric"
+    assert rel["depth_scale"] == 1.0
+    # Release ignores fy (one scale for both axes); metric honours it, so the canonical
+    # images differ in height.
+    assert rel["model_input"] != met["model_input"]

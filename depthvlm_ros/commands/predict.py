@@ -26,6 +26,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--head-backend", default="torch",
                    choices=("auto", "torch", "onnxruntime", "tensorrt"))
     p.add_argument("--max-image-tokens", type=int, default=None)
+    p.add_argument("--resize-mode", choices=("auto", "release", "metric"), default=None,
+                   help="how images reach the canonical camera (default: the config's, auto = "
+                        "the model folder's own convention; see README 'Metric scale')")
 
 
 def load_rgb(path: str) -> np.ndarray:
@@ -53,6 +56,8 @@ def run(args: argparse.Namespace) -> int:
     changes = {"model_path": args.model, "device": args.device, "head_backend": args.head_backend}
     if args.max_image_tokens:
         changes["max_image_tokens"] = args.max_image_tokens
+    if args.resize_mode:
+        changes["resize_mode"] = args.resize_mode
     pipe = DepthVLMPipeline.from_config(DepthVLMConfig().replace(**changes))
     pred = pipe.predict(rgb, intr, question=args.question)
     stem = Path(args.image).stem
@@ -62,6 +67,7 @@ def run(args: argparse.Namespace) -> int:
         "image": str(args.image), "size": [w, h],
         "model_input": [pred.frame.plan.model_width, pred.frame.plan.model_height],
         "tokens": pred.frame.plan.num_tokens, "depth_scale": pred.frame.plan.depth_scale,
+        "resize_mode": pred.frame.plan.mode,
         "depth_min_m": float(np.min(pred.depth[valid])) if valid.any() else None,
         "depth_median_m": float(np.median(pred.depth[valid])) if valid.any() else None,
         "depth_max_m": float(np.max(pred.depth[valid])) if valid.any() else None,

@@ -29,6 +29,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--head-backend", default="torch",
                    choices=("auto", "torch", "onnxruntime", "tensorrt"))
     p.add_argument("--max-image-tokens", type=int, default=None)
+    p.add_argument("--resize-mode", choices=("auto", "release", "metric"), default=None,
+                   help="how images reach the canonical camera (default: the config's, auto = "
+                        "the model folder's own convention; see README 'Metric scale')")
     p.add_argument("--format", default="mcap", choices=("mcap", "sqlite3"),
                    help="storage of the output bag (default mcap)")
     p.add_argument("--output-namespace", default="/",
@@ -73,6 +76,8 @@ def run(args: argparse.Namespace) -> int:
     changes = {"model_path": args.model, "device": args.device, "head_backend": args.head_backend}
     if args.max_image_tokens:
         changes["max_image_tokens"] = args.max_image_tokens
+    if args.resize_mode:
+        changes["resize_mode"] = args.resize_mode
     pipe = DepthVLMPipeline.from_config(DepthVLMConfig().replace(**changes))
     out.mkdir(parents=True, exist_ok=True)
     summary = replay_bag(args.bag, out_bag, pipe, options)
