@@ -12,6 +12,8 @@
 #     it prepends install/depthvlm_ros to AMENT_PREFIX_PATH and CMAKE_PREFIX_PATH, its
 #     site-packages to PYTHONPATH and its lib/ to LD_LIBRARY_PATH;
 #   * sets RMW_IMPLEMENTATION=rmw_fastrtps_cpp unless already set (the only RMW the wheels ship);
+#   * points Fast DDS at config/fastdds_large_messages.xml unless a profiles file is already set
+#     (camera-sized messages through shared memory rather than fragmented UDP);
 #   * with DEPTHVLM_ROS_SOURCE=1, also puts the repository root first on PYTHONPATH, so that the
 #     live source tree is imported instead of the copy in install/ (depthvlm_ros/__init__.py
 #     extends the package path, so depthvlm_ros.msg still comes from install/).
@@ -68,6 +70,11 @@ _depthvlm_env() {
   done
   export LD_LIBRARY_PATH="$cleaned"
   export RMW_IMPLEMENTATION="${RMW_IMPLEMENTATION:-rmw_fastrtps_cpp}"
+  # Camera-sized messages through shared memory instead of fragmented UDP (see the file).
+  if [[ -z "${FASTDDS_DEFAULT_PROFILES_FILE:-}${FASTRTPS_DEFAULT_PROFILES_FILE:-}" ]]; then
+    export FASTDDS_DEFAULT_PROFILES_FILE="$repo/config/fastdds_large_messages.xml"
+    export FASTRTPS_DEFAULT_PROFILES_FILE="$FASTDDS_DEFAULT_PROFILES_FILE"  # Fast DDS 2.x name
+  fi
   if [[ "${DEPTHVLM_ROS_SOURCE:-0}" == 1 ]]; then
     export PYTHONPATH="$repo${PYTHONPATH:+:$PYTHONPATH}"
   fi
