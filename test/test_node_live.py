@@ -9,6 +9,7 @@ The tests in this module share one node and run in order.
 
 from __future__ import annotations
 
+import math
 import os
 import signal
 import subprocess
@@ -590,7 +591,9 @@ def test_burst_supersedes_and_diagnostics_account_for_everything(live, small):
                                              for m in answers)
     assert int(vals["queries_answered"]) == sum(m.status == SpatialAnswer.STATUS_OK
                                                 for m in answers)
-    assert float(vals["input_rate_hz"]) >= 0.0 and float(vals["model_latency_last_ms"]) > 0.0
+    # Rates cover the last period only (after the burst here), so only their form is checked;
+    # the latency is that of the last processed frame, which must be real.
+    assert math.isfinite(float(vals["input_rate_hz"])) and float(vals["model_latency_last_ms"]) > 0.0
     (status,) = client.messages("diag")[-1].status
     assert status.name.startswith(NODE) and status.hardware_id == "embedded"
 
