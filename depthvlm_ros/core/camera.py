@@ -203,29 +203,40 @@ def release_canonical_size(width: int, height: int, fx: float,
     return max(1, round(width * scale)), max(1, round(height * scale))
 
 
-def vl_utils_smart_resize(height: int, width: int, factor: int = VL_UTILS_FACTOR,
-                          min_pixels: int = VL_UTILS_MIN_PIXELS,
-                          max_pixels: int = VL_UTILS_MAX_PIXELS) -> tuple[int, int]:
-    """``qwen_vl_utils.smart_resize``: (height, width) rounded to ``factor`` within an area range.
+def _round_to_factor(height: int, width: int, factor: int, min_pixels: int, max_pixels: int,
+                     floor_rounded: bool) -> tuple[int, int]:
+    """Qwen-VL's ``smart_resize``: (height, width) rounded to ``factor``, area brought into
+    ``[min_pixels, max_pixels]``. Python's ``round`` (half to even) as in both originals.
 
-    Differs from :func:`smart_resize` (transformers') in where the one-factor floor sits: here it
-    applies to the rounded sides, there to the shrunk ones. Both round half to even.
-
-    Raises:
-        InputError: aspect ratio above 200 (qwen_vl_utils raises too).
+    The two originals differ only in where a side is kept at one ``factor`` or more:
+    ``floor_rounded`` applies it to the rounded sides (qwen_vl_utils), otherwise to the sides
+    shrunk for ``max_pixels`` (transformers).
     """
     _check_ratio(height, width)
-    h_bar = max(factor, round(height / factor) * factor)
-    w_bar = max(factor, round(width / factor) * factor)
+    low = factor if floor_rounded else 0
+    h_bar = max(low, round(height / factor) * factor)
+    w_bar = max(low, round(width / factor) * factor)
     if h_bar * w_bar > max_pixels:
         beta = math.sqrt((height * width) / max_pixels)
-        h_bar = math.floor(height / beta / factor) * factor
-        w_bar = math.floor(width / beta / factor) * factor
+        low = 0 if floor_rounded else factor
+        h_bar = max(low, math.floor(height / beta / factor) * factor)
+        w_bar = max(low, math.floor(width / beta / factor) * factor)
     elif h_bar * w_bar < min_pixels:
         beta = math.sqrt(min_pixels / (height * width))
         h_bar = math.ceil(height * beta / factor) * factor
         w_bar = math.ceil(width * beta / factor) * factor
     return h_bar, w_bar
+
+
+def vl_utils_smart_resize(height: int, width: int, factor: int = VL_UTILS_FACTOR,
+                          min_pixels: int = VL_UTILS_MIN_PIXELS,
+                          max_pixels: int = VL_UTILS_MAX_PIXELS) -> tuple[int, int]:
+    """``qwen_vl_utils.smart_resize``: (height, width) rounded to ``factor`` within an area range.
+
+    Raises:
+        InputError: aspect ratio above 200 (qwen_vl_utils raises too).
+    """
+    return _round_to_factor(height, width, factor, min_pixels, max_pixels, floor_rounded=True)
 
 
 def smart_resize(height: int, width: int, factor: int = TOKEN_PIXELS,
@@ -236,18 +247,7 @@ def smart_resize(height: int, width: int, factor: int = TOKEN_PIXELS,
     Raises:
         InputError: aspect ratio above 200 (transformers raises too).
     """
-    _check_ratio(height, width)
-    h_bar = round(height / factor) * factor
-    w_bar = round(width / factor) * factor
-    if h_bar * w_bar > max_pixels:
-        beta = math.sqrt((height * width) / max_pixels)
-        h_bar = max(factor, math.floor(height / beta / factor) * factor)
-        w_bar = max(factor, math.floor(width / beta / factor) * factor)
-    elif h_bar * w_bar < min_pixels:
-        beta = math.sqrt(min_pixels / (height * width))
-        h_bar = math.ceil(height * beta / factor) * factor
-        w_bar = math.ceil(width * beta / factor) * factor
-    return h_bar, w_bar
+    return _round_to_factor(height, width, factor, min_pixels, max_pixels, floor_rounded=False)
 
 
 def _check_ratio(height: int, width: int) -> None:
