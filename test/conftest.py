@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
+import numpy as np
 import pytest
 import torch
 
@@ -35,3 +38,23 @@ def tiny_model_dir(tmp_path_factory, tiny_model_and_tokenizer):
     out = tmp_path_factory.mktemp("tiny_model")
     write_model_folder(model, tok, out, meta={"stage": "test-random"})
     return out
+
+
+@pytest.fixture
+def constant_head():
+    """``with constant_head(model, metres):`` the depth head reads ``metres`` everywhere
+    (zero last-layer weights, softplus bias = metres); the weights come back on exit."""
+    @contextmanager
+    def use(model, metres: float):
+        conv = model.depth_head.scratch.output_conv2[2]
+        saved = conv.weight.clone(), conv.bias.clone()
+        with torch.no_grad():
+            conv.weight.zero_()
+            conv.bias.fill_(float(np.log(np.expm1(metres))))
+        try:
+            yield
+        finally:
+            with torch.no_grad():
+                conv.weight.copy_(saved[0])
+                conv.bias.copy_(saved[1])
+    return use

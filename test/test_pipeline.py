@@ -77,29 +77,15 @@ def test_predict_one_pass_depth_equals_depth_only(pipe):
     assert with_q.depth.shape == (120, 160) and with_q.depth.dtype == np.float32
 
 
-def _constant_head(pipe, metres: float):
-    """Make the head output a constant (zero last-layer weights, softplus bias = metres)."""
-    conv = pipe.model.depth_head.scratch.output_conv2[2]
-    saved = conv.weight.clone(), conv.bias.clone()
-    with torch.no_grad():
-        conv.weight.zero_()
-        conv.bias.fill_(float(np.log(np.expm1(metres))))
-    return conv, saved
-
-
-def test_token_budget_keeps_metric_scale(pipe):
+def test_token_budget_keeps_metric_scale(pipe, constant_head):
     """A budget-capped image is shrunk by s; the depth is multiplied by s, so a model that
     reads a constant d from a canonical image reports d * s = the metric value."""
     intr = Intrinsics(600.0, 600.0, 320.0, 240.0, 640, 480)
-    conv, saved = _constant_head(pipe, 4.0)
-    try:
+    with constant_head(pipe.model, 4.0):
         free = pipe.process_frame(_image(2, 640, 480), intr, keep_context=False)
         capped_pipe = DepthVLMPipeline(pipe.model, pipe.tokenizer,
                                        pipe.config.replace(max_image_tokens=12))
         capped = capped_pipe.process_frame(_image(2, 640, 480), intr, keep_context=False)
-    finally:
-        with torch.no_grad():
-            conv.weight.copy_(saved[0]), conv.bias.copy_(saved[1])
     assert free.plan.num_tokens > 12 >= capped.plan.num_tokens
     assert capped.plan.depth_scale < 0.6 * free.plan.depth_scale
     np.testing.assert_allclose(free.depth, 4.0 * free.plan.depth_scale, rtol=1e-5)

@@ -233,29 +233,16 @@ def test_release_depth_is_the_head_output_unscaled(release_pipe):
     np.testing.assert_allclose(frame.depth, want, rtol=1e-6, atol=0)
 
 
-def _constant_head(model, metres):
-    conv = model.depth_head.scratch.output_conv2[2]
-    saved = conv.weight.clone(), conv.bias.clone()
-    with torch.no_grad():
-        conv.weight.zero_()
-        conv.bias.fill_(float(np.log(np.expm1(metres))))
-    return conv, saved
-
-
-def test_release_scales_depth_only_for_a_token_cap(release_pipe):
+def test_release_scales_depth_only_for_a_token_cap(release_pipe, constant_head):
     """A head reading 4 m gives exactly 4 m in release mode; only a budget below the release
     size shrinks the image further, and then the depth gets that shrink's exact factor."""
     pipe = release_pipe
     rgb, intr = _scene(320, 240, seed=4), Intrinsics(500.0, 500.0, 159.5, 119.5, 320, 240)
     capped_pipe = DepthVLMPipeline(pipe.model, pipe.tokenizer,
                                    pipe.config.replace(max_image_tokens=75))
-    conv, saved = _constant_head(pipe.model, 4.0)
-    try:
+    with constant_head(pipe.model, 4.0):
         free = pipe.process_frame(rgb, intr, keep_context=False)
         capped = capped_pipe.process_frame(rgb, intr, keep_context=False)
-    finally:
-        with torch.no_grad():
-            conv.weight.copy_(saved[0]), conv.bias.copy_(saved[1])
     np.testing.assert_allclose(free.depth, 4.0, rtol=1e-6)
     p = capped.plan
     # 20x15 tokens scaled by sqrt(75/300) = 0.5 round to 10x8 = 80, shaved to 9x8 = 72.
