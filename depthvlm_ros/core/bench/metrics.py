@@ -50,6 +50,7 @@ __all__ = [
     "DatasetMetrics",
     "DepthBins",
     "resize_nearest",
+    "points_inside",
     "resize_linear",
     "apply_depth_range",
     "image_metrics",
@@ -282,6 +283,12 @@ class SparseTargets:
     grid_size: tuple[int, int] | None
 
 
+def points_inside(coords: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """Mask of the (N, 2) [col, row] integer ``coords`` that index a map of ``shape`` (H, W)."""
+    h, w = shape[:2]
+    return (coords[:, 0] >= 0) & (coords[:, 0] < w) & (coords[:, 1] >= 0) & (coords[:, 1] < h)
+
+
 def sparse_targets(pixel_coords: np.ndarray, depth_jsonl: np.ndarray,
                    original_rgb_size: Sequence[int] | None,
                    canonical_size: Sequence[int] | None,
@@ -331,8 +338,7 @@ def sparse_targets(pixel_coords: np.ndarray, depth_jsonl: np.ndarray,
     # The GT map goes to canonical_size whatever the coordinates did (the loader resizes it
     # independently of original_rgb_size).
     gmap = resize_nearest(gt_map_capped, canonical_size) if canonical_size else gt_map_capped
-    mh, mw = gmap.shape
-    inside = (ij[:, 0] >= 0) & (ij[:, 0] < mw) & (ij[:, 1] >= 0) & (ij[:, 1] < mh)
+    inside = points_inside(ij, gmap.shape)
     gt = np.zeros(len(ij), dtype=np.float32)
     vals = gmap[ij[inside, 1], ij[inside, 0]].astype(np.float32)
     gt[inside] = np.where(vals > 0, vals, fallback[inside])
@@ -350,9 +356,8 @@ def sample_points(pred_on_grid: np.ndarray, targets: SparseTargets) -> tuple[np.
     Returns:
         ``(pred_values, gt_values)`` float32 arrays of equal length.
     """
-    h, w = pred_on_grid.shape
     c = targets.coords
-    inside = (c[:, 0] >= 0) & (c[:, 0] < w) & (c[:, 1] >= 0) & (c[:, 1] < h)
+    inside = points_inside(c, pred_on_grid.shape)
     return (pred_on_grid[c[inside, 1], c[inside, 0]].astype(np.float32),
             targets.gt[inside].astype(np.float32))
 

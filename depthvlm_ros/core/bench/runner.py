@@ -48,8 +48,8 @@ from ..errors import AnnotationError, ConfigError, InputError
 from .jsonl import BenchRecord, apply_gt_masks, load_gt_depth, load_rgb, read_jsonl
 from .metrics import (METRIC_DEFINITIONS, METRIC_PROVENANCE, DatasetMetrics, DepthBins,
                       ImageMetrics, SparseTargets, aggregate, apply_depth_range, dense_pair,
-                      group_average, image_metrics, resize_linear, resize_nearest, sample_points,
-                      sparse_targets)
+                      group_average, image_metrics, points_inside, resize_linear, resize_nearest,
+                      sample_points, sparse_targets)
 
 __all__ = [
     "DatasetSpec",
@@ -560,11 +560,6 @@ def _pred_for_points(pred: np.ndarray, tg: SparseTargets, sampling: str,
     return resize_linear(pred, tg.grid_size or image_size)
 
 
-def _inside(coords: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
-    h, w = shape[:2]
-    return (coords[:, 0] >= 0) & (coords[:, 0] < w) & (coords[:, 1] >= 0) & (coords[:, 1] < h)
-
-
 def run_benchmark(datasets: Sequence[DatasetSpec], *, depth_fn: DepthFn | None = None,
                   predictions: str | os.PathLike | None = None,
                   protocols: Sequence[str] = ("auto",), limit: int | None = None,
@@ -756,7 +751,7 @@ def run_benchmark(datasets: Sequence[DatasetSpec], *, depth_fn: DepthFn | None =
                                             gt_dense, spec.min_depth, spec.max_depth, strict_range)
                     p_pts = _pred_for_points(pred, tg, sampling, (w, h))
                     # The model's map decides which points count, for both rows alike.
-                    ans_in = [a for a, k in zip(answers, _inside(tg.coords, p_pts.shape)) if k]
+                    ans_in = [a for a, k in zip(answers, points_inside(tg.coords, p_pts.shape)) if k]
                     pv, gv = sample_points(p_pts, tg)
                     for proto in protocols:
                         rows[proto]["depthlm"].add(spec.name, point_metrics(ans_in, gv))
