@@ -172,9 +172,10 @@ class FullPrefillAnswer:
     first_logits: torch.Tensor
 
 
-def _sync(pipe: DepthVLMPipeline) -> float:
-    if pipe.device.type == "cuda":
-        torch.cuda.synchronize(pipe.device)
+def _sync(device: torch.device) -> float:
+    """A timestamp taken after the device's queued work has finished."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
     return time.perf_counter()
 
 
@@ -200,7 +201,7 @@ def full_prefill_answer(pipe: DepthVLMPipeline, model_image, question: str,
     pixel_values = model_image.pixel_values.to(pipe.device, pipe.dtype)
     grid = model_image.image_grid_thw.to(pipe.device)
     limit = max_new_tokens or pipe.config.max_new_tokens
-    t0 = _sync(pipe)
+    t0 = _sync(pipe.device)
     enc = model.encode(ids, pixel_values, grid, use_cache=True)
     logits = model.lm_head(enc.hidden[:, -1])
     first_logits = logits[0].float().cpu()
@@ -210,7 +211,7 @@ def full_prefill_answer(pipe: DepthVLMPipeline, model_image, question: str,
     for step in range(limit):
         nxt = int(torch.argmax(logits[0]))
         if step == 0:
-            first_s = _sync(pipe) - t0
+            first_s = _sync(pipe.device) - t0
         if nxt in pipe.eos_ids:
             break
         tokens.append(nxt)
@@ -219,7 +220,7 @@ def full_prefill_answer(pipe: DepthVLMPipeline, model_image, question: str,
         logits = model.decode_step(torch.tensor([[nxt]], device=pipe.device), enc.cache,
                                    position)[:, -1]
         position += 1
-    total = _sync(pipe) - t0
+    total = _sync(pipe.device) - t0
     text = pipe.tokenizer.decode(tokens, skip_special_tokens=True).strip()
     return FullPrefillAnswer(text, tokens, first_s, total, first_logits)
 
@@ -235,7 +236,7 @@ def point_query(pipe: DepthVLMPipeline, rgb: np.ndarray, intrinsics: Intrinsics,
     t0 = time.perf_counter()
     marked = draw_marker(rgb, uv[0], uv[1])
     answer = full_prefill_answer(pipe, pipe.prepare(marked, intrinsics), question, max_new_tokens)
-    return _sync(pipe) - t0, answer
+    return _sync(pipe.device) - t0, answer
 
 
 def _say(progress: Callable[[str], None] | None, text: str) -> None:
@@ -284,7 +285,7 @@ def bench_dense_vs_points(pipe: DepthVLMPipeline, rgb: np.ndarray, intrinsics: I
         if i in dense_at:
             t0 = time.perf_counter()
             frame = pipe.process_frame(rgb, intrinsics, keep_context=False)
-            dense_s.append(_sync(pipe) - t0)
+            dense_s.append(_sync(pipe.device) - t0)
         seconds, ans = point_query(pipe, rgb, intrinsics, (float(uv[0]), float(uv[1])), budget)
         point_s.append(seconds)
         tokens.append(len(ans.token_ids))

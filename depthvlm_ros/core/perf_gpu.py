@@ -43,7 +43,7 @@ from .camera import Intrinsics
 from .config import DepthVLMConfig
 from .depth_head import DEFAULT_FEATURES, DEFAULT_OUT_CHANNELS
 from .model import DepthVLMForConditionalGeneration, tiny_config
-from .perf import ratio_of_medians, summarize, synthetic_frame
+from .perf import _say, _sync, ratio_of_medians, summarize, synthetic_frame
 from .pipeline import DepthVLMPipeline
 
 __all__ = [
@@ -299,12 +299,6 @@ class _StageClock:
         self.model.__dict__.pop("image_features", None)
 
 
-def _sync(device: torch.device) -> float:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    return time.perf_counter()
-
-
 def _short(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return f"{type(exc).__name__}: {text[0][:300] if text else ''}"
@@ -394,11 +388,6 @@ def _matmul_rate(device: torch.device, dtype: torch.dtype, n: int = 8192, repeat
     seconds = start.elapsed_time(end) / 1e3 / repeats
     del a, b
     return 2.0 * n ** 3 / seconds
-
-
-def _say(progress: Callable[[str], None] | None, text: str) -> None:
-    if progress is not None:
-        progress(text)
 
 
 def _dynamo_counts() -> dict[str, int]:
