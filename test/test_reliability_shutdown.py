@@ -54,10 +54,9 @@ def _frame(client, proc, rgb, intr, sec: int) -> None:
 
 def _queue_questions(client, proc, tag: str, n_future: int, n_latest: int) -> list[str]:
     """Send questions and wait until the node has taken them all (its counter says so)."""
-    before = None
-    for m in reversed(client.snapshot("diag")):
-        before = int(client.diag_values(m)["queries_received"])
-        break
+    # A report made from now on: the last one received may predate a cleanup/configure,
+    # which starts the node's counters afresh, and would overstate the baseline.
+    before = int(client.wait_diag(lambda v: True, time.time(), proc=proc)["queries_received"])
     ids = []
     for i in range(n_future):  # about a frame that never comes: they wait in the queue
         ids.append(f"{tag}-future-{i}")
@@ -65,7 +64,7 @@ def _queue_questions(client, proc, tag: str, n_future: int, n_latest: int) -> li
     for i in range(n_latest):  # about the latest frame: answered by the model, or cut off
         ids.append(f"{tag}-latest-{i}")
         client.pub_query.publish(_query(ids[-1]))
-    client.wait_diag(lambda v: int(v["queries_received"]) >= (before or 0) + len(ids),
+    client.wait_diag(lambda v: int(v["queries_received"]) >= before + len(ids),
                      time.time(), proc=proc)
     return ids
 
