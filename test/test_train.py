@@ -17,12 +17,13 @@ import torch
 from PIL import Image
 
 from depthvlm_ros.core.bench.jsonl import read_jsonl
-from depthvlm_ros.core.camera import Intrinsics, plan_canonical_resize
+from depthvlm_ros.core.camera import Intrinsics
 from depthvlm_ros.core.config import DepthVLMConfig
 from depthvlm_ros.core.folders import make_tiny_model
 from depthvlm_ros.core.pipeline import DepthVLMPipeline
 from depthvlm_ros.core.train.data import (AugmentConfig, BucketBatchPlan, SampleBuilder, TextMix,
-                                          collate, rewrite_coords)
+                                          rewrite_coords)
+from depthvlm_ros.core.train.evaluate import scale_diagnostics
 from depthvlm_ros.core.train.losses import answer_lm_loss, silog_loss
 from depthvlm_ros.core.train.loop import ARCHITECTURES, set_trainable
 
@@ -99,6 +100,25 @@ def test_answer_lm_loss_only_counts_labelled_tokens():
     logits = head(torch.stack([hidden[0, 2], hidden[1, 3]]))
     assert n == 2
     assert torch.allclose(loss, torch.nn.functional.cross_entropy(logits, torch.tensor([7, 2])))
+
+
+def test_scale_diagnostics_separates_scale_from_shape():
+    rng = np.random.default_rng(0)
+    gt = rng.uniform(1.0, 8.0, (24, 32))
+    gt[0, :5] = 0.0  # invalid pixels are ignored
+    # Right shape, twice too far: scale 2, the aligned map is exact, raw δ1 would be 0.
+    scale, aligned, constant = scale_diagnostics(2.0 * gt, gt)
+    assert scale == pytest.approx(2.0)
+    assert aligned == 1.0
+    # The constant baseline uses only the GT: the same for any prediction.
+    assert constant == scale_diagnostics(np.ones_like(gt), gt)[2]
+    valid = gt[gt > 0]
+    want = np.mean(np.maximum(np.median(valid) / valid, valid / np.median(valid)) < 1.25)
+    assert constant == pytest.approx(want)
+    # Shape errors survive the alignment.
+    noisy = gt * np.exp(rng.normal(0, 0.5, gt.shape))
+    assert scale_diagnostics(noisy, gt)[1] < 0.6
+    assert all(math.isnan(x) for x in scale_diagnostics(gt, np.zeros_like(gt)))
 
 
 def test_rewrite_coords_mirrors_or_refuses():

@@ -19,7 +19,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from .metrics import METRIC_NAMES
-from .runner import BenchResult, Sample
+from .runner import BenchResult
 
 __all__ = ["write_results_json", "write_report", "render_markdown", "render_html", "make_plots"]
 

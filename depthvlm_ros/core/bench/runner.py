@@ -39,14 +39,14 @@ import time
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
 from ..camera import Intrinsics
 from ..errors import AnnotationError, ConfigError, InputError
 from .jsonl import BenchRecord, apply_gt_masks, load_gt_depth, load_rgb, read_jsonl
-from .metrics import (METRIC_DEFINITIONS, METRIC_PROVENANCE, DatasetMetrics, DepthBins,
+from .metrics import (METRIC_DEFINITIONS, METRIC_PROVENANCE, DepthBins,
                       ImageMetrics, SparseTargets, aggregate, apply_depth_range, dense_pair,
                       group_average, image_metrics, points_inside, resize_linear, resize_nearest,
                       sample_points, sparse_targets)

@@ -28,7 +28,7 @@ from ..spatial import sample_depth
 from .data import (MARKER_QUESTION, NUMERIC_QA, POINT_QUESTION, _seeded, draw_ring, first_number,
                    record_intrinsics)
 
-__all__ = ["evaluate_model", "answer_correct", "ANSWER_TOLERANCE"]
+__all__ = ["evaluate_model", "answer_correct", "scale_diagnostics", "ANSWER_TOLERANCE"]
 
 #: Relative error within which a numeric answer counts as right.
 ANSWER_TOLERANCE = 0.25
@@ -39,6 +39,28 @@ def answer_correct(value: float | None, truth: float, tolerance: float = ANSWER_
     if value is None or not math.isfinite(value) or truth <= 0:
         return False
     return abs(value - truth) / truth <= tolerance
+
+
+def scale_diagnostics(pred: np.ndarray, gt: np.ndarray) -> tuple[float, float, float]:
+    """Split one image's error into global scale and structure.
+
+    Returns ``(scale, delta1_aligned, delta1_constant)``: the median of ``pred / gt`` over the
+    valid pixels (1 = right metric scale), δ1 after dividing the prediction by that scale (what
+    the shape alone would score), and δ1 of the constant map at the GT's own median (what an
+    oracle global scale with no shape at all would score). NaNs when no pixel is valid.
+    """
+    p = np.asarray(pred, dtype=np.float64).ravel()
+    g = np.asarray(gt, dtype=np.float64).ravel()
+    valid = (g > 0) & (p > 0) & np.isfinite(p) & np.isfinite(g)
+    if not valid.any():
+        return math.nan, math.nan, math.nan
+    p, g = p[valid], g[valid]
+    scale = float(np.median(p / g))
+
+    def delta1(x: np.ndarray) -> float:
+        return float((np.maximum(x / g, g / x) < 1.25).mean())
+
+    return scale, delta1(p / scale), delta1(np.full_like(g, np.median(g)))
 
 
 def _group(record: BenchRecord) -> str:
@@ -67,7 +89,11 @@ def evaluate_model(model, tokenizer, records: Sequence[BenchRecord], canonical_f
 
     Returns:
         ``{"depth": {group: {...}}, "answers": {kind: {group: {...}}}, "summary": {...}}``;
-        the summary holds the worst group's δ1 / AbsRel and the overall answer accuracy.
+        the summary holds the worst group's δ1 / AbsRel and the overall answer accuracy. Each
+        depth group also carries :func:`scale_diagnostics` means (``delta1_scale_aligned``,
+        ``delta1_gt_median_constant``) and the p50 / p90 per-image scale error as a factor
+        (``scale_factor_p50`` = 1.3 means half the images are within 1.3x of the right scale),
+        so a shortfall can be traced to scale or to shape.
     """
     was_training = model.training
     model.eval()
@@ -76,6 +102,7 @@ def evaluate_model(model, tokenizer, records: Sequence[BenchRecord], canonical_f
                          max_depth=1e4)
     pipe = DepthVLMPipeline(model, tokenizer, cfg, model_canonical_fx=canonical_fx)
     per_image = defaultdict(list)
+    scale_diag: dict[str, list[tuple[float, float, float]]] = defaultdict(list)
     answers: dict[str, dict[str, list[bool]]] = defaultdict(lambda: defaultdict(list))
     examples: list[dict] = []
     # One frame per image: the depth is scored once and every question about the image
@@ -99,6 +126,7 @@ def evaluate_model(model, tokenizer, records: Sequence[BenchRecord], canonical_f
                 p, g = dense_pair(pred, apply_depth_range(gt, min_depth, max_depth),
                                   rec.canonical_size)
                 per_image[grp].append(image_metrics(p, g))
+                scale_diag[grp].append(scale_diagnostics(p, g))
             asks: list[tuple[str, str, Any]] = []
             for r in recs:
                 if not r.qa_type or r.qa_type in ("depth", "dense", "dense_depth") or not r.solution:
@@ -149,6 +177,14 @@ def evaluate_model(model, tokenizer, records: Sequence[BenchRecord], canonical_f
     for grp, ims in sorted(per_image.items()):
         m = aggregate(ims)
         depth[grp] = {"delta1": m.delta1, "abs_rel": m.abs_rel, "n_images": m.n_images}
+        rows = np.array([r for r in scale_diag[grp] if math.isfinite(r[0])])
+        if rows.size:
+            depth[grp].update({
+                "delta1_scale_aligned": float(rows[:, 1].mean()),
+                "delta1_gt_median_constant": float(rows[:, 2].mean()),
+                "scale_factor_p50": float(np.exp(np.percentile(np.abs(np.log(rows[:, 0])), 50))),
+                "scale_factor_p90": float(np.exp(np.percentile(np.abs(np.log(rows[:, 0])), 90))),
+            })
     ans_out: dict[str, dict[str, Any]] = {}
     all_ok: list[bool] = []
     numeric_by_group: dict[str, list[bool]] = defaultdict(list)
