@@ -73,7 +73,15 @@ _depthvlm_env() {
   # Camera-sized messages through shared memory instead of fragmented UDP (see the file).
   if [[ -z "${FASTDDS_DEFAULT_PROFILES_FILE:-}${FASTRTPS_DEFAULT_PROFILES_FILE:-}" ]]; then
     export FASTDDS_DEFAULT_PROFILES_FILE="$repo/config/fastdds_large_messages.xml"
-    export FASTRTPS_DEFAULT_PROFILES_FILE="$FASTDDS_DEFAULT_PROFILES_FILE"  # Fast DDS 2.x name
+    # Fast DDS 2.x (libfastrtps; Humble, Jazzy) reads only the old name, and 3.x logs a
+    # deprecation warning in every process when the old name is set: set it only for 2.x.
+    local prefix
+    for prefix in ${AMENT_PREFIX_PATH:-}; do  # IFS is ':' here
+      if compgen -G "$prefix/lib/libfastrtps.so*" >/dev/null; then
+        export FASTRTPS_DEFAULT_PROFILES_FILE="$FASTDDS_DEFAULT_PROFILES_FILE"
+        break
+      fi
+    done
   fi
   if [[ "${DEPTHVLM_ROS_SOURCE:-0}" == 1 ]]; then
     export PYTHONPATH="$repo${PYTHONPATH:+:$PYTHONPATH}"

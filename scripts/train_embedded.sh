@@ -9,10 +9,13 @@
 #    default, NPROC=N for more): stage 0 (whole model, depth + text; needed because there is
 #    no pretrained backbone), then the paper's stage 1 (head only, SILog) and stage 2 (vision
 #    frozen; LLM + lm_head + head with LM + depth loss);
-# 3. leaves RUN_DIR/final (a model folder loadable with model_path), RUN_DIR/best (best
-#    held-out score), train_log.jsonl and loss.png. Copy RUN_DIR/final (or best) to
-#    depthvlm_ros/embedded to ship it.
-# It is restartable: rerunning resumes from the latest checkpoint (--resume auto).
+# 3. continues from phase 1's best checkpoint with a second, longer schedule (warm restart
+#    of the learning rate; SILog was still falling when phase 1 ended) in RUN_DIR/phase2;
+# 4. leaves RUN_DIR/phase2/final (a model folder loadable with model_path),
+#    RUN_DIR/phase2/best (best held-out score; the shipped one), train_log.jsonl and
+#    loss.png in each phase's folder. Copy RUN_DIR/phase2/best to depthvlm_ros/embedded to
+#    ship it. PHASE2=0 stops after phase 1 (RUN_DIR/best), as the first shipped model did.
+# It is restartable: rerunning resumes each phase from its latest checkpoint (--resume auto).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RUN=${1:-runs/embedded}
@@ -20,6 +23,8 @@ NPROC=${NPROC:-1}
 N_TRAIN=${N_TRAIN:-800}      # images per kind in the training split
 N_EVAL=${N_EVAL:-30}         # images per kind in the held-out split
 STAGES=${STAGES:-0:1400:6e-4,1:120:3e-4,2:380:1.5e-4}
+STAGES2=${STAGES2:-0:3000:8e-4,1:150:3e-4,2:600:1.5e-4}
+PHASE2=${PHASE2:-1}
 PY=${PYTHON:-python}
 mkdir -p "$RUN"
 
@@ -34,11 +39,19 @@ gen "$RUN/data/heldout" "$N_EVAL" 7001
 
 # canonical_fx 256: a 640x480 image with fx 525 becomes 320x224 (70 tokens); the token budget
 # of 128 bounds the widest views (their depth is rescaled by depth_scale, so it stays metric).
-nice -n 10 "$PY" -m torch.distributed.run --standalone --nproc_per_node "$NPROC" \
-  -m depthvlm_ros.cli train \
-  --train "$RUN/data/train/synthetic.jsonl" --eval "$RUN/data/heldout/synthetic.jsonl" \
-  --out "$RUN" --init scratch --arch embedded --canonical-fx 256 --max-image-tokens 128 \
-  --stages "$STAGES" --warmup 100 --batch-size 8 --grad-accum 1 --depth-weight 1.0 --lm-weight 0.5 \
-  --hflip 0.5 --jitter 0.2 --crop 0.3 --text-mix dense=1,point=1,marker=2,qa=2 \
-  --workers 1 --threads 2 --eval-every 450 --ckpt-every 50 --log-every 10 \
-  --eval-images 60 --eval-markers 2 --seed 0 --resume auto
+train() {  # train OUT INIT STAGES EVAL_EVERY SEED [extra args]
+  local out=$1 init=$2 stages=$3 every=$4 seed=$5
+  shift 5
+  nice -n 10 "$PY" -m torch.distributed.run --standalone --nproc_per_node "$NPROC" \
+    -m depthvlm_ros.cli train \
+    --train "$RUN/data/train/synthetic.jsonl" --eval "$RUN/data/heldout/synthetic.jsonl" \
+    --out "$out" --init "$init" --canonical-fx 256 --max-image-tokens 128 \
+    --stages "$stages" --warmup 100 --batch-size 8 --grad-accum 1 --depth-weight 1.0 \
+    --lm-weight 0.5 --hflip 0.5 --jitter 0.2 --crop 0.3 --text-mix dense=1,point=1,marker=2,qa=2 \
+    --workers 1 --threads 2 --eval-every "$every" --ckpt-every 50 --log-every 10 \
+    --eval-images 60 --eval-markers 2 --seed "$seed" --resume auto "$@"
+}
+train "$RUN" scratch "$STAGES" 450 0 --arch embedded
+if [ "$PHASE2" = 1 ]; then
+  train "$RUN/phase2" "$RUN/best" "$STAGES2" 750 1
+fi
