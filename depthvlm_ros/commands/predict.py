@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from ..core.errors import InputError
+from . import add_pipeline_arguments, pipeline_config
 
 HELP = "Predict metric depth for an image (and answer a question about it)."
 
@@ -21,14 +22,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cy", type=float, help="principal point y; default (H-1)/2")
     p.add_argument("--question", help="a spatial question about the image")
     p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("--model", default="embedded", help="model folder or 'embedded'")
-    p.add_argument("--device", default="auto")
-    p.add_argument("--head-backend", default="torch",
-                   choices=("auto", "torch", "onnxruntime", "tensorrt"))
-    p.add_argument("--max-image-tokens", type=int, default=None)
-    p.add_argument("--resize-mode", choices=("auto", "release", "metric"), default=None,
-                   help="how images reach the canonical camera (default: the config's, auto = "
-                        "the model folder's own convention; see README 'Metric scale')")
+    add_pipeline_arguments(p)
 
 
 def load_rgb(path: str) -> np.ndarray:
@@ -44,7 +38,6 @@ def load_rgb(path: str) -> np.ndarray:
 
 def run(args: argparse.Namespace) -> int:
     from ..core.camera import Intrinsics
-    from ..core.config import DepthVLMConfig
     from ..core.pipeline import DepthVLMPipeline
     from ..core.visualize import save_depth_outputs
 
@@ -53,12 +46,7 @@ def run(args: argparse.Namespace) -> int:
     intr = Intrinsics(args.fx, args.fy if args.fy is not None else args.fx,
                       args.cx if args.cx is not None else (w - 1) / 2.0,
                       args.cy if args.cy is not None else (h - 1) / 2.0, w, h)
-    changes = {"model_path": args.model, "device": args.device, "head_backend": args.head_backend}
-    if args.max_image_tokens:
-        changes["max_image_tokens"] = args.max_image_tokens
-    if args.resize_mode:
-        changes["resize_mode"] = args.resize_mode
-    pipe = DepthVLMPipeline.from_config(DepthVLMConfig().replace(**changes))
+    pipe = DepthVLMPipeline.from_config(pipeline_config(args))
     pred = pipe.predict(rgb, intr, question=args.question)
     stem = Path(args.image).stem
     paths = save_depth_outputs(pred.depth, args.out, stem)

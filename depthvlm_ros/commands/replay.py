@@ -7,6 +7,7 @@ import math
 from pathlib import Path
 
 from ..core.errors import InputError
+from . import add_pipeline_arguments, pipeline_config
 
 __all__ = ["HELP", "add_arguments", "run"]
 
@@ -24,14 +25,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-points-rgb", action="store_true", help="points without packed rgb")
     p.add_argument("--out", required=True,
                    help="output folder: the bag goes to OUT/bag, the report next to it")
-    p.add_argument("--model", default="embedded", help="model folder or 'embedded'")
-    p.add_argument("--device", default="auto")
-    p.add_argument("--head-backend", default="torch",
-                   choices=("auto", "torch", "onnxruntime", "tensorrt"))
-    p.add_argument("--max-image-tokens", type=int, default=None)
-    p.add_argument("--resize-mode", choices=("auto", "release", "metric"), default=None,
-                   help="how images reach the canonical camera (default: the config's, auto = "
-                        "the model folder's own convention; see README 'Metric scale')")
+    add_pipeline_arguments(p)
     p.add_argument("--format", default="mcap", choices=("mcap", "sqlite3"),
                    help="storage of the output bag (default mcap)")
     p.add_argument("--output-namespace", default="/",
@@ -49,7 +43,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..core.config import DepthVLMConfig
     from ..core.pipeline import DepthVLMPipeline
     from ..ros.replay import ReplayOptions, load_queries, replay_bag
     from ..ros.replay_report import write_report
@@ -73,12 +66,7 @@ def run(args: argparse.Namespace) -> int:
         sync_tolerance_s=args.sync_tolerance, gt_min_depth=args.gt_min_depth,
         gt_max_depth=args.gt_max_depth, report_frames=args.report_frames,
         progress=not args.no_progress)
-    changes = {"model_path": args.model, "device": args.device, "head_backend": args.head_backend}
-    if args.max_image_tokens:
-        changes["max_image_tokens"] = args.max_image_tokens
-    if args.resize_mode:
-        changes["resize_mode"] = args.resize_mode
-    pipe = DepthVLMPipeline.from_config(DepthVLMConfig().replace(**changes))
+    pipe = DepthVLMPipeline.from_config(pipeline_config(args))
     out.mkdir(parents=True, exist_ok=True)
     summary = replay_bag(args.bag, out_bag, pipe, options)
     files = write_report(summary, out, options)
