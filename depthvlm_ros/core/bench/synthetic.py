@@ -681,20 +681,20 @@ def _indoor_layout(rng: np.random.Generator, max_depth: float):
     def free(lo, hi) -> bool:
         return not _inside(cam, lo, hi, keep_out)
 
+    def against(side, sx, sy):
+        """Corner of an sx-by-sy footprint touching wall ``side`` (x=0, x=wx, y=0, y=ly)."""
+        if side == 0:
+            return 0.0, rng.uniform(0, max(ly - sy, 1e-3))
+        if side == 1:
+            return wx - sx, rng.uniform(0, max(ly - sy, 1e-3))
+        if side == 2:
+            return rng.uniform(0, max(wx - sx, 1e-3)), 0.0
+        return rng.uniform(0, max(wx - sx, 1e-3)), ly - sy
+
     def footprint(sx, sy, against_wall: bool):
         if against_wall:
-            side = rng.integers(4)
-            if side == 0:
-                x0, y0 = 0.0, rng.uniform(0, max(ly - sy, 1e-3))
-            elif side == 1:
-                x0, y0 = wx - sx, rng.uniform(0, max(ly - sy, 1e-3))
-            elif side == 2:
-                x0, y0 = rng.uniform(0, max(wx - sx, 1e-3)), 0.0
-            else:
-                x0, y0 = rng.uniform(0, max(wx - sx, 1e-3)), ly - sy
-        else:
-            x0, y0 = rng.uniform(0, max(wx - sx, 1e-3)), rng.uniform(0, max(ly - sy, 1e-3))
-        return x0, y0
+            return against(rng.integers(4), sx, sy)
+        return rng.uniform(0, max(wx - sx, 1e-3)), rng.uniform(0, max(ly - sy, 1e-3))
 
     n_items = rng.integers(3, 10)
     for _ in range(n_items * 3):
@@ -754,14 +754,7 @@ def _indoor_layout(rng: np.random.Generator, max_depth: float):
             # The shelf's long side runs along the wall it stands against.
             along_x = side >= 2
             sx, sy = (sw, sd) if along_x else (sd, sw)
-            if side == 0:
-                x0, y0 = 0.0, rng.uniform(0, max(ly - sy, 1e-3))
-            elif side == 1:
-                x0, y0 = wx - sx, rng.uniform(0, max(ly - sy, 1e-3))
-            elif side == 2:
-                x0, y0 = rng.uniform(0, max(wx - sx, 1e-3)), 0.0
-            else:
-                x0, y0 = rng.uniform(0, max(wx - sx, 1e-3)), ly - sy
+            x0, y0 = against(side, sx, sy)
             lo, hi = (x0, y0, 0.0), (x0 + sx, y0 + sy, sh)
             if not free(lo, hi):
                 continue
