@@ -13,7 +13,7 @@
 #    of the learning rate; SILog was still falling when phase 1 ended) in RUN_DIR/phase2;
 # 4. leaves RUN_DIR/phase2/final (a model folder loadable with model_path),
 #    RUN_DIR/phase2/best (best held-out score; the shipped one), train_log.jsonl and
-#    loss.png in each phase's folder. Copy RUN_DIR/phase2/best to depthvlm_ros/embedded to
+#    loss.png in each phase's folder, RUN_DIR/training.png for both. Copy RUN_DIR/phase2/best to depthvlm_ros/embedded to
 #    ship it. PHASE2=0 stops after phase 1 (RUN_DIR/best), as the first shipped model did.
 # It is restartable: rerunning resumes each phase from its latest checkpoint (--resume auto).
 set -euo pipefail
@@ -54,4 +54,7 @@ train() {  # train OUT INIT STAGES EVAL_EVERY SEED [extra args]
 train "$RUN" scratch "$STAGES" 450 0 --arch embedded
 if [ "$PHASE2" = 1 ]; then
   train "$RUN/phase2" "$RUN/best" "$STAGES2" 750 1
+  # Both phases on one step axis (the README figure).
+  "$PY" -c "from depthvlm_ros.core.train.loop import plot_losses as p; \
+p(['$RUN/train_log.jsonl', '$RUN/phase2/train_log.jsonl'], '$RUN/training.png')"
 fi

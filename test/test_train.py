@@ -25,7 +25,7 @@ from depthvlm_ros.core.train.data import (AugmentConfig, BucketBatchPlan, Sample
                                           rewrite_coords)
 from depthvlm_ros.core.train.evaluate import scale_diagnostics
 from depthvlm_ros.core.train.losses import answer_lm_loss, silog_loss
-from depthvlm_ros.core.train.loop import ARCHITECTURES, set_trainable
+from depthvlm_ros.core.train.loop import ARCHITECTURES, chain_logs, plot_losses, set_trainable
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -119,6 +119,30 @@ def test_scale_diagnostics_separates_scale_from_shape():
     noisy = gt * np.exp(rng.normal(0, 0.5, gt.shape))
     assert scale_diagnostics(noisy, gt)[1] < 0.6
     assert all(math.isnan(x) for x in scale_diagnostics(gt, np.zeros_like(gt)))
+
+
+def test_plot_losses_chains_continued_runs(tmp_path):
+    pytest.importorskip("matplotlib")
+    logs = []
+    for run in range(2):
+        rows = [{"type": "train", "step": s, "stage": 0 if s < 30 else 1, "depth_loss": 1.0 / s,
+                 "lm_loss": 2.0 / s} for s in range(10, 60, 10)]
+        rows.append({"type": "eval", "step": 50, "depth": {"indoor": {"delta1": 0.3 + run}},
+                     "summary": {"abs_rel_max": 0.5, "answer_accuracy": 0.1}})
+        path = tmp_path / f"log{run}.jsonl"
+        path.write_text("".join(json.dumps(r) + "\n" for r in rows) + "not json\n")
+        logs.append(path)
+    train_rows, eval_rows, ends = chain_logs(logs)
+    assert ends == [50, 100]
+    assert [r["step"] for r in train_rows] == [10, 20, 30, 40, 50, 60, 70, 80, 90, 100]
+    assert [r["run"] for r in train_rows] == [0] * 5 + [1] * 5
+    assert [(r["step"], r["depth"]["indoor"]["delta1"]) for r in eval_rows] == [(50, 0.3),
+                                                                                (100, 1.3)]
+    plot_losses(logs, tmp_path / "both.png")
+    plot_losses(logs[0], tmp_path / "one.png")
+    for name in ("both.png", "one.png"):
+        with Image.open(tmp_path / name) as im:
+            assert im.size[0] > 500
 
 
 def test_rewrite_coords_mirrors_or_refuses():

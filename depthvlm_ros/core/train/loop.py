@@ -53,7 +53,7 @@ from .evaluate import evaluate_model
 from .losses import answer_lm_loss, silog_loss
 
 __all__ = ["StageSpec", "TrainConfig", "DepthVLMTrainStep", "Trainer", "set_trainable",
-           "parse_stages", "ARCHITECTURES", "plot_losses", "train"]
+           "parse_stages", "ARCHITECTURES", "chain_logs", "plot_losses", "train"]
 
 #: Named CPU-friendly architectures for models trained from scratch (sizes for tiny_config).
 ARCHITECTURES: dict[str, dict[str, Any]] = {
@@ -179,41 +179,84 @@ class DepthVLMTrainStep(nn.Module):
         return d_loss, lm_loss.float(), torch.tensor(float(n_tok))
 
 
-def plot_losses(log_path: Path, png_path: Path) -> None:
-    """Plot training losses and evaluation scores from the JSONL log into a PNG."""
+def chain_logs(log_paths: Sequence[Path]) -> tuple[list[dict], list[dict], list[int]]:
+    """Read the JSONL logs of runs that continue one another into one step axis.
+
+    Each run (one started with ``--init`` from the previous one's checkpoint) starts where
+    the previous one's last logged step ended; unreadable lines are skipped.
+
+    Returns:
+        ``(train_rows, eval_rows, ends)``: rows with chained ``step`` and their run index in
+        ``run``, and the chained step at which each run ends.
+    """
+    train_rows, eval_rows, ends = [], [], []
+    offset = 0
+    for i, path in enumerate(log_paths):
+        last = 0
+        for line in Path(path).read_text().splitlines():
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            last = max(last, int(row.get("step", 0)))
+            row = {**row, "step": offset + int(row.get("step", 0)), "run": i}
+            (eval_rows if row.get("type") == "eval" else train_rows).append(row)
+        offset += last
+        ends.append(offset)
+    return train_rows, eval_rows, ends
+
+
+def plot_losses(log_path: Path | Sequence[Path], png_path: Path) -> None:
+    """Plot training losses and evaluation scores from the JSONL log into a PNG.
+
+    ``log_path`` may also be a sequence of logs of runs that continue one another; see
+    :func:`chain_logs`. Run boundaries are drawn as solid lines.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    train_rows, eval_rows = [], []
-    for line in log_path.read_text().splitlines():
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        (eval_rows if row.get("type") == "eval" else train_rows).append(row)
+    logs = [Path(log_path)] if isinstance(log_path, (str, Path)) else [Path(p) for p in log_path]
+    train_rows, eval_rows, boundaries = chain_logs(logs)
     if not train_rows:
         return
     fig, axes = plt.subplots(1, 2 if eval_rows else 1, figsize=(12 if eval_rows else 7, 4.2))
     axes = np.atleast_1d(axes)
     steps = [r["step"] for r in train_rows]
+    window = max(1, len(train_rows) // 40)  # the raw rows are single small batches: noisy
     for key, label in (("depth_loss", "SILog (depth)"), ("lm_loss", "LM (answers)")):
-        axes[0].plot(steps, [r[key] for r in train_rows], label=label)
+        values = np.array([r[key] for r in train_rows], dtype=float)
+        line, = axes[0].plot(steps, values, alpha=0.25, lw=0.8)
+        smooth = np.convolve(values, np.ones(window) / window, mode="valid")
+        axes[0].plot(steps[window - 1:], smooth, color=line.get_color(),
+                     label=f"{label}, mean of {window} logs" if window > 1 else label)
     for r0, r1 in zip(train_rows, train_rows[1:]):
-        if r0["stage"] != r1["stage"]:
+        if r0["stage"] != r1["stage"] and r0["run"] == r1["run"]:
             axes[0].axvline(r1["step"], color="grey", ls="--", lw=0.8)
+    for b in boundaries[:-1]:
+        for ax in axes:
+            ax.axvline(b, color="black", lw=1.2)
     axes[0].set_xlabel("optimizer step")
     axes[0].set_yscale("log")
-    axes[0].set_title("training loss (dashed: stage change)")
+    axes[0].set_title("training loss (dashed: stage change" +
+                      (", solid: next run)" if len(logs) > 1 else ")"))
     axes[0].legend()
     if eval_rows:
         es = [r["step"] for r in eval_rows]
-        for key, label in (("delta1_min", "δ1 (worst split)"), ("abs_rel_max", "AbsRel (worst)"),
-                           ("answer_accuracy", "answers within 25%")):
-            axes[1].plot(es, [r["summary"].get(key) for r in eval_rows], marker="o", label=label)
+        groups = sorted({g for r in eval_rows for g in r.get("depth", {})})
+        series = [(f"δ1 {g}", [r.get("depth", {}).get(g, {}).get("delta1") for r in eval_rows])
+                  for g in groups]
+        series += [(label, [r["summary"].get(key) for r in eval_rows])
+                   for key, label in (("abs_rel_max", "AbsRel (worst split)"),
+                                      ("answer_accuracy", "answers within 25%"))]
+        top = 1.0
+        for label, values in series:
+            values = [math.nan if v is None else float(v) for v in values]
+            axes[1].plot(es, values, marker="o", label=label)
+            top = max([top] + [v for v in values if math.isfinite(v)])
         axes[1].set_xlabel("optimizer step")
-        axes[1].set_ylim(0, 1)
+        axes[1].set_ylim(0, min(top * 1.05, 5.0))
         axes[1].set_title("held-out evaluation")
         axes[1].legend()
     fig.tight_layout()
