@@ -23,7 +23,7 @@ from depthvlm_ros.core.folders import make_tiny_model
 from depthvlm_ros.core.pipeline import DepthVLMPipeline
 from depthvlm_ros.core.train.data import (AugmentConfig, BucketBatchPlan, SampleBuilder, TextMix,
                                           rewrite_coords)
-from depthvlm_ros.core.train.evaluate import scale_diagnostics
+from depthvlm_ros.core.train.evaluate import evaluate_model, scale_diagnostics
 from depthvlm_ros.core.train.losses import answer_lm_loss, silog_loss
 from depthvlm_ros.core.train.loop import ARCHITECTURES, chain_logs, plot_losses, set_trainable
 
@@ -310,6 +310,36 @@ def test_ddp_two_processes_identical_and_loss_falls(plane_data, tmp_path):
     rgb = np.asarray(Image.open(train.parent / "rgb_0.png"))
     pred = pipe.predict(rgb, Intrinsics(120, 120, 79.5, 63.5, 160, 128), "How far?")
     assert pred.depth.shape == (128, 160) and isinstance(pred.answer, str)
+
+
+def test_memorised_images_score_high_through_the_inference_pipeline(tmp_path):
+    """Training and inference agree on the metric conventions (canonical focal, depth scale,
+    resizing): a model that has memorised four images scores them well through the very
+    pipeline the node uses, and the same weights behind a wrongly configured pipeline do not.
+    """
+    train = write_plane_dataset(tmp_path / "data", 4, 0)
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "depthvlm_ros.cli", "train", "--train", str(train),
+           "--eval", str(train), "--out", str(out), "--arch", "test", "--canonical-fx", "100",
+           "--max-image-tokens", "64", "--stages", "0:150:3e-3", "--warmup", "10",
+           "--batch-size", "1", "--grad-accum", "2", "--lm-weight", "0", "--text-mix", "dense=1",
+           "--hflip", "0", "--jitter", "0", "--crop", "0", "--workers", "0", "--threads", "1",
+           "--log-every", "10", "--ckpt-every", "1000", "--eval-every", "1000",
+           "--eval-images", "4", "--eval-markers", "0", "--device", "cpu"]
+    res = _run(cmd, dict(os.environ, OMP_NUM_THREADS="1"))
+    assert res.returncode == 0, res.stderr[-3000:]
+    rows = [json.loads(x) for x in (out / "train_log.jsonl").read_text().splitlines()]
+    (final,) = [r for r in rows if r["type"] == "eval"]
+    for group in ("indoor", "outdoor"):
+        scores = final["depth"][group]
+        assert scores["delta1_scale_aligned"] >= 0.9, final["depth"]
+        assert scores["delta1"] >= 0.7, final["depth"]
+        assert scores["delta1"] > scores["delta1_gt_median_constant"] + 0.3, final["depth"]
+    pipe = DepthVLMPipeline.from_config(DepthVLMConfig(model_path=str(out / "final"),
+                                                       head_backend="torch", device="cpu"))
+    wrong = evaluate_model(pipe.model, pipe.tokenizer, read_jsonl(train), canonical_fx=200.0,
+                           max_tokens=64, markers_per_image=0)
+    assert wrong["summary"]["delta1_min"] < final["summary"]["delta1_min"] - 0.2, wrong["depth"]
 
 
 def test_resume_continues_exactly(plane_data, tmp_path):
