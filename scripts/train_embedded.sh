@@ -9,12 +9,12 @@
 #    default, NPROC=N for more): stage 0 (whole model, depth + text; needed because there is
 #    no pretrained backbone), then the paper's stage 1 (head only, SILog) and stage 2 (vision
 #    frozen; LLM + lm_head + head with LM + depth loss);
-# 3. continues from phase 1's best checkpoint with a second, longer schedule (warm restart
-#    of the learning rate; SILog was still falling when phase 1 ended) in RUN_DIR/phase2;
-# 4. leaves RUN_DIR/phase2/final (a model folder loadable with model_path),
-#    RUN_DIR/phase2/best (best held-out score; the shipped one), train_log.jsonl and
-#    loss.png in each phase's folder, RUN_DIR/training.png for both. Copy RUN_DIR/phase2/best to depthvlm_ros/embedded to
-#    ship it. PHASE2=0 stops after phase 1 (RUN_DIR/best), as the first shipped model did.
+# 3. leaves RUN_DIR/final (a model folder loadable with model_path), RUN_DIR/best (best
+#    held-out score: the shipped one), train_log.jsonl and loss.png. Copy RUN_DIR/best to
+#    depthvlm_ros/embedded to ship it.
+# PHASE2=1 adds the measured continuation (README "Embedded model"): 3750 more steps from
+# RUN_DIR/best with a warm restart of the learning rate, in RUN_DIR/phase2, and
+# RUN_DIR/training.png with both phases. It did not beat phase 1 (the loss had plateaued).
 # It is restartable: rerunning resumes each phase from its latest checkpoint (--resume auto).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -24,7 +24,7 @@ N_TRAIN=${N_TRAIN:-800}      # images per kind in the training split
 N_EVAL=${N_EVAL:-30}         # images per kind in the held-out split
 STAGES=${STAGES:-0:1400:6e-4,1:120:3e-4,2:380:1.5e-4}
 STAGES2=${STAGES2:-0:3000:8e-4,1:150:3e-4,2:600:1.5e-4}
-PHASE2=${PHASE2:-1}
+PHASE2=${PHASE2:-0}
 PY=${PYTHON:-python}
 mkdir -p "$RUN"
 
