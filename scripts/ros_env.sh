@@ -75,9 +75,14 @@ _depthvlm_env() {
     export FASTDDS_DEFAULT_PROFILES_FILE="$repo/config/fastdds_large_messages.xml"
     # Fast DDS 2.x (libfastrtps; Humble, Jazzy) reads only the old name, and 3.x logs a
     # deprecation warning in every process when the old name is set: set it only for 2.x.
-    local prefix
-    for prefix in ${AMENT_PREFIX_PATH:-}; do  # IFS is ':' here
-      if compgen -G "$prefix/lib/libfastrtps.so*" >/dev/null; then
+    # Look where the loader and ament look (a source build keeps fastrtps off ament's path).
+    local dir libdirs=()
+    for dir in ${LD_LIBRARY_PATH:-}; do libdirs+=("$dir"); done  # IFS is ':' here
+    for dir in ${AMENT_PREFIX_PATH:-}; do
+      if [[ -n "$dir" ]]; then libdirs+=("$dir/lib"); fi
+    done
+    for dir in "${libdirs[@]}"; do
+      if [[ -n "$dir" ]] && compgen -G "$dir/libfastrtps.so*" >/dev/null; then
         export FASTRTPS_DEFAULT_PROFILES_FILE="$FASTDDS_DEFAULT_PROFILES_FILE"
         break
       fi

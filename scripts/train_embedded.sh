@@ -54,7 +54,15 @@ train() {  # train OUT INIT STAGES EVAL_EVERY SEED [extra args]
 train "$RUN" scratch "$STAGES" 450 0 --arch embedded
 if [ "$PHASE2" = 1 ]; then
   train "$RUN/phase2" "$RUN/best" "$STAGES2" 750 1
-  # Both phases on one step axis (the README figure).
-  "$PY" -c "from depthvlm_ros.core.train.loop import plot_losses as p; \
-p(['$RUN/train_log.jsonl', '$RUN/phase2/train_log.jsonl'], '$RUN/training.png')"
+  # Both phases on one step axis (the README figure), phase 2 drawn from the step it
+  # branched from (phase 1's best checkpoint).
+  "$PY" - "$RUN" <<'PYEOF'
+import json, sys
+from pathlib import Path
+from depthvlm_ros.core.train.loop import plot_losses
+run = Path(sys.argv[1])
+branch = json.loads((run / "best" / "depthvlm_meta.json").read_text())["steps"]
+plot_losses([run / "train_log.jsonl", run / "phase2" / "train_log.jsonl"],
+            run / "training.png", [branch])
+PYEOF
 fi

@@ -16,13 +16,14 @@ import pytest
 import torch
 from PIL import Image
 
-from depthvlm_ros.core.bench.jsonl import read_jsonl
+from depthvlm_ros.core.bench.jsonl import load_gt_depth, load_rgb, read_jsonl
+from depthvlm_ros.core.bench.metrics import image_metrics
 from depthvlm_ros.core.camera import Intrinsics
 from depthvlm_ros.core.config import DepthVLMConfig
 from depthvlm_ros.core.folders import make_tiny_model
 from depthvlm_ros.core.pipeline import DepthVLMPipeline
 from depthvlm_ros.core.train.data import (AugmentConfig, BucketBatchPlan, SampleBuilder, TextMix,
-                                          rewrite_coords)
+                                          record_intrinsics, rewrite_coords)
 from depthvlm_ros.core.train.evaluate import evaluate_model, scale_diagnostics
 from depthvlm_ros.core.train.losses import answer_lm_loss, silog_loss
 from depthvlm_ros.core.train.loop import ARCHITECTURES, chain_logs, plot_losses, set_trainable
@@ -119,6 +120,9 @@ def test_scale_diagnostics_separates_scale_from_shape():
     noisy = gt * np.exp(rng.normal(0, 0.5, gt.shape))
     assert scale_diagnostics(noisy, gt)[1] < 0.6
     assert all(math.isnan(x) for x in scale_diagnostics(gt, np.zeros_like(gt)))
+    # No usable prediction: aligned δ1 0 (as δ1), the GT-only baseline is still defined.
+    scale, aligned, still = scale_diagnostics(np.full_like(gt, np.nan), gt)
+    assert math.isnan(scale) and aligned == 0.0 and still == constant
 
 
 def test_plot_losses_chains_continued_runs(tmp_path):
@@ -132,13 +136,27 @@ def test_plot_losses_chains_continued_runs(tmp_path):
         path = tmp_path / f"log{run}.jsonl"
         path.write_text("".join(json.dumps(r) + "\n" for r in rows) + "not json\n")
         logs.append(path)
-    train_rows, eval_rows, ends = chain_logs(logs)
-    assert ends == [50, 100]
+    train_rows, eval_rows, starts = chain_logs(logs)
+    assert starts == [50]
     assert [r["step"] for r in train_rows] == [10, 20, 30, 40, 50, 60, 70, 80, 90, 100]
     assert [r["run"] for r in train_rows] == [0] * 5 + [1] * 5
     assert [(r["step"], r["depth"]["indoor"]["delta1"]) for r in eval_rows] == [(50, 0.3),
                                                                                 (100, 1.3)]
-    plot_losses(logs, tmp_path / "both.png")
+    # The continuation branched from run 0's step 30 (say its best checkpoint): run 0's later
+    # rows are not its ancestors and are left out.
+    train_rows, eval_rows, starts = chain_logs(logs, [30])
+    assert starts == [30]
+    assert [(r["run"], r["step"]) for r in train_rows] == [(0, 10), (0, 20), (0, 30), (1, 40),
+                                                           (1, 50), (1, 60), (1, 70), (1, 80)]
+    assert [r["step"] for r in eval_rows] == [80]
+    # A resumed run logs some steps twice: the last row of a step wins.
+    with open(logs[1], "a") as fh:
+        fh.write(json.dumps({"type": "train", "step": 20, "stage": 0, "depth_loss": 9.0,
+                             "lm_loss": 9.0}) + "\n")
+    train_rows, _, _ = chain_logs(logs)
+    assert [r["depth_loss"] for r in train_rows if r["step"] == 70] == [9.0]
+    assert len(train_rows) == 10
+    plot_losses(logs, tmp_path / "both.png", [30])
     plot_losses(logs[0], tmp_path / "one.png")
     for name in ("both.png", "one.png"):
         with Image.open(tmp_path / name) as im:
@@ -335,9 +353,19 @@ def test_memorised_images_score_high_through_the_inference_pipeline(tmp_path):
         assert scores["delta1_scale_aligned"] >= 0.9, final["depth"]
         assert scores["delta1"] >= 0.7, final["depth"]
         assert scores["delta1"] > scores["delta1_gt_median_constant"] + 0.3, final["depth"]
+    # The saved folder, loaded as the node loads it (canonical focal from its meta file).
     pipe = DepthVLMPipeline.from_config(DepthVLMConfig(model_path=str(out / "final"),
                                                        head_backend="torch", device="cpu"))
-    wrong = evaluate_model(pipe.model, pipe.tokenizer, read_jsonl(train), canonical_fx=200.0,
+    assert pipe.canonical_fx == 100.0
+    records = read_jsonl(train)
+    scores = []
+    for rec in records:
+        rgb = load_rgb(rec)
+        h, w = rgb.shape[:2]
+        depth = pipe.process_frame(rgb, record_intrinsics(rec, w, h)).depth
+        scores.append(image_metrics(np.nan_to_num(depth, nan=0.0), load_gt_depth(rec)).delta1)
+    assert np.mean(scores) >= 0.75, scores
+    wrong = evaluate_model(pipe.model, pipe.tokenizer, records, canonical_fx=200.0,
                            max_tokens=64, markers_per_image=0)
     assert wrong["summary"]["delta1_min"] < final["summary"]["delta1_min"] - 0.2, wrong["depth"]
 

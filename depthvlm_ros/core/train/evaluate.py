@@ -42,25 +42,32 @@ def answer_correct(value: float | None, truth: float, tolerance: float = ANSWER_
 
 
 def scale_diagnostics(pred: np.ndarray, gt: np.ndarray) -> tuple[float, float, float]:
-    """Split one image's error into global scale and structure.
+    """Split one image's error into global scale and shape.
 
     Returns ``(scale, delta1_aligned, delta1_constant)``: the median of ``pred / gt`` over the
     valid pixels (1 = right metric scale), δ1 after dividing the prediction by that scale (what
     the shape alone would score), and δ1 of the constant map at the GT's own median (what an
-    oracle global scale with no shape at all would score). NaNs when no pixel is valid.
+    oracle global scale with no shape at all would score; it depends on the GT only). An image
+    whose prediction has no valid pixel where the GT has some gets scale NaN and aligned δ1 0,
+    as :func:`~depthvlm_ros.core.bench.metrics.image_metrics` gives it δ1 0; all three are NaN
+    when the GT has no valid pixel.
     """
     p = np.asarray(pred, dtype=np.float64).ravel()
     g = np.asarray(gt, dtype=np.float64).ravel()
-    valid = (g > 0) & (p > 0) & np.isfinite(p) & np.isfinite(g)
-    if not valid.any():
+    has_gt = (g > 0) & np.isfinite(g)
+    if not has_gt.any():
         return math.nan, math.nan, math.nan
+
+    def delta1(x: np.ndarray, truth: np.ndarray) -> float:
+        return float((np.maximum(x / truth, truth / x) < 1.25).mean())
+
+    constant = delta1(np.full(int(has_gt.sum()), np.median(g[has_gt])), g[has_gt])
+    valid = has_gt & (p > 0) & np.isfinite(p)
+    if not valid.any():
+        return math.nan, 0.0, constant
     p, g = p[valid], g[valid]
     scale = float(np.median(p / g))
-
-    def delta1(x: np.ndarray) -> float:
-        return float((np.maximum(x / g, g / x) < 1.25).mean())
-
-    return scale, delta1(p / scale), delta1(np.full_like(g, np.median(g)))
+    return scale, delta1(p / scale, g), constant
 
 
 def _group(record: BenchRecord) -> str:
@@ -177,14 +184,15 @@ def evaluate_model(model, tokenizer, records: Sequence[BenchRecord], canonical_f
     for grp, ims in sorted(per_image.items()):
         m = aggregate(ims)
         depth[grp] = {"delta1": m.delta1, "abs_rel": m.abs_rel, "n_images": m.n_images}
-        rows = np.array([r for r in scale_diag[grp] if math.isfinite(r[0])])
+        rows = np.array([r for r in scale_diag[grp] if math.isfinite(r[2])]).reshape(-1, 3)
+        scales = rows[np.isfinite(rows[:, 0]), 0]
         if rows.size:
-            depth[grp].update({
-                "delta1_scale_aligned": float(rows[:, 1].mean()),
-                "delta1_gt_median_constant": float(rows[:, 2].mean()),
-                "scale_factor_p50": float(np.exp(np.percentile(np.abs(np.log(rows[:, 0])), 50))),
-                "scale_factor_p90": float(np.exp(np.percentile(np.abs(np.log(rows[:, 0])), 90))),
-            })
+            depth[grp].update({"delta1_scale_aligned": float(rows[:, 1].mean()),
+                               "delta1_gt_median_constant": float(rows[:, 2].mean())})
+        if scales.size:
+            err = np.abs(np.log(scales))
+            depth[grp].update({"scale_factor_p50": float(np.exp(np.percentile(err, 50))),
+                               "scale_factor_p90": float(np.exp(np.percentile(err, 90)))})
     ans_out: dict[str, dict[str, Any]] = {}
     all_ok: list[bool] = []
     numeric_by_group: dict[str, list[bool]] = defaultdict(list)

@@ -179,38 +179,55 @@ class DepthVLMTrainStep(nn.Module):
         return d_loss, lm_loss.float(), torch.tensor(float(n_tok))
 
 
-def chain_logs(log_paths: Sequence[Path]) -> tuple[list[dict], list[dict], list[int]]:
+def chain_logs(log_paths: Sequence[Path], branch_steps: Sequence[int | None] | None = None
+               ) -> tuple[list[dict], list[dict], list[int]]:
     """Read the JSONL logs of runs that continue one another into one step axis.
 
-    Each run (one started with ``--init`` from the previous one's checkpoint) starts where
-    the previous one's last logged step ended; unreadable lines are skipped.
+    Run ``i + 1`` was started (``--init``) from a checkpoint of run ``i``: from the step
+    ``branch_steps[i]`` (e.g. its ``best`` folder's ``steps``), or from its last logged step
+    when that is None or not given. Rows of run ``i`` after its branch step are left out (they
+    are not the continuation's ancestors); a step logged twice (a resumed run appends to its
+    log) keeps its last row; unreadable lines are skipped.
 
     Returns:
-        ``(train_rows, eval_rows, ends)``: rows with chained ``step`` and their run index in
-        ``run``, and the chained step at which each run ends.
+        ``(train_rows, eval_rows, starts)``: rows with chained ``step`` and their run index in
+        ``run``, and the chained step at which each run after the first starts.
     """
-    train_rows, eval_rows, ends = [], [], []
-    offset = 0
-    for i, path in enumerate(log_paths):
-        last = 0
+    runs = []
+    for path in log_paths:
+        rows: dict[tuple[str, int], dict] = {}
         for line in Path(path).read_text().splitlines():
             try:
                 row = json.loads(line)
             except json.JSONDecodeError:
                 continue
-            last = max(last, int(row.get("step", 0)))
+            rows[(str(row.get("type")), int(row.get("step", 0)))] = row
+        runs.append(sorted(rows.values(), key=lambda r: int(r.get("step", 0))))
+    branches = list(branch_steps or [])
+    train_rows, eval_rows, starts = [], [], []
+    offset = 0
+    for i, rows in enumerate(runs):
+        last = max((int(r.get("step", 0)) for r in rows), default=0)
+        branch = branches[i] if i < len(branches) and branches[i] is not None else None
+        end = last if branch is None or i == len(runs) - 1 else int(branch)
+        for row in rows:
+            if int(row.get("step", 0)) > end:
+                continue
             row = {**row, "step": offset + int(row.get("step", 0)), "run": i}
             (eval_rows if row.get("type") == "eval" else train_rows).append(row)
-        offset += last
-        ends.append(offset)
-    return train_rows, eval_rows, ends
+        offset += end
+        if i < len(runs) - 1:
+            starts.append(offset)
+    return train_rows, eval_rows, starts
 
 
-def plot_losses(log_path: Path | Sequence[Path], png_path: Path) -> None:
+def plot_losses(log_path: Path | Sequence[Path], png_path: Path,
+                branch_steps: Sequence[int | None] | None = None) -> None:
     """Plot training losses and evaluation scores from the JSONL log into a PNG.
 
-    ``log_path`` may also be a sequence of logs of runs that continue one another; see
-    :func:`chain_logs`. Run boundaries are drawn as solid lines.
+    ``log_path`` may also be a sequence of logs of runs that continue one another, with the
+    steps they branched from; see :func:`chain_logs`. Where each continuation starts is
+    drawn as a solid line.
     """
     import matplotlib
 
@@ -218,7 +235,7 @@ def plot_losses(log_path: Path | Sequence[Path], png_path: Path) -> None:
     import matplotlib.pyplot as plt
 
     logs = [Path(log_path)] if isinstance(log_path, (str, Path)) else [Path(p) for p in log_path]
-    train_rows, eval_rows, boundaries = chain_logs(logs)
+    train_rows, eval_rows, boundaries = chain_logs(logs, branch_steps)
     if not train_rows:
         return
     fig, axes = plt.subplots(1, 2 if eval_rows else 1, figsize=(12 if eval_rows else 7, 4.2))
@@ -234,7 +251,7 @@ def plot_losses(log_path: Path | Sequence[Path], png_path: Path) -> None:
     for r0, r1 in zip(train_rows, train_rows[1:]):
         if r0["stage"] != r1["stage"] and r0["run"] == r1["run"]:
             axes[0].axvline(r1["step"], color="grey", ls="--", lw=0.8)
-    for b in boundaries[:-1]:
+    for b in boundaries:
         for ax in axes:
             ax.axvline(b, color="black", lw=1.2)
     axes[0].set_xlabel("optimizer step")
