@@ -21,8 +21,8 @@ import pytest
 from lifecycle_msgs.msg import State, Transition
 from lifecycle_msgs.srv import ChangeState
 
-from test_reliability_common import (SpatialAnswer, SpatialQuery, camera_info, image, launch,
-                                     make_scene, stamp, teardown)
+from test_reliability_common import (SpatialAnswer, SpatialQuery, camera_info, domain_id, image,
+                                     launch, make_scene, stamp, teardown)
 
 W, H = 64, 48
 EXIT_S = 15.0       # generous bound for a clean exit on 2 shared cores
@@ -183,3 +183,33 @@ def test_signal_under_load_exits_cleanly(tmp_path_factory, sig):
     finally:
         stop.set()
         teardown(client, proc, log)
+
+
+def test_shutdown_racing_the_executor_is_a_clean_exit(monkeypatch):
+    """rclpy's signal handler can shut the context down while the executor builds its next
+    wait set; rcl then raises RCLError ("context is not valid") instead of
+    ExternalShutdownException (seen once in CI under SIGTERM). main() must exit 0 then, and
+    still raise an RCLError that happens with the context valid."""
+    import rclpy
+
+    from depthvlm_ros.ros import node as node_module
+
+    RCLError = node_module._rclpy_impl.RCLError
+    monkeypatch.setenv("ROS_DOMAIN_ID", str(domain_id(90)))
+    args = ["--ros-args", "-p", "autostart:=false"]
+
+    def spin_after_signal(self):
+        rclpy.shutdown()  # what the signal handler does, from another thread
+        raise RCLError("failed to initialize wait set: the given context is not valid")
+
+    monkeypatch.setattr(node_module.SingleThreadedExecutor, "spin", spin_after_signal)
+    assert node_module.main(args) == 0
+    assert not rclpy.ok()
+
+    def spin_fails(self):
+        raise RCLError("a real failure")
+
+    monkeypatch.setattr(node_module.SingleThreadedExecutor, "spin", spin_fails)
+    with pytest.raises(RCLError, match="a real failure"):
+        node_module.main(args)
+    assert not rclpy.ok()  # main still cleaned up

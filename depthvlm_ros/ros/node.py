@@ -39,6 +39,7 @@ from rcl_interfaces.msg import (FloatingPointRange, IntegerRange, ParameterDescr
                                 SetParametersResult)
 from rclpy.exceptions import InvalidParameterTypeException, InvalidParameterValueException
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.impl.implementation_singleton import rclpy_implementation as _rclpy_impl
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.qos import (HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data)
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
@@ -574,6 +575,13 @@ def main(args: Optional[list[str]] = None) -> int:
         executor.spin()
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
+    except _rclpy_impl.RCLError:
+        # rclpy's SIGINT/SIGTERM handler shuts the context down from another thread; when that
+        # lands while the executor builds its next wait set, rcl reports "context is not valid"
+        # instead of ExternalShutdownException (ros2/rclpy#398, ros2/ros2cli#854). That is a
+        # shutdown; an RCLError with the context still valid is a real failure.
+        if rclpy.ok():
+            raise
     finally:
         if node is not None:
             node.close()

@@ -64,6 +64,9 @@ OUTPUT_TOPICS = {"depth": "depth/image", "camera_info": "depth/camera_info", "po
 #: Bag storage formats accepted by the writer.
 STORAGE_FORMATS = ("mcap", "sqlite3")
 
+#: How long ``play`` waits, after its last message, for reliable readers to acknowledge.
+ACK_TIMEOUT_S = 2.0
+
 _STATUS_OK, _STATUS_ERROR = 0, 2
 
 
@@ -980,6 +983,7 @@ def play_bag(bag: str | Path, rate: float = 1.0, clock: bool = False, loop: bool
         InputError: bad arguments, unreadable bag, or a requested topic not in the bag.
     """
     import rclpy
+    from rclpy.duration import Duration
     from rclpy.serialization import deserialize_message
     from rosbags.rosbag2 import Reader
 
@@ -1101,6 +1105,10 @@ def play_bag(bag: str | Path, rate: float = 1.0, clock: bool = False, loop: bool
                     continue
             break
         stats.wall_s = time.monotonic() - t_first
+        # A reliable writer destroyed right after its last publish cannot resend what a busy
+        # reader missed: give the readers a moment to acknowledge everything first.
+        for pub in {id(p): p for p in [*pubs.values(), clock_pub] if p is not None}.values():
+            pub.wait_for_all_acked(Duration(seconds=ACK_TIMEOUT_S))
     finally:
         reader.close()
         if node is not None:
