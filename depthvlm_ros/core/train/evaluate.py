@@ -57,17 +57,13 @@ def scale_diagnostics(pred: np.ndarray, gt: np.ndarray) -> tuple[float, float, f
     has_gt = (g > 0) & np.isfinite(g)
     if not has_gt.any():
         return math.nan, math.nan, math.nan
-
-    def delta1(x: np.ndarray, truth: np.ndarray) -> float:
-        return float((np.maximum(x / truth, truth / x) < 1.25).mean())
-
-    constant = delta1(np.full(int(has_gt.sum()), np.median(g[has_gt])), g[has_gt])
+    constant = image_metrics(np.full(int(has_gt.sum()), np.median(g[has_gt])), g[has_gt]).delta1
     valid = has_gt & (p > 0) & np.isfinite(p)
     if not valid.any():
         return math.nan, 0.0, constant
     p, g = p[valid], g[valid]
     scale = float(np.median(p / g))
-    return scale, delta1(p / scale, g), constant
+    return scale, image_metrics(p / scale, g).delta1, constant
 
 
 def _group(record: BenchRecord) -> str:

@@ -201,19 +201,20 @@ def chain_logs(log_paths: Sequence[Path], branch_steps: Sequence[int | None] | N
                 row = json.loads(line)
             except json.JSONDecodeError:
                 continue
-            rows[(str(row.get("type")), int(row.get("step", 0)))] = row
-        runs.append(sorted(rows.values(), key=lambda r: int(r.get("step", 0))))
+            row["step"] = int(row.get("step", 0))
+            rows[(str(row.get("type")), row["step"])] = row
+        runs.append(sorted(rows.values(), key=lambda r: r["step"]))
     branches = list(branch_steps or [])
     train_rows, eval_rows, starts = [], [], []
     offset = 0
     for i, rows in enumerate(runs):
-        last = max((int(r.get("step", 0)) for r in rows), default=0)
+        last = max((r["step"] for r in rows), default=0)
         branch = branches[i] if i < len(branches) and branches[i] is not None else None
         end = last if branch is None or i == len(runs) - 1 else int(branch)
         for row in rows:
-            if int(row.get("step", 0)) > end:
+            if row["step"] > end:
                 continue
-            row = {**row, "step": offset + int(row.get("step", 0)), "run": i}
+            row = {**row, "step": offset + row["step"], "run": i}
             (eval_rows if row.get("type") == "eval" else train_rows).append(row)
         offset += end
         if i < len(runs) - 1:
