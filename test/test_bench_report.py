@@ -12,7 +12,8 @@ from PIL import Image
 from depthvlm_ros.cli import main as cli_main
 from depthvlm_ros.core.bench.metrics import resize_nearest
 from depthvlm_ros.core.bench.report import write_report
-from depthvlm_ros.core.bench.runner import (DatasetSpec, intrinsics_for, load_dataset_config,
+from depthvlm_ros.core.frames import record_intrinsics
+from depthvlm_ros.core.bench.runner import (DatasetSpec, load_dataset_config,
                                             run_benchmark, spec_for_jsonl)
 from depthvlm_ros.core.bench.jsonl import read_jsonl
 from depthvlm_ros.core.camera import Intrinsics
@@ -139,9 +140,9 @@ def test_depth_fn_gets_intrinsics_and_point_baseline_reports_cost(tmp_path):
 def test_intrinsics_default_principal_point_and_rescale(tmp_path):
     f, _ = make_set(tmp_path, "x", [(8, 6)], [1.0])
     r = read_jsonl(f)[0]
-    assert intrinsics_for(r, 8, 6) == Intrinsics(500.0, 500.0, 3.5, 2.5, 8, 6)
+    assert record_intrinsics(r, 8, 6) == Intrinsics(500.0, 500.0, 3.5, 2.5, 8, 6)
     # The stored image is half the annotated size: the intrinsics follow it.
-    half = intrinsics_for(r, 4, 3)
+    half = record_intrinsics(r, 4, 3)
     assert half.fx == pytest.approx(250.0) and half.width == 4
 
 

@@ -217,3 +217,41 @@ def test_ranges_are_enforced_by_ros(make_node):
         assert not res.successful, name
     (res,) = node.set_parameters([Parameter("autostart", value=True)])
     assert not res.successful and "read-only" in res.reason
+
+
+@needs_msgs
+def test_pipeline_failure_still_answers_the_question(make_node):
+    """An exception that is not an InputError (CUDA out of memory, a runtime failure in the
+    model) must still give the question its one answer, with the reason, and be counted."""
+    import numpy as np
+    from rclpy.lifecycle import TransitionCallbackReturn
+    from std_msgs.msg import Header
+
+    from depthvlm_ros.msg import SpatialAnswer
+    from depthvlm_ros.core.camera import Intrinsics
+    from depthvlm_ros.ros.worker import HeldFrame, QueryJob
+
+    node = make_node()
+    assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
+    sent = []
+    node._pubs["answer"].publish = sent.append
+
+    class OutOfMemory(RuntimeError):
+        pass
+
+    class FailingPipeline:
+        def answer(self, *args, **kwargs):
+            raise OutOfMemory("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    node._pipeline = FailingPipeline()
+    header = Header(frame_id="cam")
+    header.stamp.sec = 7
+    frame = HeldFrame(7_000_000_000, header, None, np.ones((4, 4), np.float32),
+                      Intrinsics(2.0, 2.0, 1.5, 1.5, 4, 4))
+    job = QueryJob(0, "q1", "How far?", np.zeros((0, 2)))
+    node._run_query(job, frame, None)
+    (msg,) = sent
+    assert msg.id == "q1" and msg.status == SpatialAnswer.STATUS_ERROR
+    assert "OutOfMemory" in msg.status_reason and "out of memory" in msg.status_reason
+    assert msg.header.stamp.sec == 7 and msg.header.frame_id == "cam"
+    assert node._stats.snapshot()["totals"]["queries_error"] == 1

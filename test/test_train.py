@@ -22,8 +22,9 @@ from depthvlm_ros.core.camera import Intrinsics
 from depthvlm_ros.core.config import DepthVLMConfig
 from depthvlm_ros.core.folders import make_tiny_model
 from depthvlm_ros.core.pipeline import DepthVLMPipeline
+from depthvlm_ros.core.frames import record_intrinsics
 from depthvlm_ros.core.train.data import (AugmentConfig, BucketBatchPlan, SampleBuilder, TextMix,
-                                          record_intrinsics, rewrite_coords)
+                                          rewrite_coords)
 from depthvlm_ros.core.train.evaluate import evaluate_model, scale_diagnostics
 from depthvlm_ros.core.train.losses import answer_lm_loss, silog_loss
 from depthvlm_ros.core.train.loop import ARCHITECTURES, chain_logs, plot_losses, set_trainable
@@ -412,3 +413,26 @@ def test_fsdp_two_processes_one_stage(plane_data, tmp_path):
     pipe = DepthVLMPipeline.from_config(DepthVLMConfig(model_path=str(out / "final"),
                                                        head_backend="torch", device="cpu"))
     assert pipe.canonical_fx == 100.0
+
+
+def test_training_and_benchmark_share_one_intrinsics_rule(tmp_path):
+    """A 640x480 record stored at 320x240 without a principal point: the centre is the centre
+    of the annotated image, scaled with it (159.5, not 79.5), in training and in the bench."""
+    import dataclasses
+
+    from depthvlm_ros.core.bench import runner
+    from depthvlm_ros.core.bench.jsonl import BenchRecord
+    from depthvlm_ros.core.train import data, evaluate
+
+    rec = BenchRecord(image=tmp_path / "x.png", depth_path=None, original_fx=500.0,
+                      original_rgb_size=(640, 480))
+    intr = record_intrinsics(rec, 320, 240)
+    assert (intr.fx, intr.fy, intr.cx, intr.cy) == (250.0, 250.0, 159.5, 119.5)
+    assert (intr.width, intr.height) == (320, 240)
+    # Given fy is used as given; only a missing one means square pixels.
+    assert record_intrinsics(dataclasses.replace(rec, fy=600.0), 640, 480).fy == 600.0
+    with pytest.raises(Exception, match="fy|focal"):
+        record_intrinsics(dataclasses.replace(rec, fy=0.0), 640, 480)
+    # Every caller takes the one rule.
+    for module in (runner, data, evaluate):
+        assert module.record_intrinsics is record_intrinsics

@@ -41,7 +41,6 @@ from rclpy.exceptions import InvalidParameterTypeException, InvalidParameterValu
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.impl.implementation_singleton import rclpy_implementation as _rclpy_impl
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
-from rclpy.qos import (HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data)
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 from std_msgs.msg import Header, String
 
@@ -52,7 +51,7 @@ from ..core.config import DepthVLMConfig, field_specs
 from ..core.errors import DepthVLMError, InputError
 from ..core.spatial import points_for_pixels, validate_pixels
 from ..core.visualize import colorize_depth
-from . import convert
+from . import convert, qos
 from .worker import (FrameJob, HeldFrame, LatestFrameWorker, QueryJob, StampPairer, Counters)
 
 __all__ = ["DepthVLMNode", "main", "LIVE_PARAMETERS", "STARTUP_PARAMETERS"]
@@ -69,11 +68,6 @@ STARTUP_PARAMETERS = frozenset({"autostart"})
 #: the image (a resized stream) rather than rejected (a different camera, or a crop).
 ASPECT_TOLERANCE = 0.01
 
-# Bounded buffers for the request/reply topics: the subscription history must hold a burst of
-# queries until the executor takes them, or DDS would drop some before we could answer busy.
-_QUERY_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1000,
-                        reliability=ReliabilityPolicy.RELIABLE)
-_RELIABLE = ReliabilityPolicy.RELIABLE
 
 
 def _stamp_ns(stamp) -> int:
@@ -219,26 +213,29 @@ class DepthVLMNode(LifecycleNode):
         self._worker = LatestFrameWorker(
             self._run_frame, self._run_query, cfg.query_queue_size, cfg.frame_history,
             int(cfg.sync_tolerance_s * 1e9), on_error=self._on_worker_error)
-        depth_qos = QoSProfile(depth=5, reliability=_RELIABLE)
         self._pubs = {
-            "depth": self.create_lifecycle_publisher(Image, "depth/image", depth_qos),
-            "info": self.create_lifecycle_publisher(CameraInfo, "depth/camera_info", depth_qos),
-            "points": self.create_lifecycle_publisher(PointCloud2, "points", 2),
-            "colorized": self.create_lifecycle_publisher(Image, "depth/colorized", 2),
-            "answer": self.create_lifecycle_publisher(SpatialAnswer, "answer", _QUERY_QOS),
-            "diag": self.create_lifecycle_publisher(DiagnosticArray, "/diagnostics", 10),
+            "depth": self.create_lifecycle_publisher(Image, "depth/image", qos.DEPTH_OUT),
+            "info": self.create_lifecycle_publisher(CameraInfo, "depth/camera_info",
+                                                    qos.DEPTH_OUT),
+            "points": self.create_lifecycle_publisher(PointCloud2, "points", qos.PREVIEW_OUT),
+            "colorized": self.create_lifecycle_publisher(Image, "depth/colorized",
+                                                         qos.PREVIEW_OUT),
+            "answer": self.create_lifecycle_publisher(SpatialAnswer, "answer",
+                                                      qos.REQUEST_REPLY),
+            "diag": self.create_lifecycle_publisher(DiagnosticArray, "/diagnostics",
+                                                    qos.DIAGNOSTICS),
         }
         return TransitionCallbackReturn.SUCCESS
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
         cfg = self._cfg
-        image_qos = (qos_profile_sensor_data if cfg.image_qos == "sensor_data"
-                     else QoSProfile(depth=5, reliability=_RELIABLE))
+        image_qos = qos.image_input(cfg.image_qos)
         self._subs = [
             self.create_subscription(Image, "image", self._on_image, image_qos),
             self.create_subscription(CameraInfo, "camera_info", self._on_camera_info, image_qos),
-            self.create_subscription(SpatialQuery, "query", self._on_query, _QUERY_QOS),
-            self.create_subscription(String, "query_text", self._on_query_text, _QUERY_QOS),
+            self.create_subscription(SpatialQuery, "query", self._on_query, qos.REQUEST_REPLY),
+            self.create_subscription(String, "query_text", self._on_query_text,
+                                     qos.REQUEST_REPLY),
         ]
         self._diag_timer = self.create_timer(cfg.diagnostics_period_s, self._publish_diagnostics)
         self._stats.snapshot()  # start the first rate period now
@@ -474,6 +471,14 @@ class DepthVLMNode(LifecycleNode):
             depths, xyz = points_for_pixels(frame.depth, frame.intrinsics, job.pixels)
         except InputError as exc:
             self._publish_error(job, SpatialAnswer.STATUS_ERROR, str(exc), frame)
+            return
+        except Exception as exc:  # noqa: BLE001 - every question gets exactly one answer
+            # Out of memory, a runtime failure in the model, ...: the question is still
+            # answered (with the reason) and the error is logged and counted.
+            self.get_logger().error(f"question {job.qid!r}: unexpected "
+                                    f"{type(exc).__name__} in the pipeline: {exc}")
+            self._publish_error(job, SpatialAnswer.STATUS_ERROR,
+                                f"internal error: {type(exc).__name__}: {exc}", frame)
             return
         msg = self._answer_msg(job, frame.header)
         msg.answer = result.text

@@ -936,17 +936,6 @@ def _rclpy_type(msgtype: str):
     return getattr(importlib.import_module(f"{pkg}.{sub}"), name)
 
 
-def _qos_for(conn):
-    from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
-
-    durability = DurabilityPolicy.VOLATILE
-    for q in getattr(conn.ext, "offered_qos_profiles", None) or ():
-        # Latched topics (tf_static, maps) must stay latched for late subscribers.
-        if getattr(getattr(q, "durability", None), "name", "") == "TRANSIENT_LOCAL":
-            durability = DurabilityPolicy.TRANSIENT_LOCAL
-    return QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE, durability=durability)
-
-
 def play_bag(bag: str | Path, rate: float = 1.0, clock: bool = False, loop: bool = False,
              topics: Sequence[str] | None = None, delay_s: float = 0.0,
              wait_for_subscribers_s: float = 0.0, clock_hz: float = 40.0,
@@ -987,6 +976,8 @@ def play_bag(bag: str | Path, rate: float = 1.0, clock: bool = False, loop: bool
     from rclpy.serialization import deserialize_message
     from rosbags.rosbag2 import Reader
 
+    from . import qos
+
     if not rate > 0 or not math.isfinite(rate):
         raise InputError(f"rate must be positive, got {rate}")
     if clock_hz <= 0:
@@ -1020,17 +1011,15 @@ def play_bag(bag: str | Path, rate: float = 1.0, clock: bool = False, loop: bool
             try:
                 if key not in by_topic:
                     cls = _rclpy_type(c.msgtype)
-                    by_topic[key] = (node.create_publisher(cls, c.topic, _qos_for(c)), cls)
+                    by_topic[key] = (node.create_publisher(cls, c.topic, qos.bag_replay(getattr(c.ext, "offered_qos_profiles", None))), cls)
                 pubs[c.id], types[c.id] = by_topic[key]
             except Exception as exc:  # noqa: BLE001 - a missing type skips only its topic
                 stats.skipped_topics[c.topic] = f"type {c.msgtype} not available: {exc}"
         clock_pub = None
         if clock:
-            from rclpy.qos import QoSProfile, ReliabilityPolicy
             from rosgraph_msgs.msg import Clock
 
-            clock_pub = node.create_publisher(
-                Clock, "/clock", QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE))
+            clock_pub = node.create_publisher(Clock, "/clock", qos.CLOCK)
         for t, why in stats.skipped_topics.items():
             if log:
                 log(f"play: skipping {t}: {why}")

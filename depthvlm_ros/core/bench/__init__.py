@@ -17,7 +17,7 @@ from .metrics import (METRIC_DEFINITIONS, METRIC_NAMES, METRIC_PROVENANCE, Datas
                       sparse_targets)
 from .runner import (AUTHOR_DATASETS, DEPTHLM_QUESTION, PROTOCOL_DEFINITIONS, PROTOCOLS,
                      SPARSE_SAMPLING, SYNTHETIC_DATASETS, BenchResult, DatasetSpec, draw_marker,
-                     intrinsics_for, load_dataset_config, parse_metres, run_benchmark,
+                     load_dataset_config, parse_metres, run_benchmark,
                      spec_for_jsonl)
 
 __all__ = [
@@ -26,5 +26,5 @@ __all__ = [
     "image_metrics", "dense_pair", "sparse_targets", "aggregate", "group_average",
     "AUTHOR_DATASETS", "SYNTHETIC_DATASETS", "DEPTHLM_QUESTION", "PROTOCOLS",
     "PROTOCOL_DEFINITIONS", "SPARSE_SAMPLING", "DatasetSpec", "BenchResult", "spec_for_jsonl",
-    "load_dataset_config", "intrinsics_for", "draw_marker", "parse_metres", "run_benchmark",
+    "load_dataset_config", "draw_marker", "parse_metres", "run_benchmark",
 ]

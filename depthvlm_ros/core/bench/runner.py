@@ -44,6 +44,7 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 
 from ..camera import Intrinsics
+from ..frames import record_intrinsics
 from ..errors import AnnotationError, ConfigError, InputError
 from .jsonl import BenchRecord, apply_gt_masks, load_gt_depth, load_rgb, read_jsonl
 from .metrics import (METRIC_DEFINITIONS, METRIC_PROVENANCE, DepthBins,
@@ -65,7 +66,6 @@ __all__ = [
     "BenchResult",
     "spec_for_jsonl",
     "load_dataset_config",
-    "intrinsics_for",
     "predictions_from_dir",
     "draw_marker",
     "parse_metres",
@@ -247,28 +247,6 @@ def load_dataset_config(path: str | os.PathLike,
         raise ConfigError(f"{path}: unknown dataset(s) {', '.join(unknown)}; "
                           f"known: {', '.join(specs)}")
     return [specs[n] for n in names]
-
-
-def intrinsics_for(record: BenchRecord, width: int, height: int) -> Intrinsics:
-    """Intrinsics of the loaded image.
-
-    ``original_fx`` (and ``fy``, ``cx``, ``cy`` when present) describe the image at
-    ``original_rgb_size``; without ``fy`` the pixels are taken as square and without a principal
-    point it is put at the centre ``((W-1)/2, (H-1)/2)``. If the stored image has another size
-    the intrinsics are scaled to it.
-    """
-    w0, h0 = record.original_rgb_size or (width, height)
-    fx = record.original_fx
-    fy = record.fy if record.fy is not None else fx
-    cx = record.cx if record.cx is not None else (w0 - 1) / 2.0
-    cy = record.cy if record.cy is not None else (h0 - 1) / 2.0
-    try:
-        intr = Intrinsics(fx, fy, cx, cy, int(w0), int(h0))
-    except InputError as exc:
-        raise AnnotationError(f"{record.source}: {exc}") from None
-    if (w0, h0) != (width, height):
-        intr = intr.scaled(width, height)
-    return intr
 
 
 def predictions_from_dir(folder: str | os.PathLike) -> Callable[[BenchRecord, str], np.ndarray]:
@@ -659,7 +637,7 @@ def run_benchmark(datasets: Sequence[DatasetSpec], *, depth_fn: DepthFn | None =
         for rec in bar:
             rgb = load_rgb(rec)
             h, w = rgb.shape[:2]
-            intr = intrinsics_for(rec, w, h)
+            intr = record_intrinsics(rec, w, h)
             t0 = time.perf_counter()
             if load_pred is not None:
                 pred = load_pred(rec, spec.name)

@@ -43,6 +43,7 @@ from PIL import Image
 from ..bench.jsonl import DEFAULT_DEPTH_PROMPT, BenchRecord, load_gt_depth, load_rgb
 from ..bench.metrics import resize_nearest
 from ..camera import TOKEN_PIXELS, Intrinsics, ResizePlan, plan_canonical_resize
+from ..frames import record_intrinsics
 from ..preprocess import prepare_image
 from ..spatial import sample_depth
 
@@ -115,19 +116,6 @@ def draw_ring(rgb: np.ndarray, u: float, v: float) -> np.ndarray:
     from ..bench.runner import draw_marker  # the bench's own marker, so train == test
 
     return draw_marker(rgb, u, v)
-
-
-def record_intrinsics(record: BenchRecord, width: int, height: int) -> Intrinsics:
-    """Intrinsics of a record's image: fy/cx/cy when annotated, else square pixels, centre."""
-    fx = record.original_fx
-    fy = record.fy if record.fy else fx
-    cx = record.cx if record.cx is not None else (width - 1) / 2.0
-    cy = record.cy if record.cy is not None else (height - 1) / 2.0
-    ref = record.original_rgb_size
-    if ref and tuple(ref) != (width, height):
-        # Annotation intrinsics refer to original_rgb_size; the file may be stored resized.
-        return Intrinsics(fx, fy, cx, cy, ref[0], ref[1]).scaled(width, height)
-    return Intrinsics(fx, fy, cx, cy, width, height)
 
 
 @dataclass

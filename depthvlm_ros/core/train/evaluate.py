@@ -25,8 +25,8 @@ from ..bench.runner import parse_metres
 from ..config import DepthVLMConfig
 from ..pipeline import DepthVLMPipeline
 from ..spatial import sample_depth
-from .data import (MARKER_QUESTION, NUMERIC_QA, POINT_QUESTION, _seeded, draw_ring, first_number,
-                   record_intrinsics)
+from ..frames import record_intrinsics
+from .data import MARKER_QUESTION, NUMERIC_QA, POINT_QUESTION, _seeded, draw_ring, first_number
 
 __all__ = ["evaluate_model", "answer_correct", "scale_diagnostics", "ANSWER_TOLERANCE"]
 
