@@ -94,7 +94,7 @@ def test_node_follows_played_clock_with_use_sim_time(tmp_path):
     from pathlib import Path
 
     from depthvlm_ros.core.camera import Intrinsics
-    from depthvlm_ros.ros.replay import SAMPLE_START_NS, SampleFrame, write_frames_bag
+    from depthvlm_ros.bags import SAMPLE_START_NS, SampleFrame, write_frames_bag
 
     n, period_ns = 8, 500_000_000
     rng = np.random.default_rng(1)

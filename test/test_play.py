@@ -13,7 +13,8 @@ import pytest
 
 from depthvlm_ros.core.camera import Intrinsics
 from depthvlm_ros.core.errors import InputError
-from depthvlm_ros.ros.replay import SAMPLE_START_NS, SampleFrame, play_bag, write_frames_bag
+from depthvlm_ros.bags import SAMPLE_START_NS, SampleFrame, write_frames_bag
+from depthvlm_ros.ros.play import play_bag
 
 rclpy = pytest.importorskip("rclpy")
 from rclpy.executors import SingleThreadedExecutor  # noqa: E402

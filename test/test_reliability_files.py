@@ -122,7 +122,7 @@ def inputs(tmp_path_factory):
     Image.fromarray(np.full((48, 64), 2000, np.uint16)).save(root / "depth.png")
     (root / "ok.jsonl").write_text(json.dumps({"image": "img.png", "depth_path": "depth.png",
                                                "depth_scale": 1000.0, "original_fx": 60.0}) + "\n")
-    from depthvlm_ros.ros.replay import SAMPLE_START_NS, SampleFrame, write_frames_bag
+    from depthvlm_ros.bags import SAMPLE_START_NS, SampleFrame, write_frames_bag
     from depthvlm_ros.core.camera import Intrinsics
     intr = Intrinsics(60.0, 60.0, 31.5, 23.5, 64, 48)
     write_frames_bag(root / "bag", [SampleFrame(np.zeros((48, 64, 3), np.uint8), intr,
@@ -315,8 +315,8 @@ def test_nan_inf_ground_truth_is_never_scored_in_bench_loader(tmp_path):
 def test_nan_inf_ground_truth_is_never_scored_in_replay(tmp_path):
     """+Inf GT ("too far" in REP 118) used to be scored as a 3.4e38 m pixel in replay."""
     from depthvlm_ros.core.camera import Intrinsics
-    from depthvlm_ros.ros import bagconv
-    from depthvlm_ros.ros.replay import (SAMPLE_START_NS, SAMPLE_TOPICS, make_typestore,
+    from depthvlm_ros.bags import messages as bagconv
+    from depthvlm_ros.bags import (SAMPLE_START_NS, SAMPLE_TOPICS, make_typestore,
                                          open_writer)
 
     ts = make_typestore()

@@ -16,8 +16,8 @@ from depthvlm_ros.core.config import DepthVLMConfig
 from depthvlm_ros.core.errors import InputError
 from depthvlm_ros.core.pipeline import DepthVLMPipeline
 from depthvlm_ros.core.spatial import points_for_pixels
-from depthvlm_ros.ros import bagconv
-from depthvlm_ros.ros.replay import (SAMPLE_START_NS, SAMPLE_TOPICS, SampleFrame, load_queries,
+from depthvlm_ros.bags import messages as bagconv
+from depthvlm_ros.bags import (SAMPLE_START_NS, SAMPLE_TOPICS, SampleFrame, load_queries,
                                      make_typestore, open_writer, write_frames_bag)
 
 rosbags = pytest.importorskip("rosbags")

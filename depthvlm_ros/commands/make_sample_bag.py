@@ -21,7 +21,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..ros.replay import SAMPLE_TOPICS, write_sample_bag
+    from ..bags import SAMPLE_TOPICS, write_sample_bag
 
     n = write_sample_bag(args.out, frames=args.frames, width=args.width, height=args.height,
                          storage=args.format, rate_hz=args.rate, seed=args.seed)

@@ -24,7 +24,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..ros.replay import play_bag
+    from ..ros.play import play_bag
 
     stats = play_bag(args.bag, rate=args.rate, clock=args.clock, loop=args.loop,
                      topics=args.topics, delay_s=args.delay,

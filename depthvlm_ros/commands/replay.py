@@ -44,8 +44,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..core.pipeline import DepthVLMPipeline
-    from ..ros.replay import ReplayOptions, load_queries, replay_bag
-    from ..ros.replay_report import write_report
+    from ..bags import ReplayOptions, load_queries, replay_bag
+    from ..bags.report import write_report
 
     if not 0.0 <= args.fallback_hfov < 180.0:
         raise InputError(f"--fallback-hfov must be in (0, 180) degrees, got {args.fallback_hfov}")

@@ -102,7 +102,8 @@ def run_demo(opts: DemoOptions) -> dict[str, Any]:
     from geometry_msgs.msg import Point
     from depthvlm_ros.msg import SpatialQuery
 
-    from .replay import make_typestore, open_writer, play_bag, write_sample_bag
+    from ..bags import make_typestore, open_writer, write_sample_bag
+    from .play import play_bag
 
     log = opts.log
     out = Path(opts.out)
@@ -141,7 +142,7 @@ def run_demo(opts: DemoOptions) -> dict[str, Any]:
     try:
         from rclpy.serialization import deserialize_message
         from .convert import msg_to_depth
-        from .replay import _rclpy_type as get_message
+        from .play import message_class as get_message
 
         def recorder(topic: str):
             cls = get_message(_RECORDED[topic])
@@ -263,7 +264,7 @@ def _wait_matched(pubs, timeout_s: float = 10.0) -> None:
 def _read_topic(bag: Path, topic: str):
     from rosbags.rosbag2 import Reader
 
-    from .replay import make_typestore
+    from ..bags import make_typestore
 
     ts = make_typestore()
     with Reader(bag) as reader:
@@ -274,7 +275,7 @@ def _read_topic(bag: Path, topic: str):
 
 def _summarise(opts, in_bag, rec_bag, rec: _Recording, stats, play_s, node_log) -> dict:
     from ..core.bench.metrics import aggregate, image_metrics
-    from .bagconv import image_depth_m, stamp_ns
+    from ..bags.messages import image_depth_m, stamp_ns
 
     gts = {stamp_ns(m.header.stamp): image_depth_m(m) for m in _read_topic(in_bag, "/camera/depth_gt")}
     scores, order_ok = [], all(a < b for a, b in zip(rec.depth_stamps, rec.depth_stamps[1:]))
