@@ -79,10 +79,13 @@ def test_interfaces_from_install_space_alone():
     assert out["msg_file"].startswith(site)
     assert out["init_extends_path"], "the installed depthvlm_ros/__init__.py is not ours"
     assert out["query_fields"] == {"header": "std_msgs/Header", "id": "string", "text": "string",
-                                   "pixels": "sequence<geometry_msgs/Point>"}
+                                   "pixels": "sequence<geometry_msgs/Point>",
+                                   "regions": "sequence<sensor_msgs/RegionOfInterest>"}
     assert out["answer_fields"] == {
         "header": "std_msgs/Header", "id": "string", "question": "string", "answer": "string",
-        "depths": "sequence<float>", "points": "sequence<geometry_msgs/Point>", "status": "uint8",
+        "source": "uint8", "model_answer": "string", "pixels": "sequence<geometry_msgs/Point>",
+        "depths": "sequence<float>", "points": "sequence<geometry_msgs/Point>",
+        "regions": "sequence<depthvlm_ros/RegionMeasurement>", "status": "uint8",
         "status_reason": "string", "latency": "float"}
     assert out["constants"] == [0, 1, 2]
     assert out["query_back"] == ["q1", "how far is the door?", 10.5, 20.0, 7, "cam"]

@@ -254,12 +254,27 @@ def make_pointcloud2(ts, header, xyz: np.ndarray, rgb: np.ndarray | None = None)
 
 def make_spatial_answer(ts, header, *, id: str, question: str, answer: str,
                         depths: Sequence[float], points: np.ndarray | None, status: int,
-                        status_reason: str, latency: float):
-    """``depthvlm_ros/msg/SpatialAnswer`` (the typestore must have it registered)."""
-    Point = ts.types["geometry_msgs/msg/Point"]
-    pts = [] if points is None else [Point(x=float(p[0]), y=float(p[1]), z=float(p[2]))
-                                     for p in np.asarray(points, dtype=np.float64).reshape(-1, 3)]
+                        status_reason: str, latency: float, source: int = 0,
+                        model_answer: str = "", pixels: np.ndarray | None = None,
+                        regions: Sequence = ()):
+    """``depthvlm_ros/msg/SpatialAnswer`` (the typestore must have it registered).
+
+    ``regions`` are ``RegionMeasurement`` messages of the same typestore
+    (:func:`make_region_measurement`).
+    """
     return ts.types["depthvlm_ros/msg/SpatialAnswer"](
-        header=header, id=id, question=question, answer=answer,
-        depths=np.asarray(depths, dtype=np.float32).reshape(-1), points=pts, status=int(status),
-        status_reason=status_reason, latency=float(latency))
+        header=header, id=id, question=question, answer=answer, source=int(source),
+        model_answer=model_answer, pixels=_points(ts, pixels, columns=2),
+        depths=np.asarray(depths, dtype=np.float32).reshape(-1), points=_points(ts, points),
+        regions=list(regions), status=int(status), status_reason=status_reason,
+        latency=float(latency))
+
+
+def _points(ts, values: np.ndarray | None, columns: int = 3) -> list:
+    """``geometry_msgs/Point`` list from (N, 3) points, or (N, 2) pixels (z = 0)."""
+    Point = ts.types["geometry_msgs/msg/Point"]
+    if values is None:
+        return []
+    arr = np.asarray(values, dtype=np.float64).reshape(-1, columns)
+    z = arr[:, 2] if columns == 3 else np.zeros(len(arr))
+    return [Point(x=float(a[0]), y=float(a[1]), z=float(c)) for a, c in zip(arr, z)]

@@ -17,7 +17,7 @@ __all__ = ["DEPTHVLM_MSG_TYPES", "STORAGE_FORMATS", "find_msg_dir", "make_typest
            "register_bag_types", "open_reader", "open_writer", "copy_connection"]
 
 #: Custom interfaces of this package, registered in every typestore made here.
-DEPTHVLM_MSG_TYPES = ("SpatialQuery", "SpatialAnswer")
+DEPTHVLM_MSG_TYPES = ("RegionMeasurement", "SpatialQuery", "SpatialAnswer")
 
 #: Bag storage formats accepted by the writer.
 STORAGE_FORMATS = ("mcap", "sqlite3")
