@@ -44,18 +44,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Generate the folder and print a summary with the measured frames per second."""
-    from ..core.bench.synthetic import write_benchmark
+    from ..core.bench.synthetic import benchmark_summary, write_benchmark
 
     meta = write_benchmark(args.out, args.indoor, args.outdoor, args.seed, width=args.width,
                            height=args.height, fx=args.fx, image_format=args.image_format,
                            points_per_image=args.points, qa_per_image=args.qa,
                            workers=args.workers, progress=not args.no_progress)
-    n = meta["n_indoor"] + meta["n_outdoor"]
-    print(f"wrote {n} images ({meta['n_indoor']} indoor, {meta['n_outdoor']} outdoor) and "
-          f"{meta['n_lines']} annotation lines to {args.out}")
-    print(f"render: {meta['frames_per_s']} frames/s per process "
-          f"({meta['render_seconds']} s rendering; {meta['cpu_frames_per_s']} frames per CPU "
-          f"second); end to end with file writing: "
-          f"{meta['wall_frames_per_s']} frames/s over {meta['wall_seconds']} s "
-          f"with {meta['workers']} worker(s)")
+    print(benchmark_summary(meta, args.out))
     return 0

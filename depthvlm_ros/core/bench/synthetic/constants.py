@@ -1,0 +1,37 @@
+"""The generator's fixed choices: version, scene kinds, depth caps and encodings, prompts.
+
+Everything a reader of the written files may need to know lives here, so the renderer, the
+question generator and the writer cannot disagree about it.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "GENERATOR_VERSION",
+    "KINDS",
+    "MAX_DEPTH",
+    "DEPTH_SCALE",
+    "DENSE_PROMPT",
+    "DENSE_SOLUTION",
+    "QA_TYPES",
+]
+
+#: Bumped whenever the same seed would give different pixels.
+GENERATOR_VERSION = "1.0"
+
+KINDS = ("indoor", "outdoor")
+
+#: Depth cap per kind; farther surfaces are still drawn but get depth 0 (invalid), as a
+#: range-limited sensor would report them.
+MAX_DEPTH = {"indoor": 10.0, "outdoor": 80.0}
+
+#: Raw PNG value per metre. uint16 millimetres stop at 65.535 m, which is below the 80 m
+#: outdoor cap, so outdoor maps use the KITTI convention (1/256 m steps, up to 256 m).
+DEPTH_SCALE = {"indoor": 1000.0, "outdoor": 256.0}
+
+#: The authors' dense-depth prompt and answer (DepthVLM-Bench examples.jsonl).
+DENSE_PROMPT = ("Given this image, estimate the metric depth (in meters, rounded to two "
+                "decimal places) for every pixel of the image.")
+DENSE_SOLUTION = "OK, I will estimate the depth map of this image."
+
+QA_TYPES = ("point_depth", "region_mean", "region_median", "nearer", "distance_3d")
