@@ -3,6 +3,7 @@ two-process DDP run (Gloo on CPU) whose ranks end identical while the loss falls
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -17,7 +18,7 @@ import torch
 from PIL import Image
 
 from depthvlm_ros.core.bench.jsonl import load_gt_depth, load_rgb, read_jsonl
-from depthvlm_ros.core.bench.metrics import image_metrics
+from depthvlm_ros.core.bench.metrics import METRIC_NAMES, DatasetMetrics, image_metrics
 from depthvlm_ros.core.camera import Intrinsics
 from depthvlm_ros.core.config import DepthVLMConfig
 from depthvlm_ros.core.folders import make_tiny_model
@@ -25,7 +26,7 @@ from depthvlm_ros.core.pipeline import DepthVLMPipeline
 from depthvlm_ros.core.frames import record_intrinsics
 from depthvlm_ros.core.train.data import (AugmentConfig, BucketBatchPlan, SampleBuilder, TextMix,
                                           rewrite_coords)
-from depthvlm_ros.core.train.evaluate import evaluate_model, scale_diagnostics
+from depthvlm_ros.core.train.evaluate import WORST_OF, evaluate_model, scale_diagnostics
 from depthvlm_ros.core.train.losses import answer_lm_loss, silog_loss
 from depthvlm_ros.core.train.loop import ARCHITECTURES, chain_logs, plot_losses, set_trainable
 
@@ -124,6 +125,12 @@ def test_scale_diagnostics_separates_scale_from_shape():
     # No usable prediction: aligned δ1 0 (as δ1), the GT-only baseline is still defined.
     scale, aligned, still = scale_diagnostics(np.full_like(gt, np.nan), gt)
     assert math.isnan(scale) and aligned == 0.0 and still == constant
+
+
+def test_evaluation_reports_benchmark_metrics():
+    """The per-dataset scores of a training evaluation are the benchmark's own metrics."""
+    assert set(WORST_OF) <= set(METRIC_NAMES)
+    assert set(WORST_OF) <= {f.name for f in dataclasses.fields(DatasetMetrics)}
 
 
 def test_plot_losses_chains_continued_runs(tmp_path):
@@ -418,8 +425,6 @@ def test_fsdp_two_processes_one_stage(plane_data, tmp_path):
 def test_training_and_benchmark_share_one_intrinsics_rule(tmp_path):
     """A 640x480 record stored at 320x240 without a principal point: the centre is the centre
     of the annotated image, scaled with it (159.5, not 79.5), in training and in the bench."""
-    import dataclasses
-
     from depthvlm_ros.core.bench import runner
     from depthvlm_ros.core.bench.jsonl import BenchRecord
     from depthvlm_ros.core.train import data, evaluate

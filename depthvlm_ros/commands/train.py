@@ -11,108 +11,127 @@ Data parallel (one process per GPU, or several Gloo processes on CPU)::
 
 Stages: 0 = whole model (for models trained from scratch, e.g. the embedded one), 1 = depth
 head only (VLM frozen, SILog), 2 = LLM + lm_head + head (vision frozen, LM + depth loss).
+
+Every option that sets a :class:`~depthvlm_ros.core.train.config.TrainConfig` field (or one of
+its augmentation / text-mix fields) takes its type and default from that field.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import shlex
 import sys
+from typing import Any
 
 __all__ = ["HELP", "add_arguments", "run", "config_from_args"]
 
 HELP = "Train a DepthVLM model in stages (depth + text supervision; torchrun/DDP ready)."
 
+# TrainConfig fields set one option each, by argument group (in --help order). An option is
+# named after its field (``grad_accum`` -> ``--grad-accum``) unless _FLAGS renames it.
+_DATA_FIELDS = ("canonical_fx", "max_image_tokens")
+_AUGMENT_FIELDS = ("hflip", "jitter", "crop")  # AugmentConfig
+_MODEL_FIELDS = ("init", "arch", "vocab_size")
+_OPTIMISATION_FIELDS = ("batch_size", "grad_accum", "depth_weight", "lm_weight", "weight_decay",
+                        "warmup_steps", "grad_clip", "seed")
+_RUNTIME_FIELDS = ("strategy", "device", "num_workers", "threads", "resume", "eval_every",
+                   "ckpt_every", "log_every", "eval_images", "eval_points", "eval_markers",
+                   "keep_checkpoints")
+_FLAGS = {"warmup_steps": "--warmup", "num_workers": "--workers"}
+_HELP = {
+    "canonical_fx": "canonical focal (pixels); 0 = the initial model's meta value, else 1000",
+    "hflip": "horizontal flip probability",
+    "jitter": "colour jitter strength",
+    "crop": "probability of a random crop batch",
+    "facts": "'at (u, v): d m' facts per dense reply",
+    "init": "'scratch' (random, --arch) or a model folder / 'embedded' to fine-tune",
+    "batch_size": "per rank, per micro-step",
+    "device": "auto, cpu or cuda",
+    "num_workers": "data-loading processes per rank",
+    "threads": "torch CPU threads (0 = default)",
+    "resume": "'auto' (latest checkpoint in --out) or a folder",
+}
+
+
+def _flag(name: str) -> str:
+    return _FLAGS.get(name, "--" + name.replace("_", "-"))
+
+
+def _dest(name: str) -> str:
+    return _flag(name)[2:].replace("-", "_")
+
+
+def _default(cls: type, name: str) -> Any:
+    """The default of dataclass ``cls``'s field ``name`` (a fresh one for a factory)."""
+    (f,) = [f for f in dataclasses.fields(cls) if f.name == name]
+    return f.default_factory() if f.default is dataclasses.MISSING else f.default
+
+
+def _add_field_options(group, cls: type, names: tuple[str, ...],
+                       choices: dict[str, Any] | None = None) -> None:
+    """Add one option per field of ``cls``, typed and defaulted by the field."""
+    for name in names:
+        default = _default(cls, name)
+        group.add_argument(_flag(name), type=type(default), default=default,
+                           choices=(choices or {}).get(name), help=_HELP.get(name))
+
+
+def _field_values(args: argparse.Namespace, names: tuple[str, ...]) -> dict[str, Any]:
+    return {name: getattr(args, _dest(name)) for name in names}
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """Register the command's options on ``p``."""
-    from ..core.train.loop import ARCHITECTURES
+    from ..core.train.config import (ARCHITECTURES, TrainConfig, format_stages,
+                                     format_text_mix)
+    from ..core.train.data import AugmentConfig, TextMix
+    from ..core.train.distributed import STRATEGIES
 
     g = p.add_argument_group("data")
     g.add_argument("--train", nargs="+", required=True, help="training JSONL file(s)")
-    g.add_argument("--eval", nargs="*", default=[], help="held-out JSONL file(s)")
+    g.add_argument("--eval", nargs="*", default=_default(TrainConfig, "eval_jsonl"),
+                   help="held-out JSONL file(s)")
     g.add_argument("--out", required=True, help="run folder (checkpoints, log, plot, final)")
-    g.add_argument("--canonical-fx", type=float, default=0.0,
-                   help="canonical focal (pixels); 0 = the initial model's meta value, else 1000")
-    g.add_argument("--max-image-tokens", type=int, default=256)
-    g.add_argument("--hflip", type=float, default=0.5, help="horizontal flip probability")
-    g.add_argument("--jitter", type=float, default=0.2, help="colour jitter strength")
-    g.add_argument("--crop", type=float, default=0.0, help="probability of a random crop batch")
-    g.add_argument("--text-mix", default="dense=1,point=1,marker=1,qa=1",
+    _add_field_options(g, TrainConfig, _DATA_FIELDS)
+    _add_field_options(g, AugmentConfig, _AUGMENT_FIELDS)
+    g.add_argument("--text-mix", default=format_text_mix(TextMix()),
                    help="weights of text-target kinds, e.g. dense=1,point=2,marker=2,qa=1")
     g.add_argument("--gt-native", action="store_true",
                    help="compute the depth loss at the GT's own resolution (default: on the "
                         "model image's grid, nearest-resized GT)")
-    g.add_argument("--facts", type=int, default=3, help="'at (u, v): d m' facts per dense reply")
+    _add_field_options(g, TextMix, ("facts",))
     m = p.add_argument_group("model")
-    m.add_argument("--init", default="scratch",
-                   help="'scratch' (random, --arch) or a model folder / 'embedded' to fine-tune")
-    m.add_argument("--arch", default="embedded", choices=sorted(ARCHITECTURES))
-    m.add_argument("--vocab-size", type=int, default=512)
+    _add_field_options(m, TrainConfig, _MODEL_FIELDS, {"arch": sorted(ARCHITECTURES)})
     o = p.add_argument_group("optimisation")
-    o.add_argument("--stages", default="0:2000:1e-3,1:200:5e-4,2:600:2e-4",
+    o.add_argument("--stages", default=format_stages(_default(TrainConfig, "stages")),
                    help="comma-separated stage:steps:lr")
-    o.add_argument("--batch-size", type=int, default=8, help="per rank, per micro-step")
-    o.add_argument("--grad-accum", type=int, default=1)
-    o.add_argument("--depth-weight", type=float, default=1.0)
-    o.add_argument("--lm-weight", type=float, default=1.0)
-    o.add_argument("--weight-decay", type=float, default=0.01)
-    o.add_argument("--warmup", type=int, default=50)
-    o.add_argument("--grad-clip", type=float, default=1.0)
-    o.add_argument("--seed", type=int, default=0)
+    _add_field_options(o, TrainConfig, _OPTIMISATION_FIELDS)
     r = p.add_argument_group("runtime")
-    r.add_argument("--strategy", choices=("ddp", "fsdp"), default="ddp")
-    r.add_argument("--device", default="auto", help="auto, cpu or cuda")
-    r.add_argument("--workers", type=int, default=1, help="data-loading processes per rank")
-    r.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = default)")
-    r.add_argument("--resume", default="", help="'auto' (latest checkpoint in --out) or a folder")
-    r.add_argument("--eval-every", type=int, default=200)
-    r.add_argument("--ckpt-every", type=int, default=100)
-    r.add_argument("--log-every", type=int, default=10)
-    r.add_argument("--eval-images", type=int, default=40)
-    r.add_argument("--eval-points", type=int, default=0)
-    r.add_argument("--eval-markers", type=int, default=2)
-    r.add_argument("--keep-checkpoints", type=int, default=2)
+    _add_field_options(r, TrainConfig, _RUNTIME_FIELDS, {"strategy": STRATEGIES})
 
 
-def _text_mix(spec: str, facts: int):
-    from ..core.train.data import TextMix
-
-    mix = TextMix(dense=0.0, point=0.0, marker=0.0, qa=0.0, facts=facts)
-    for part in spec.split(","):
-        if not part.strip():
-            continue
-        key, _, val = part.partition("=")
-        if key.strip() not in ("dense", "point", "marker", "qa"):
-            raise ValueError(f"unknown text kind {key!r} in --text-mix")
-        setattr(mix, key.strip(), float(val))
-    return mix
+def _command_line() -> str:
+    """This process's command line as a shell would take it (recorded in every checkpoint)."""
+    if len(sys.argv) > 2 and sys.argv[1] == "train":
+        return "depthvlm train " + " ".join(shlex.quote(a) for a in sys.argv[2:])
+    return " ".join(shlex.quote(a) for a in sys.argv)
 
 
 def config_from_args(args: argparse.Namespace):
     """Build the :class:`TrainConfig` for parsed arguments (the command line is recorded)."""
+    from ..core.train.config import TrainConfig, parse_stages, parse_text_mix
     from ..core.train.data import AugmentConfig
-    from ..core.train.loop import TrainConfig, parse_stages
 
     return TrainConfig(
         train_jsonl=list(args.train), eval_jsonl=list(args.eval or []), out_dir=args.out,
-        stages=parse_stages(args.stages), init=args.init, arch=args.arch,
-        vocab_size=args.vocab_size, canonical_fx=args.canonical_fx,
-        max_image_tokens=args.max_image_tokens, batch_size=args.batch_size,
-        grad_accum=args.grad_accum, depth_weight=args.depth_weight, lm_weight=args.lm_weight,
-        weight_decay=args.weight_decay, warmup_steps=args.warmup, grad_clip=args.grad_clip,
-        eval_every=args.eval_every, ckpt_every=args.ckpt_every, log_every=args.log_every,
-        eval_images=args.eval_images, eval_points=args.eval_points,
-        eval_markers=args.eval_markers, keep_checkpoints=args.keep_checkpoints, seed=args.seed,
-        strategy=args.strategy, device=args.device, num_workers=args.workers,
-        threads=args.threads,
-        augment=AugmentConfig(hflip=args.hflip, jitter=args.jitter, crop=args.crop),
-        text_mix=_text_mix(args.text_mix, args.facts), resume=args.resume,
-        gt_at_model_size=not args.gt_native,
-        command="depthvlm train " + " ".join(shlex.quote(a) for a in sys.argv[2:])
-        if len(sys.argv) > 2 and sys.argv[1] == "train" else
-        " ".join(shlex.quote(a) for a in sys.argv))
+        stages=parse_stages(args.stages),
+        augment=AugmentConfig(**_field_values(args, _AUGMENT_FIELDS)),
+        text_mix=parse_text_mix(args.text_mix, args.facts),
+        gt_at_model_size=not args.gt_native, command=_command_line(),
+        **_field_values(args, _DATA_FIELDS + _MODEL_FIELDS + _OPTIMISATION_FIELDS
+                        + _RUNTIME_FIELDS))
 
 
 def run(args: argparse.Namespace) -> int:

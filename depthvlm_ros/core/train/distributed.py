@@ -18,8 +18,12 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-__all__ = ["DistEnv", "init_distributed", "shutdown_distributed", "wrap_model", "unwrap_model",
-           "all_reduce_mean", "barrier", "broadcast_object", "no_sync", "fsdp_full_state_dict"]
+__all__ = ["STRATEGIES", "DistEnv", "init_distributed", "shutdown_distributed", "wrap_model",
+           "unwrap_model", "all_reduce_mean", "barrier", "broadcast_object", "no_sync",
+           "fsdp_full_state_dict"]
+
+#: Data-parallel strategies :func:`wrap_model` knows.
+STRATEGIES = ("ddp", "fsdp")
 
 
 @dataclass(frozen=True)

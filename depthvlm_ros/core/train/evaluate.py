@@ -28,10 +28,16 @@ from ..spatial import sample_depth
 from ..frames import record_intrinsics
 from .data import MARKER_QUESTION, NUMERIC_QA, POINT_QUESTION, _seeded, draw_ring, first_number
 
-__all__ = ["evaluate_model", "answer_correct", "scale_diagnostics", "ANSWER_TOLERANCE"]
+__all__ = ["evaluate_model", "answer_correct", "scale_diagnostics", "eval_subset",
+           "selection_score", "ANSWER_TOLERANCE", "WORST_OF"]
 
 #: Relative error within which a numeric answer counts as right.
 ANSWER_TOLERANCE = 0.25
+
+#: The benchmark metrics (names from :data:`~depthvlm_ros.core.bench.metrics.METRIC_NAMES`)
+#: reported per dataset, each with how the summary picks the worst dataset's value: its key is
+#: ``<metric>_<min|max>`` (``delta1_min``: the lowest δ1, ``abs_rel_max``: the highest AbsRel).
+WORST_OF = {"delta1": min, "abs_rel": max}
 
 
 def answer_correct(value: float | None, truth: float, tolerance: float = ANSWER_TOLERANCE) -> bool:
@@ -68,6 +74,33 @@ def scale_diagnostics(pred: np.ndarray, gt: np.ndarray) -> tuple[float, float, f
 
 def _group(record: BenchRecord) -> str:
     return record.dataset or "all"
+
+
+def eval_subset(records: Sequence[BenchRecord], n_images: int) -> list[BenchRecord]:
+    """Up to ``n_images`` images (with all their lines), spread evenly over datasets.
+
+    A capped evaluation thus still covers every group (indoor and outdoor); ``n_images`` <= 0
+    keeps every record.
+    """
+    groups: dict[str, dict[str, list[BenchRecord]]] = {}
+    for r in records:
+        groups.setdefault(_group(r), {}).setdefault(str(r.image), []).append(r)
+    if n_images <= 0:
+        return records
+    per = max(1, n_images // len(groups))
+    return [r for g in sorted(groups) for img in list(groups[g])[:per] for r in groups[g][img]]
+
+
+def selection_score(result: dict[str, Any]) -> float:
+    """The score a run keeps its ``best`` folder by: worst-group δ1 + answer accuracy.
+
+    Args:
+        result: an :func:`evaluate_model` result; a NaN part (nothing to score) counts as 0.
+    """
+    s = result["summary"]
+    d1 = s["delta1_min"] if s["delta1_min"] == s["delta1_min"] else 0.0
+    acc = s["answer_accuracy"] if s["answer_accuracy"] == s["answer_accuracy"] else 0.0
+    return d1 + acc
 
 
 @torch.no_grad()
@@ -179,7 +212,7 @@ def evaluate_model(model, tokenizer, records: Sequence[BenchRecord], canonical_f
     depth = {}
     for grp, ims in sorted(per_image.items()):
         m = aggregate(ims)
-        depth[grp] = {"delta1": m.delta1, "abs_rel": m.abs_rel, "n_images": m.n_images}
+        depth[grp] = {name: getattr(m, name) for name in (*WORST_OF, "n_images")}
         rows = np.array([r for r in scale_diag[grp] if math.isfinite(r[2])]).reshape(-1, 3)
         scales = rows[np.isfinite(rows[:, 0]), 0]
         if rows.size:
@@ -205,8 +238,9 @@ def evaluate_model(model, tokenizer, records: Sequence[BenchRecord], canonical_f
                           for g, v in sorted(numeric_by_group.items())}
     coord = [o for k in NUMERIC_QA for oks in answers.get(k, {}).values() for o in oks]
     summary = {
-        "delta1_min": min((v["delta1"] for v in depth.values()), default=float("nan")),
-        "abs_rel_max": max((v["abs_rel"] for v in depth.values()), default=float("nan")),
+        **{f"{name}_{worst.__name__}": worst((v[name] for v in depth.values()),
+                                             default=float("nan"))
+           for name, worst in WORST_OF.items()},
         "answer_accuracy": float(np.mean(all_ok)) if all_ok else float("nan"),
         "n_answers": len(all_ok),
         "marker_accuracy": ans_out.get("marker", {}).get("all", {}).get("accuracy", float("nan")),

@@ -1,4 +1,4 @@
-"""The training loop: stages, DDP/FSDP, accumulation, autocast, checkpoints, logs, evaluation.
+"""The training loop: stages, DDP/FSDP, accumulation, autocast, logs and evaluation.
 
 Stages (what is trained; the rest is frozen):
 
@@ -12,14 +12,16 @@ Stages (what is trained; the rest is frozen):
 
 A run executes a list of ``(stage, steps, lr)`` in order; the global step counts optimizer
 steps over all of them. Each stage gets a fresh AdamW (its trainable set differs) with linear
-warm-up and cosine decay, and the data-parallel wrapper is rebuilt because DDP fixes the set
-of trainable parameters at construction.
+warm-up and cosine decay (:func:`lr_at`), and the data-parallel wrapper is rebuilt because DDP
+fixes the set of trainable parameters at construction.
 
-Checkpoints are standard model folders (:func:`write_model_folder`, safetensors) that load
-with ``model_path``, plus the trainer state next to the weights: ``trainer_state.json`` (step,
-stage, RNG of Python / NumPy, config), ``optimizer.safetensors`` (AdamW moments keyed by
-parameter name) and ``rng_rank{r}.safetensors`` (torch CPU / CUDA generator states per rank).
-No pickle is written or read.
+Checkpoints are model folders plus the trainer state (:mod:`.checkpoint`); the run's config
+and stages are in :mod:`.config`, its curves in :mod:`.plots`.
+
+:class:`Trainer` is the longest piece here on purpose: it owns what every phase of a run
+shares (the rank, the model and its wrapper, the global step, the best score so far, the last
+evaluation), and its methods are the phases in order (build, stage loop, evaluate, save).
+Everything that does not need that state lives in the modules above as plain functions.
 """
 
 from __future__ import annotations
@@ -27,12 +29,10 @@ from __future__ import annotations
 import json
 import math
 import os
-import random
-import shutil
 import sys
 import time
 from contextlib import nullcontext
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -42,99 +42,26 @@ from torch import nn
 
 from ..bench.jsonl import BenchRecord, read_jsonl
 from ..config import DepthVLMConfig
-from ..folders import make_tiny_model, read_meta, write_model_folder
+from ..folders import make_tiny_model, read_meta
 from ..model import DepthVLMForConditionalGeneration, load_depthvlm
 from ..pipeline import DepthVLMPipeline
-from .data import AugmentConfig, BatchDataset, BucketBatchPlan, SampleBuilder, TextMix
+from .checkpoint import (gather_optimizer_state, load_optimizer, mark_latest, prune_checkpoints,
+                         read_trainer_state, resolve_resume, restore_rngs, rng_state,
+                         save_optimizer, save_torch_rngs, seed_rngs, write_folder_atomically,
+                         write_param_digest, write_trainer_state)
+from .config import ARCHITECTURES, StageSpec, TrainConfig, parse_stages, stage_at
+from .data import BatchDataset, BucketBatchPlan, SampleBuilder
 from .distributed import (DistEnv, all_reduce_mean, barrier, fsdp_full_state_dict,
                           init_distributed, no_sync, shutdown_distributed, unwrap_model,
                           wrap_model)
-from .evaluate import evaluate_model
+from .evaluate import eval_subset, evaluate_model, selection_score
 from .losses import answer_lm_loss, silog_loss
+from .plots import chain_logs, plot_losses
 
+# StageSpec, TrainConfig, parse_stages, ARCHITECTURES (from .config) and chain_logs,
+# plot_losses (from .plots) are re-exported: scripts and callers import them from here.
 __all__ = ["StageSpec", "TrainConfig", "DepthVLMTrainStep", "Trainer", "set_trainable",
-           "parse_stages", "ARCHITECTURES", "chain_logs", "plot_losses", "train"]
-
-#: Named CPU-friendly architectures for models trained from scratch (sizes for tiny_config).
-ARCHITECTURES: dict[str, dict[str, Any]] = {
-    # ~0.5 M parameters: tests.
-    "test": dict(text_hidden=32, text_layers=1, text_heads=2, text_kv_heads=1, vision_hidden=16,
-                 vision_depth=3, vision_heads=1, head_features=16,
-                 head_out_channels=(8, 16, 32, 32)),
-    # ~3.6 M parameters (~14 MB float32): the embedded model.
-    "embedded": dict(text_hidden=128, text_layers=4, text_heads=4, text_kv_heads=2,
-                     vision_hidden=96, vision_depth=4, vision_heads=4, head_features=64,
-                     head_out_channels=(32, 64, 128, 128)),
-}
-
-
-@dataclass
-class StageSpec:
-    """One stage of a run: which stage (0, 1, 2), how many optimizer steps, peak LR."""
-
-    stage: int
-    steps: int
-    lr: float
-
-
-def parse_stages(text: str) -> list[StageSpec]:
-    """Parse ``"0:2000:1e-3,1:200:5e-4,2:600:2e-4"`` (stage:steps:lr, comma separated)."""
-    out = []
-    for part in text.split(","):
-        bits = part.strip().split(":")
-        if len(bits) != 3:
-            raise ValueError(f"stage spec {part!r} must be stage:steps:lr")
-        stage, steps, lr = int(bits[0]), int(bits[1]), float(bits[2])
-        if stage not in (0, 1, 2) or steps < 0 or lr <= 0:
-            raise ValueError(f"bad stage spec {part!r}")
-        out.append(StageSpec(stage, steps, lr))
-    if not out:
-        raise ValueError("no stages given")
-    return out
-
-
-@dataclass
-class TrainConfig:
-    """Everything a run needs; written into every checkpoint's meta."""
-
-    train_jsonl: list[str]
-    out_dir: str
-    stages: list[StageSpec]
-    eval_jsonl: list[str] = field(default_factory=list)
-    init: str = "scratch"  # "scratch" or a model folder / "embedded"
-    arch: str = "embedded"
-    vocab_size: int = 512
-    canonical_fx: float = 300.0
-    max_image_tokens: int = 256
-    batch_size: int = 8
-    grad_accum: int = 1
-    depth_weight: float = 1.0
-    lm_weight: float = 1.0
-    weight_decay: float = 0.01
-    warmup_steps: int = 50
-    min_lr_ratio: float = 0.1
-    grad_clip: float = 1.0
-    eval_every: int = 200
-    ckpt_every: int = 100
-    keep_checkpoints: int = 2
-    log_every: int = 10
-    eval_images: int = 40
-    eval_points: int = 0
-    eval_markers: int = 2
-    seed: int = 0
-    strategy: str = "ddp"
-    device: str = "auto"
-    num_workers: int = 1
-    threads: int = 0
-    augment: AugmentConfig = field(default_factory=AugmentConfig)
-    text_mix: TextMix = field(default_factory=TextMix)
-    resume: str = ""  # "", "auto" (latest in out_dir) or a checkpoint folder
-    command: str = ""
-    max_depth: float = 1000.0
-    gt_at_model_size: bool = True
-
-    def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+           "parse_stages", "ARCHITECTURES", "chain_logs", "plot_losses", "lr_at", "train"]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -179,143 +106,17 @@ class DepthVLMTrainStep(nn.Module):
         return d_loss, lm_loss.float(), torch.tensor(float(n_tok))
 
 
-def chain_logs(log_paths: Sequence[Path], branch_steps: Sequence[int | None] | None = None
-               ) -> tuple[list[dict], list[dict], list[int]]:
-    """Read the JSONL logs of runs that continue one another into one step axis.
+def lr_at(spec: StageSpec, local_step: int, warmup_steps: int, min_lr_ratio: float) -> float:
+    """Learning rate at step ``local_step`` of a stage: linear warm-up, then cosine decay.
 
-    Run ``i + 1`` was started (``--init``) from a checkpoint of run ``i``: from the step
-    ``branch_steps[i]`` (e.g. its ``best`` folder's ``steps``), or from its last logged step
-    when that is None or not given. Rows of run ``i`` after its branch step are left out (they
-    are not the continuation's ancestors); a step logged twice (a resumed run appends to its
-    log) keeps its last row; unreadable lines are skipped.
-
-    Returns:
-        ``(train_rows, eval_rows, starts)``: rows with chained ``step`` and their run index in
-        ``run``, and the chained step at which each run after the first starts.
+    The warm-up is at most a fifth of the stage; the decay ends at ``min_lr_ratio`` x peak.
     """
-    runs = []
-    for path in log_paths:
-        rows: dict[tuple[str, int], dict] = {}
-        for line in Path(path).read_text().splitlines():
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            row["step"] = int(row.get("step", 0))
-            rows[(str(row.get("type")), row["step"])] = row
-        runs.append(sorted(rows.values(), key=lambda r: r["step"]))
-    branches = list(branch_steps or [])
-    train_rows, eval_rows, starts = [], [], []
-    offset = 0
-    for i, rows in enumerate(runs):
-        last = max((r["step"] for r in rows), default=0)
-        branch = branches[i] if i < len(branches) and branches[i] is not None else None
-        end = last if branch is None or i == len(runs) - 1 else int(branch)
-        for row in rows:
-            if row["step"] > end:
-                continue
-            row = {**row, "step": offset + row["step"], "run": i}
-            (eval_rows if row.get("type") == "eval" else train_rows).append(row)
-        offset += end
-        if i < len(runs) - 1:
-            starts.append(offset)
-    return train_rows, eval_rows, starts
-
-
-def plot_losses(log_path: Path | Sequence[Path], png_path: Path,
-                branch_steps: Sequence[int | None] | None = None) -> None:
-    """Plot training losses and evaluation scores from the JSONL log into a PNG.
-
-    ``log_path`` may also be a sequence of logs of runs that continue one another, with the
-    steps they branched from; see :func:`chain_logs`. Where each continuation starts is
-    drawn as a solid line.
-    """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    logs = [Path(log_path)] if isinstance(log_path, (str, Path)) else [Path(p) for p in log_path]
-    train_rows, eval_rows, boundaries = chain_logs(logs, branch_steps)
-    if not train_rows:
-        return
-    fig, axes = plt.subplots(1, 2 if eval_rows else 1, figsize=(12 if eval_rows else 7, 4.2))
-    axes = np.atleast_1d(axes)
-    steps = [r["step"] for r in train_rows]
-    window = max(1, len(train_rows) // 40)  # the raw rows are single small batches: noisy
-    for key, label in (("depth_loss", "SILog (depth)"), ("lm_loss", "LM (answers)")):
-        values = np.array([r[key] for r in train_rows], dtype=float)
-        line, = axes[0].plot(steps, values, alpha=0.25, lw=0.8)
-        smooth = np.convolve(values, np.ones(window) / window, mode="valid")
-        axes[0].plot(steps[window - 1:], smooth, color=line.get_color(),
-                     label=f"{label}, mean of {window} logs" if window > 1 else label)
-    for r0, r1 in zip(train_rows, train_rows[1:]):
-        if r0["stage"] != r1["stage"] and r0["run"] == r1["run"]:
-            axes[0].axvline(r1["step"], color="grey", ls="--", lw=0.8)
-    for b in boundaries:
-        for ax in axes:
-            ax.axvline(b, color="black", lw=1.2)
-    axes[0].set_xlabel("optimizer step")
-    axes[0].set_yscale("log")
-    axes[0].set_title("training loss (dashed: stage change" +
-                      (", solid: next run)" if len(logs) > 1 else ")"))
-    axes[0].legend()
-    if eval_rows:
-        es = [r["step"] for r in eval_rows]
-        groups = sorted({g for r in eval_rows for g in r.get("depth", {})})
-        series = [(f"δ1 {g}", [r.get("depth", {}).get(g, {}).get("delta1") for r in eval_rows])
-                  for g in groups]
-        series += [(label, [r["summary"].get(key) for r in eval_rows])
-                   for key, label in (("abs_rel_max", "AbsRel (worst split)"),
-                                      ("answer_accuracy", "answers within 25%"))]
-        top = 1.0
-        for label, values in series:
-            values = [math.nan if v is None else float(v) for v in values]
-            axes[1].plot(es, values, marker="o", label=label)
-            top = max([top] + [v for v in values if math.isfinite(v)])
-        axes[1].set_xlabel("optimizer step")
-        axes[1].set_ylim(0, min(top * 1.05, 5.0))
-        axes[1].set_title("held-out evaluation")
-        axes[1].legend()
-    fig.tight_layout()
-    fig.savefig(png_path, dpi=110)
-    plt.close(fig)
-
-
-# ----------------------------------------------------------------------------------------------
-def _rng_state() -> dict[str, Any]:
-    np_state = np.random.get_state()
-    return {"python": repr(random.getstate()),
-            "numpy": [np_state[0], np_state[1].tolist(), *np_state[2:]]}
-
-
-def _set_rng_state(state: dict[str, Any]) -> None:
-    import ast
-
-    random.setstate(_to_tuple(ast.literal_eval(state["python"])))
-    n = state["numpy"]
-    np.random.set_state((n[0], np.array(n[1], dtype=np.uint32), *n[2:]))
-
-
-def _to_tuple(x):
-    return tuple(_to_tuple(v) for v in x) if isinstance(x, (list, tuple)) else x
-
-
-def _flatten_optimizer(osd: dict[str, Any]) -> tuple[dict[str, torch.Tensor], list[dict]]:
-    tensors = {}
-    for name, st in osd["state"].items():
-        for k, v in st.items():
-            t = v if torch.is_tensor(v) else torch.tensor(v)
-            tensors[f"{name}::{k}"] = t.detach().to("cpu").contiguous()
-    return tensors, osd["param_groups"]
-
-
-def _unflatten_optimizer(tensors: dict[str, torch.Tensor], groups: list[dict]) -> dict[str, Any]:
-    state: dict[str, dict[str, torch.Tensor]] = {}
-    for key, t in tensors.items():
-        name, k = key.rsplit("::", 1)
-        state.setdefault(name, {})[k] = t
-    return {"state": state, "param_groups": groups}
+    warm = min(warmup_steps, max(1, spec.steps // 5))
+    if local_step < warm:
+        return spec.lr * (local_step + 1) / warm
+    t = (local_step - warm) / max(1, spec.steps - warm)
+    return spec.lr * (min_lr_ratio
+                      + (1 - min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * min(1.0, t))))
 
 
 class Trainer:
@@ -332,7 +133,7 @@ class Trainer:
         self.global_step = 0
         self.best_score = -math.inf
         self.last_eval: dict[str, Any] = {}
-        resume_dir = self._resolve_resume()
+        resume_dir = resolve_resume(cfg.resume, self.ckpt_dir)
         self.model, self.tokenizer, self.meta_fx = self._build_model(resume_dir)
         self.canonical_fx = float(cfg.canonical_fx or self.meta_fx or 1000.0)
         self.model.to(self.env.device).train()
@@ -344,10 +145,10 @@ class Trainer:
         self.train_records = [r for p in cfg.train_jsonl for r in read_jsonl(p)]
         self.eval_records: list[BenchRecord] = []
         for p in cfg.eval_jsonl:
-            self.eval_records.extend(self._eval_subset(read_jsonl(p)))
+            self.eval_records.extend(eval_subset(read_jsonl(p), cfg.eval_images))
         self.resume_state: dict[str, Any] | None = None
         if resume_dir is not None:
-            self.resume_state = json.loads((resume_dir / "trainer_state.json").read_text())
+            self.resume_state = read_trainer_state(resume_dir)
             self.global_step = int(self.resume_state["global_step"])
             self.best_score = float(self.resume_state.get("best_score", -math.inf))
             self.last_eval = self.resume_state.get("last_eval", {})
@@ -356,33 +157,6 @@ class Trainer:
             self.out.mkdir(parents=True, exist_ok=True)
 
     # ------------------------------------------------------------------------------------------
-    def _eval_subset(self, records: list[BenchRecord]) -> list[BenchRecord]:
-        # Up to eval_images images (with all their lines), spread evenly over datasets, so a
-        # capped evaluation still covers indoor and outdoor.
-        n = self.cfg.eval_images
-        groups: dict[str, dict[str, list[BenchRecord]]] = {}
-        for r in records:
-            groups.setdefault(r.dataset or "all", {}).setdefault(str(r.image), []).append(r)
-        if n <= 0:
-            return records
-        per = max(1, n // len(groups))
-        return [r for g in sorted(groups) for img in list(groups[g])[:per] for r in groups[g][img]]
-
-    def _resolve_resume(self) -> Path | None:
-        r = self.cfg.resume
-        if not r:
-            return None
-        if r == "auto":
-            latest = self.ckpt_dir / "latest"
-            if not latest.is_file():
-                return None
-            path = self.ckpt_dir / latest.read_text().strip()
-        else:
-            path = Path(r)
-        if not (path / "trainer_state.json").is_file():
-            raise FileNotFoundError(f"{path} is not a training checkpoint (no trainer_state.json)")
-        return path
-
     def _build_model(self, resume_dir: Path | None):
         from transformers import AutoTokenizer
 
@@ -406,7 +180,7 @@ class Trainer:
         return model, tok, None
 
     # ------------------------------------------------------------------------------------------
-    def _loader(self, stage_start_global: int, stage_index: int, start_step: int, end_step: int):
+    def _loader(self, start_step: int, end_step: int):
         cfg, env = self.cfg, self.env
         builder = SampleBuilder(self.pipe.prompt_ids, self.tokenizer,
                                 self.tokenizer.convert_tokens_to_ids("<|im_end|>"),
@@ -432,32 +206,18 @@ class Trainer:
             return torch.autocast("cuda", dtype=torch.bfloat16)
         return nullcontext()
 
-    def _lr(self, spec: StageSpec, local_step: int) -> float:
-        warm = min(self.cfg.warmup_steps, max(1, spec.steps // 5))
-        if local_step < warm:
-            return spec.lr * (local_step + 1) / warm
-        t = (local_step - warm) / max(1, spec.steps - warm)
-        floor = self.cfg.min_lr_ratio
-        return spec.lr * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * min(1.0, t))))
+    def _append_log(self, row: dict[str, Any]) -> None:
+        with open(self.log_path, "a") as fh:
+            fh.write(json.dumps(row) + "\n")
 
     # ------------------------------------------------------------------------------------------
     def run(self) -> dict[str, Any]:
         """Train through every stage; returns the last evaluation (rank 0) or {}."""
         cfg, env = self.cfg, self.env
         if self.resume_state is not None and "rng" in self.resume_state:
-            _set_rng_state(self.resume_state["rng"])
-            rng_file = self.resume_dir / f"rng_rank{env.rank}.safetensors"
-            if rng_file.is_file():
-                from safetensors.torch import load_file
-
-                st = load_file(str(rng_file))
-                torch.set_rng_state(st["torch_cpu"])
-                if "torch_cuda" in st and torch.cuda.is_available():
-                    torch.cuda.set_rng_state(st["torch_cuda"], env.device)
+            restore_rngs(self.resume_dir, self.resume_state["rng"], env)
         else:
-            random.seed(cfg.seed + env.rank)
-            np.random.seed(cfg.seed + env.rank)
-            torch.manual_seed(cfg.seed)  # same init on all ranks (DDP also broadcasts it)
+            seed_rngs(cfg.seed, env)
         start = 0
         bar = None
         if env.is_main:
@@ -476,18 +236,24 @@ class Trainer:
                 self._evaluate()
             self._save("final", final=True)
             if os.environ.get("DEPTHVLM_TRAIN_DUMP_PARAMS"):
-                self._dump_params()
+                write_param_digest(unwrap_model(self.model), self.out, env, self.global_step)
         finally:
             if bar is not None:
                 bar.close()
             shutdown_distributed()
         return self.last_eval
 
-    def _run_stage(self, index: int, spec: StageSpec, start: int, end: int, bar) -> None:
+    def _wrap_for_stage(self, index: int, spec: StageSpec, start: int, end: int
+                        ) -> tuple[nn.Module, list[nn.Parameter], torch.optim.Optimizer]:
+        """Freeze for the stage, wrap for data parallelism and build its optimizer.
+
+        Returns:
+            ``(wrapped, params, optimizer)``: the data-parallel train step, its trainable
+            parameters and a fresh AdamW (resumed when this stage was interrupted).
+        """
         cfg, env = self.cfg, self.env
-        model = self.model
-        names = set_trainable(model, spec.stage)
-        step_module = DepthVLMTrainStep(model)
+        names = set_trainable(self.model, spec.stage)
+        step_module = DepthVLMTrainStep(self.model)
         shard = ()
         if cfg.strategy == "fsdp" and env.distributed and index > 0:
             # fully_shard converts parameters to DTensors in place and cannot be re-applied
@@ -509,18 +275,23 @@ class Trainer:
                                 lr=spec.lr, betas=(0.9, 0.95), fused=False)
         if (self.resume_state is not None and self.resume_state.get("stage_index") == index
                 and self.global_step > start):
-            self._load_optimizer(wrapped, opt)
-        loader = self._loader(start, index, self.global_step, end)
-        it = iter(loader)
-        window: dict[str, list[float]] = {"depth_loss": [], "lm_loss": [], "tokens": []}
-        t_last = time.perf_counter()
+            load_optimizer(self.resume_dir, wrapped, opt)
         if env.is_main:
             print(f"[train] stage {spec.stage} ({index + 1}/{len(cfg.stages)}): steps "
                   f"{self.global_step}->{end}, lr {spec.lr:g}, {len(names)} trainable tensors, "
                   f"{sum(p.numel() for p in params):,} parameters", file=sys.stderr, flush=True)
+        return wrapped, params, opt
+
+    def _run_stage(self, index: int, spec: StageSpec, start: int, end: int, bar) -> None:
+        cfg, env = self.cfg, self.env
+        wrapped, params, opt = self._wrap_for_stage(index, spec, start, end)
+        loader = self._loader(self.global_step, end)
+        it = iter(loader)
+        window: dict[str, list[float]] = {"depth_loss": [], "lm_loss": [], "tokens": []}
+        t_last = time.perf_counter()
         while self.global_step < end:
             local = self.global_step - start
-            lr = self._lr(spec, local)
+            lr = lr_at(spec, local, cfg.warmup_steps, cfg.min_lr_ratio)
             for g in opt.param_groups:
                 g["lr"] = lr
             lm_w = cfg.lm_weight if spec.stage in (0, 2) else 0.0
@@ -561,8 +332,7 @@ class Trainer:
                 t_last = now
                 window = {k: [] for k in window}
                 if env.is_main:
-                    with open(self.log_path, "a") as fh:
-                        fh.write(json.dumps(row) + "\n")
+                    self._append_log(row)
             if self.eval_records and (self.global_step % cfg.eval_every == 0):
                 self._evaluate()
             if self.global_step % cfg.ckpt_every == 0 or done:
@@ -599,17 +369,16 @@ class Trainer:
             res["type"] = "eval"
             res["seconds"] = time.perf_counter() - t0
             self.last_eval = res
-            with open(self.log_path, "a") as fh:
-                fh.write(json.dumps(res) + "\n")
+            self._append_log(res)
             s = res["summary"]
             print(f"[eval] step {self.global_step}: δ1(worst) {s['delta1_min']:.3f}, AbsRel(worst) "
                   f"{s['abs_rel_max']:.3f}, answers {s['answer_accuracy']:.3f} "
                   f"({res['seconds']:.0f} s)", file=sys.stderr, flush=True)
-            score = self._score(res)
+            score = selection_score(res)
             if score > self.best_score:
                 self.best_score = score
-                self._write_folder(self.out / "best", stage=self._stage_at(self.global_step),
-                                   model=model)
+                self._write_folder(self.out / "best",
+                                   stage=stage_at(self.cfg.stages, self.global_step), model=model)
         else:
             # Every rank must agree on whether this step was evaluated: under FSDP the eval
             # starts with a collective gather, and the final "evaluate unless just done" check
@@ -618,21 +387,7 @@ class Trainer:
             self.last_eval = {"step": self.global_step}
         barrier(env)
 
-    @staticmethod
-    def _score(res: dict[str, Any]) -> float:
-        s = res["summary"]
-        d1 = s["delta1_min"] if s["delta1_min"] == s["delta1_min"] else 0.0
-        acc = s["answer_accuracy"] if s["answer_accuracy"] == s["answer_accuracy"] else 0.0
-        return d1 + acc
-
-    def _stage_at(self, step: int) -> int:
-        start = 0
-        for spec in self.cfg.stages:
-            if step <= start + spec.steps:
-                return spec.stage
-            start += spec.steps
-        return self.cfg.stages[-1].stage
-
+    # ------------------------------------------------------------------------------------------
     def _meta(self, stage: int, final: bool) -> dict[str, Any]:
         return {"stage": stage, "steps": self.global_step, "final": final,
                 "canonical_fx": self.canonical_fx, "max_image_tokens": self.cfg.max_image_tokens,
@@ -654,49 +409,32 @@ class Trainer:
             cpu.load_state_dict({k.removeprefix("model."): v for k, v in state_dict.items()},
                                 strict=False)
             model = cpu
-        tmp = path.with_name(path.name + ".tmp")
-        if tmp.exists():
-            shutil.rmtree(tmp)
-        write_model_folder(model, self.tokenizer, tmp, self._meta(stage, final))
-        if path.exists():
-            shutil.rmtree(path)
-        tmp.rename(path)
+        write_folder_atomically(model, self.tokenizer, path, self._meta(stage, final))
 
     def _save(self, name: str, final: bool = False, wrapped=None, opt=None,
               stage_index: int | None = None, stage: int | None = None) -> None:
         """Write a checkpoint (model folder + trainer state); rank 0 writes, all ranks wait."""
         env, cfg = self.env, self.cfg
-        from safetensors.torch import save_file
-
         full_sd = None
         if cfg.strategy == "fsdp" and env.distributed:
             # A collective: every rank takes part. FSDP2 shards the model in place, so the
             # plain model's state dict holds DTensors and is gathered here.
             full_sd = {"model." + k: v for k, v in fsdp_full_state_dict(self.model).items()}
-        osd = None
-        if opt is not None:
-            from torch.distributed.checkpoint.state_dict import (StateDictOptions,
-                                                                 get_optimizer_state_dict)
-
-            osd = get_optimizer_state_dict(wrapped, opt, options=StateDictOptions(
-                full_state_dict=True, cpu_offload=True))
-        stage = stage if stage is not None else self._stage_at(self.global_step)
+        osd = gather_optimizer_state(wrapped, opt) if opt is not None else None
+        stage = stage if stage is not None else stage_at(cfg.stages, self.global_step)
         path = (self.out / "final") if final else (self.ckpt_dir / name)
         if env.is_main:
             self._write_folder(path, stage, final, full_sd)
             if not final:
-                state = {"global_step": self.global_step, "stage_index": stage_index,
-                         "stage": stage, "best_score": self.best_score, "rng": _rng_state(),
-                         "last_eval": self.last_eval, "config": cfg.to_json(),
-                         "world_size": env.world_size}
-                (path / "trainer_state.json").write_text(json.dumps(state, default=str) + "\n")
+                write_trainer_state(path, {
+                    "global_step": self.global_step, "stage_index": stage_index, "stage": stage,
+                    "best_score": self.best_score, "rng": rng_state(),
+                    "last_eval": self.last_eval, "config": cfg.to_json(),
+                    "world_size": env.world_size})
                 if osd is not None:
-                    tensors, groups = _flatten_optimizer(osd)
-                    save_file(tensors, str(path / "optimizer.safetensors"))
-                    (path / "optimizer_groups.json").write_text(json.dumps(groups, default=str))
-                (self.ckpt_dir / "latest.tmp").write_text(name + "\n")
-                os.replace(self.ckpt_dir / "latest.tmp", self.ckpt_dir / "latest")
-                self._prune()
+                    save_optimizer(path, osd)
+                mark_latest(self.ckpt_dir, name)
+                prune_checkpoints(self.ckpt_dir, cfg.keep_checkpoints)
             if self.log_path.is_file():
                 try:
                     plot_losses(self.log_path, self.out / "loss.png")
@@ -704,43 +442,8 @@ class Trainer:
                     print(f"[train] loss plot failed: {exc}", file=sys.stderr)
         barrier(env)
         if not final:
-            rng = {"torch_cpu": torch.get_rng_state()}
-            if env.device.type == "cuda":
-                rng["torch_cuda"] = torch.cuda.get_rng_state(env.device)
-            save_file(rng, str(path / f"rng_rank{env.rank}.safetensors"))
+            save_torch_rngs(path, env)
         barrier(env)
-
-    def _dump_params(self) -> None:
-        """Write an exact digest of this rank's parameters (tests compare ranks and resumes)."""
-        import hashlib
-
-        digest = {}
-        for name, p in unwrap_model(self.model).state_dict().items():
-            t = p.full_tensor() if hasattr(p, "full_tensor") else p
-            digest[name] = hashlib.sha256(t.detach().cpu().contiguous().numpy().tobytes()
-                                          ).hexdigest()[:16]
-        (self.out / f"params_rank{self.env.rank}.json").write_text(json.dumps(
-            {"rank": self.env.rank, "world_size": self.env.world_size, "step": self.global_step,
-             "params": digest}, indent=0))
-
-    def _prune(self) -> None:
-        ckpts = sorted(p for p in self.ckpt_dir.glob("step-*") if p.is_dir()
-                       and not p.name.endswith(".tmp"))
-        for old in ckpts[:-max(1, self.cfg.keep_checkpoints)]:
-            shutil.rmtree(old, ignore_errors=True)
-
-    def _load_optimizer(self, wrapped, opt) -> None:
-        from safetensors.torch import load_file
-        from torch.distributed.checkpoint.state_dict import (StateDictOptions,
-                                                             set_optimizer_state_dict)
-
-        path = self.resume_dir
-        if not (path / "optimizer.safetensors").is_file():
-            return
-        groups = json.loads((path / "optimizer_groups.json").read_text())
-        osd = _unflatten_optimizer(load_file(str(path / "optimizer.safetensors")), groups)
-        set_optimizer_state_dict(wrapped, opt, osd,
-                                 options=StateDictOptions(full_state_dict=True))
 
 
 def train(cfg: TrainConfig) -> dict[str, Any]:
