@@ -229,7 +229,7 @@ def test_pipeline_failure_still_answers_the_question(make_node):
 
     from depthvlm_ros.msg import SpatialAnswer
     from depthvlm_ros.core.camera import Intrinsics
-    from depthvlm_ros.ros.worker import HeldFrame, QueryJob
+    from depthvlm_ros.core.scheduling import HeldFrame, QueryJob
 
     node = make_node()
     assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS

@@ -1,4 +1,4 @@
-"""depthvlm_ros.ros.worker without ROS: latest frame, bounded and waiting queries, pairing."""
+"""depthvlm_ros.core.scheduling without ROS: latest frame, bounded and waiting queries, pairing."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import time
 
 import numpy as np
 
-from depthvlm_ros.ros.worker import (Counters, FrameJob, HeldFrame, LatestFrameWorker, QueryJob,
+from depthvlm_ros.core.scheduling import (Counters, FrameJob, HeldFrame, LatestFrameWorker, QueryJob,
                                      StampPairer)
 
 

@@ -20,6 +20,7 @@ import numpy as np
 
 from ..core.camera import Intrinsics
 from ..core.errors import InputError
+from ..core.frames import camera_info_intrinsics, cloud_buffer, output_camera_info
 
 __all__ = [
     "COLOR_ENCODINGS",
@@ -139,15 +140,6 @@ def image_depth_m(msg) -> np.ndarray:
     return out
 
 
-def camera_info_intrinsics(msg) -> Intrinsics:
-    """Intrinsics from a ``sensor_msgs/CameraInfo`` (K and the image size).
-
-    Raises:
-        InputError: zero size or a K without positive finite focal lengths.
-    """
-    return Intrinsics.from_k(np.asarray(msg.k, dtype=np.float64), int(msg.width), int(msg.height))
-
-
 # ----------------------------------------------------------------------------------------------
 # Builders
 # ----------------------------------------------------------------------------------------------
@@ -192,64 +184,34 @@ def make_depth_image(ts, header, depth_m: np.ndarray):
 def make_camera_info(ts, header, intr: Intrinsics, template=None):
     """``sensor_msgs/CameraInfo`` for ``intr``.
 
-    With a ``template`` (the camera's own CameraInfo) the distortion model, D, R, binning and ROI
-    are kept and K/P are scaled when the size differs; without one a distortion-free pinhole
-    is written.
+    The values are :func:`depthvlm_ros.core.frames.output_camera_info`, as the live node
+    publishes them: with a ``template`` (the camera's own CameraInfo) its distortion model, D,
+    R and binning are kept and K, P and ROI follow the image's size; without one a
+    distortion-free pinhole is written.
     """
-    CameraInfo = ts.types["sensor_msgs/msg/CameraInfo"]
-    k = np.array([intr.fx, 0.0, intr.cx, 0.0, intr.fy, intr.cy, 0.0, 0.0, 1.0])
-    if template is not None:
-        sx = intr.width / max(1, int(template.width))
-        sy = intr.height / max(1, int(template.height))
-        p = np.asarray(template.p, dtype=np.float64).copy()
-        if sx != 1.0 or sy != 1.0:
-            # Same pixel-edge convention as Intrinsics.scaled for the projection matrix.
-            p[[0, 1]] *= sx
-            p[[4, 5]] *= sy
-            p[2] = (p[2] + 0.5) * sx - 0.5
-            p[6] = (p[6] + 0.5) * sy - 0.5
-            p[3] *= sx
-            p[7] *= sy
-        return CameraInfo(
-            header=header, height=intr.height, width=intr.width,
-            distortion_model=template.distortion_model,
-            d=np.asarray(template.d, dtype=np.float64).copy(), k=k,
-            r=np.asarray(template.r, dtype=np.float64).copy(), p=p,
-            binning_x=template.binning_x, binning_y=template.binning_y, roi=template.roi)
-    p = np.array([intr.fx, 0.0, intr.cx, 0.0, 0.0, intr.fy, intr.cy, 0.0, 0.0, 0.0, 1.0, 0.0])
-    roi = ts.types["sensor_msgs/msg/RegionOfInterest"](x_offset=0, y_offset=0, height=0, width=0,
-                                                       do_rectify=False)
-    return CameraInfo(header=header, height=intr.height, width=intr.width,
-                      distortion_model="plumb_bob", d=np.zeros(5), k=k,
-                      r=np.eye(3).reshape(-1), p=p, binning_x=0, binning_y=0, roi=roi)
+    f = output_camera_info(intr, template)
+    roi = ts.types["sensor_msgs/msg/RegionOfInterest"](
+        x_offset=f.roi[0], y_offset=f.roi[1], width=f.roi[2], height=f.roi[3],
+        do_rectify=f.roi[4])
+    return ts.types["sensor_msgs/msg/CameraInfo"](
+        header=header, height=f.height, width=f.width, distortion_model=f.distortion_model,
+        d=f.d, k=f.k, r=f.r, p=f.p, binning_x=f.binning_x, binning_y=f.binning_y, roi=roi)
 
 
 def make_pointcloud2(ts, header, xyz: np.ndarray, rgb: np.ndarray | None = None):
-    """Organized ``sensor_msgs/PointCloud2`` (float32 x y z, + packed rgb), ``is_dense`` false.
-
-    Args:
-        ts: typestore.
-        header: header of the depth image the points come from.
-        xyz: (H, W, 3) float32 points, NaN where invalid.
-        rgb: optional (H, W, 3) uint8 colours, packed as the float32 ``rgb`` field (PCL layout
-            0x00RRGGBB, as RViz reads it).
+    """Organized ``sensor_msgs/PointCloud2`` in the layout of
+    :func:`depthvlm_ros.core.frames.cloud_buffer` (the live node's): float32 x y z (+ packed
+    rgb) in 16-byte points, NaN invalid, ``is_dense`` false.
     """
     PointField = ts.types["sensor_msgs/msg/PointField"]
-    h, w = xyz.shape[:2]
-    names = ["x", "y", "z"] + (["rgb"] if rgb is not None else [])
-    fields = [PointField(name=n, offset=4 * i, datatype=_FLOAT32, count=1)
-              for i, n in enumerate(names)]
-    buf = np.empty((h, w, len(names)), dtype="<f4")
-    buf[..., :3] = xyz
-    if rgb is not None:
-        c = np.asarray(rgb, dtype=np.uint32)
-        packed = (c[..., 0] << 16) | (c[..., 1] << 8) | c[..., 2]
-        buf[..., 3] = packed.astype("<u4").view("<f4")
-    point_step = 4 * len(names)
+    cloud, names = cloud_buffer(xyz, rgb)
+    h, w = cloud.shape
+    fields = [PointField(name=n, offset=off, datatype=_FLOAT32, count=1) for n, off in names]
+    step = cloud.dtype.itemsize
     return ts.types["sensor_msgs/msg/PointCloud2"](
         header=header, height=h, width=w, fields=fields, is_bigendian=False,
-        point_step=point_step, row_step=point_step * w,
-        data=buf.reshape(-1).view(np.uint8), is_dense=False)
+        point_step=step, row_step=step * w, data=cloud.view(np.uint8).reshape(-1),
+        is_dense=False)
 
 
 def make_spatial_answer(ts, header, *, id: str, question: str, answer: str,

@@ -26,6 +26,7 @@ import numpy as np
 
 from ..core.camera import Intrinsics, backproject
 from ..core.errors import InputError
+from ..core.frames import FrameDropped, frame_intrinsics, nearest_stamp
 from ..core.spatial import points_for_pixels
 from . import messages as bagconv
 from .queries import ScriptedQuery
@@ -96,8 +97,10 @@ class ReplaySummary:
     """Counts and results of one replay.
 
     ``frames_*`` count image messages; every image is exactly one of processed, unpaired (no
-    camera_info and no fallback) or bad (undecodable). ``frames_fallback`` is the subset of
-    processed frames that used ``fallback_hfov_deg``.
+    camera_info and no fallback) or bad (undecodable, or unusable intrinsics).
+    ``frames_fallback`` is the subset of processed frames that used ``fallback_hfov_deg``.
+    ``drops`` counts the frames not processed by the reason the live node would count them
+    under (:data:`depthvlm_ros.core.frames.DROP_REASONS`).
     """
 
     input_bag: str
@@ -109,6 +112,7 @@ class ReplaySummary:
     frames_fallback: int = 0
     frames_bad: int = 0
     camera_info_bad: int = 0
+    drops: dict[str, int] = field(default_factory=dict)
     gt_bad: int = 0
     gt_unmatched: int = 0
     frames_scored: int = 0
@@ -125,6 +129,14 @@ class ReplaySummary:
     answers_log: list[dict] = field(default_factory=list)
     aggregate: dict | None = None
     report_frames: list[dict] = field(default_factory=list, repr=False)
+
+    def drop(self, reason: str) -> None:
+        """Count one image not processed, under the node's drop ``reason``."""
+        self.drops[reason] = self.drops.get(reason, 0) + 1
+        if reason == "no_camera_info":
+            self.frames_unpaired += 1
+        else:
+            self.frames_bad += 1
 
     def as_dict(self) -> dict:
         """JSON-ready dict (NaN -> None; report images left out)."""
@@ -154,7 +166,7 @@ class _ImageEntry:
 
 
 class _Pairer:
-    """camera_info lookup by header stamp, exact or within a tolerance."""
+    """camera_info lookup by header stamp, with the pairing rule of :func:`nearest_stamp`."""
 
     def __init__(self, infos: dict[int, tuple[Any, Intrinsics]], tolerance_ns: int) -> None:
         self.infos = infos
@@ -162,13 +174,10 @@ class _Pairer:
         self.tol = tolerance_ns
 
     def find(self, stamp: int):
-        if stamp in self.infos:
-            return self.infos[stamp]
-        if self.tol <= 0 or not self.keys:
-            return None
+        # Only the two neighbours in stamp order can be the nearest.
         i = bisect.bisect_left(self.keys, stamp)
-        best = min((k for k in self.keys[max(0, i - 1):i + 1]), key=lambda k: abs(k - stamp))
-        return self.infos[best] if abs(best - stamp) <= self.tol else None
+        hit = nearest_stamp(self.keys[max(0, i - 1):i + 1], stamp, self.tol)
+        return None if hit is None else self.infos[hit]
 
 
 def _assign_queries(entries: list[_ImageEntry], queries: Sequence[ScriptedQuery],
@@ -350,30 +359,34 @@ def replay_bag(bag: str | Path, out_bag: str | Path, pipeline, options: ReplayOp
                 entry = entries[img_i]
                 summary.frames_total += 1
                 if entry.stamp_ns is None:
-                    summary.frames_bad += 1
+                    summary.drop("bad_image")
                     continue
+                msg = None
                 try:
                     msg = ts.deserialize_cdr(raw, conn.msgtype)
                     rgb = bagconv.image_rgb(msg)
                 except Exception:  # noqa: BLE001 - undecodable image: count it, keep going
-                    summary.frames_bad += 1
+                    enc = getattr(msg, "encoding", None)
+                    summary.drop("bad_image" if msg is None or enc in bagconv.COLOR_ENCODINGS
+                                 else "bad_encoding")
                     _fail_queries(ts, entry, "the image could not be decoded", summary, answers,
                                   bag_start)
                     continue
                 h, w = rgb.shape[:2]
-                intr, template = entry.intr, entry.info_msg
-                if intr is not None and (intr.width, intr.height) != (w, h):
-                    intr = intr.scaled(w, h)  # camera_info of a binned/resized stream
-                if intr is None and options.fallback_hfov_deg > 0:
-                    intr = Intrinsics.from_fov(w, h, options.fallback_hfov_deg)
-                    template, entry.fallback = None, True
-                if intr is None:
-                    summary.frames_unpaired += 1
+                template = entry.info_msg
+                try:
+                    intr = frame_intrinsics(w, h, template, options.fallback_hfov_deg)
+                except FrameDropped as exc:
+                    summary.drop(exc.reason)
+                    if exc.reason != "no_camera_info":  # unpaired frames carry no questions
+                        summary.warnings.append(f"frame {img_i}: {exc}")
+                        _fail_queries(ts, entry, str(exc), summary, answers, bag_start)
                     continue
+                entry.fallback = template is None
                 try:
                     result = pipeline.process_frame(rgb, intr, keep_context=bool(entry.queries))
                 except InputError as exc:
-                    summary.frames_bad += 1
+                    summary.drop("bad_image")
                     summary.warnings.append(f"frame {img_i}: {exc}")
                     _fail_queries(ts, entry, str(exc), summary, answers, bag_start)
                     continue

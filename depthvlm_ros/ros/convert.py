@@ -28,6 +28,9 @@ import numpy as np
 
 from ..core.camera import Intrinsics, backproject
 from ..core.errors import InputError
+from ..core.frames import MAX_IMAGE_SIDE, CameraInfoFields, cloud_buffer, output_camera_info
+from ..core.frames import camera_info_intrinsics as camera_info_to_intrinsics
+from ..core.frames import check_size as _check_size
 
 __all__ = [
     "COLOR_ENCODINGS",
@@ -41,14 +44,11 @@ __all__ = [
     "camera_info_to_intrinsics",
     "scaled_camera_info",
     "intrinsics_to_camera_info",
+    "camera_info_msg",
     "make_pointcloud2",
     "depth_to_pointcloud2",
     "pointcloud2_to_array",
 ]
-
-#: Largest accepted image side in pixels. Far beyond any camera, small enough that a corrupt
-#: header cannot make us allocate gigabytes.
-MAX_IMAGE_SIDE = 16384
 
 #: Colour encodings accepted by :func:`image_to_rgb`: bytes per pixel, and the source channel
 #: that feeds R, G and B.
@@ -74,14 +74,6 @@ _PF_UINT32 = 6
 _PF_FLOAT32 = 7
 _PF_FLOAT64 = 8
 
-# Output cloud layout: PCL's PointXYZRGB / PointXYZ-with-padding, 16 bytes, little-endian.
-_CLOUD_RGB_DTYPE = np.dtype({"names": ["x", "y", "z", "rgb"],
-                             "formats": ["<f4", "<f4", "<f4", "<u4"],
-                             "offsets": [0, 4, 8, 12], "itemsize": 16})
-_CLOUD_XYZ_DTYPE = np.dtype({"names": ["x", "y", "z"], "formats": ["<f4", "<f4", "<f4"],
-                             "offsets": [0, 4, 8], "itemsize": 16})
-
-
 class CloudArrays(NamedTuple):
     """Arrays read back from a ``PointCloud2`` by :func:`pointcloud2_to_array`.
 
@@ -96,18 +88,6 @@ class CloudArrays(NamedTuple):
 
 # --------------------------------------------------------------------------------------------
 # helpers
-
-
-def _check_size(height: Any, width: Any, what: str) -> tuple[int, int]:
-    try:
-        h, w = int(height), int(width)
-    except (TypeError, ValueError) as exc:
-        raise InputError(f"{what}: height/width must be integers, got {height!r}x{width!r}") from exc
-    if h <= 0 or w <= 0:
-        raise InputError(f"{what}: empty image ({w}x{h})")
-    if h > MAX_IMAGE_SIDE or w > MAX_IMAGE_SIDE:
-        raise InputError(f"{what}: {w}x{h} exceeds the limit of {MAX_IMAGE_SIDE} pixels per side")
-    return h, w
 
 
 def _data_bytes(data: Any, what: str) -> np.ndarray:
@@ -342,101 +322,33 @@ def msg_to_depth(msg: Any) -> np.ndarray:
 # camera info
 
 
-def camera_info_to_intrinsics(msg: Any) -> Intrinsics:
-    """Pinhole intrinsics from a ``sensor_msgs/CameraInfo``.
-
-    Args:
-        msg: CameraInfo whose ``k`` is the row-major 3x3 camera matrix for an image of
-            ``width`` x ``height``. Skew (``k[1]``) and distortion are not modelled and are
-            ignored: the node expects rectified or near-pinhole images.
-
-    Returns:
-        :class:`~depthvlm_ros.core.camera.Intrinsics`.
-
-    Raises:
-        InputError: ``k`` missing or not 9 numbers, non-positive or non-finite focal lengths
-            (an uncalibrated camera publishes an all-zero ``k``), non-finite principal point,
-            a bottom row other than (0, 0, 1), or a zero / oversized image size.
-    """
-    k = getattr(msg, "k", None)
-    if k is None:
-        raise InputError("camera info has no k matrix")
-    try:
-        k = np.asarray(k, dtype=np.float64).reshape(-1)
-    except (TypeError, ValueError) as exc:
-        raise InputError(f"camera info k must be numbers, got {k!r}") from exc
-    h, w = _check_size(getattr(msg, "height", None), getattr(msg, "width", None), "camera info")
-    intr = Intrinsics.from_k(k, w, h)
-    if not np.allclose(k[6:9], (0.0, 0.0, 1.0), rtol=0.0, atol=1e-9):
-        raise InputError(f"camera info k is not a pinhole matrix: bottom row {k[6:9].tolist()}")
-    return intr
-
-
 def scaled_camera_info(msg: Any, width: int, height: int):
     """The ``CameraInfo`` of the same camera after resizing its image to ``width`` x ``height``.
 
-    ``k`` and ``p`` follow :meth:`Intrinsics.scaled` (pixel edges map to pixel edges: focal
-    lengths and the stereo baseline term scale with the image, the principal point moves as
-    ``(c + 0.5) * s - 0.5``). Distortion coefficients are in normalized coordinates and ``r``
-    is a rotation, so both are unchanged; ``roi`` is scaled and rounded; the header and
-    ``binning`` are copied. An all-zero ``p`` (published by some drivers) is filled from the
-    scaled ``k``.
-
-    Args:
-        msg: the input image's CameraInfo.
-        width: new image width in pixels.
-        height: new image height in pixels.
-
-    Returns:
-        A new ``sensor_msgs/CameraInfo``.
+    The arithmetic is :func:`depthvlm_ros.core.frames.output_camera_info` (K, P and ROI follow
+    the image with the pixel-edge convention, an all-zero P is filled from K, D/R/binning are
+    kept); the header is copied.
 
     Raises:
-        InputError: invalid intrinsics in ``msg`` (see :func:`camera_info_to_intrinsics`) or a
-            zero / oversized target size.
+        InputError: invalid intrinsics in ``msg`` or a zero / oversized target size.
     """
-    intr = camera_info_to_intrinsics(msg)
     h2, w2 = _check_size(height, width, "target size")
-    scaled = intr.scaled(w2, h2)
-    sx, sy = w2 / intr.width, h2 / intr.height
+    intr = camera_info_to_intrinsics(msg).scaled(w2, h2)
+    return camera_info_msg(output_camera_info(intr, msg), getattr(msg, "header", None))
+
+
+def camera_info_msg(fields: CameraInfoFields, header: Any = None):
+    """A ``sensor_msgs/CameraInfo`` holding ``fields`` under a copy of ``header``."""
     _, _, _, CameraInfo, *_ = _msgs()
     out = CameraInfo()
-    out.header = _header(getattr(msg, "header", None))
-    out.width, out.height = w2, h2
-    out.distortion_model = str(getattr(msg, "distortion_model", "") or "")
-    try:
-        out.d = [float(v) for v in np.asarray(getattr(msg, "d", []), dtype=np.float64).reshape(-1)]
-        out.r = np.asarray(getattr(msg, "r", np.eye(3)), dtype=np.float64).reshape(9)
-    except (TypeError, ValueError) as exc:
-        raise InputError(f"camera info d / r are malformed: {exc}") from exc
-    k = np.asarray(msg.k, dtype=np.float64).reshape(9).copy()
-    k[0], k[1], k[2] = scaled.fx, k[1] * sx, scaled.cx
-    k[4], k[5] = scaled.fy, scaled.cy
-    out.k = k
-    try:
-        p_in = np.asarray(getattr(msg, "p", np.zeros(12)), dtype=np.float64).reshape(-1)
-    except (TypeError, ValueError) as exc:
-        raise InputError(f"camera info p must be numbers: {exc}") from exc
-    if p_in.size != 12:
-        raise InputError(f"camera info p must have 12 entries, got {p_in.size}")
-    if not np.any(p_in):
-        p = np.zeros(12)
-        p[[0, 1, 2, 4, 5, 6, 8, 9, 10]] = k
-    else:
-        p = p_in.copy()
-        p[0:4] = p_in[0:4] * sx
-        p[4:8] = p_in[4:8] * sy
-        p[2] = (p_in[2] + 0.5) * sx - 0.5
-        p[6] = (p_in[6] + 0.5) * sy - 0.5
-    out.p = p
-    out.binning_x = int(getattr(msg, "binning_x", 0))
-    out.binning_y = int(getattr(msg, "binning_y", 0))
-    roi = getattr(msg, "roi", None)
-    if roi is not None:
-        out.roi.x_offset = int(round(int(roi.x_offset) * sx))
-        out.roi.y_offset = int(round(int(roi.y_offset) * sy))
-        out.roi.width = int(round(int(roi.width) * sx))
-        out.roi.height = int(round(int(roi.height) * sy))
-        out.roi.do_rectify = bool(roi.do_rectify)
+    out.header = _header(header)
+    out.width, out.height = int(fields.width), int(fields.height)
+    out.distortion_model = fields.distortion_model
+    out.d = [float(v) for v in fields.d]
+    out.k, out.r, out.p = fields.k, fields.r, fields.p
+    out.binning_x, out.binning_y = fields.binning_x, fields.binning_y
+    (out.roi.x_offset, out.roi.y_offset, out.roi.width, out.roi.height,
+     out.roi.do_rectify) = fields.roi
     return out
 
 
@@ -450,16 +362,7 @@ def intrinsics_to_camera_info(intr: Intrinsics, header: Any = None):
     For intrinsics that did not come from a CameraInfo (a configured field of view, a test
     camera); P is K with a zero translation column, as for a monocular camera.
     """
-    _, _, _, CameraInfo, _, _ = _msgs()
-    ci = CameraInfo()
-    ci.header = _header(header)
-    ci.width, ci.height = int(intr.width), int(intr.height)
-    ci.distortion_model = "plumb_bob"
-    ci.d = [0.0] * 5
-    ci.k = [intr.fx, 0.0, intr.cx, 0.0, intr.fy, intr.cy, 0.0, 0.0, 1.0]
-    ci.r = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0]
-    ci.p = [intr.fx, 0.0, intr.cx, 0.0, 0.0, intr.fy, intr.cy, 0.0, 0.0, 0.0, 1.0, 0.0]
-    return ci
+    return camera_info_msg(output_camera_info(intr), header)
 
 
 def make_pointcloud2(points: np.ndarray, header: Any = None, rgb: np.ndarray | None = None):
@@ -480,30 +383,14 @@ def make_pointcloud2(points: np.ndarray, header: Any = None, rgb: np.ndarray | N
     Raises:
         InputError: wrong shapes or dtypes, or empty / oversized grids.
     """
-    points = np.asarray(points)
-    if points.ndim != 3 or points.shape[2] != 3:
-        raise InputError(f"points must be (H, W, 3), got shape {points.shape}")
-    if points.dtype.kind not in "fiu":
-        raise InputError(f"points must be real-valued, got {points.dtype}")
-    h, w = _check_size(points.shape[0], points.shape[1], "point cloud")
-    if rgb is not None:
-        rgb = np.asarray(rgb)
-        if rgb.shape != (h, w, 3) or rgb.dtype != np.uint8:
-            raise InputError(f"rgb must be ({h}, {w}, 3) uint8 to match the points, got "
-                             f"{rgb.shape} {rgb.dtype}")
-    cloud = np.zeros((h, w), dtype=_CLOUD_RGB_DTYPE if rgb is not None else _CLOUD_XYZ_DTYPE)
-    cloud["x"] = points[..., 0]
-    cloud["y"] = points[..., 1]
-    cloud["z"] = points[..., 2]
-    if rgb is not None:
-        c = rgb.astype(np.uint32)
-        cloud["rgb"] = (c[..., 0] << 16) | (c[..., 1] << 8) | c[..., 2]
+    cloud, names = cloud_buffer(points, rgb)
+    h, w = cloud.shape
     _, _, _, _, PointCloud2, PointField = _msgs()
-    names = ("x", "y", "z", "rgb") if rgb is not None else ("x", "y", "z")
-    fields = [PointField(name=n, offset=4 * i, datatype=PointField.FLOAT32, count=1)
-              for i, n in enumerate(names)]
+    fields = [PointField(name=n, offset=off, datatype=PointField.FLOAT32, count=1)
+              for n, off in names]
     return PointCloud2(header=_header(header), height=h, width=w, fields=fields,
-                       is_bigendian=False, point_step=16, row_step=16 * w,
+                       is_bigendian=False, point_step=cloud.dtype.itemsize,
+                       row_step=cloud.dtype.itemsize * w,
                        data=_byte_array(cloud.view(np.uint8)), is_dense=False)
 
 

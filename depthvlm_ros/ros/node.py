@@ -3,7 +3,7 @@
 The node is a translation layer. :mod:`depthvlm_ros.ros.convert` turns messages into arrays,
 :class:`~depthvlm_ros.core.pipeline.DepthVLMPipeline` does all model work,
 :mod:`depthvlm_ros.core.spatial` reads depths and points at pixels, and
-:mod:`depthvlm_ros.ros.worker` decides what runs, waits or is dropped. Topic names are relative
+:mod:`depthvlm_ros.core.scheduling` decides what runs, waits or is dropped. Topic names are relative
 (namespaces and remaps choose the final ones):
 
 =====  ======================  ==================================  =========================
@@ -46,27 +46,24 @@ from std_msgs.msg import Header, String
 
 from depthvlm_ros.msg import SpatialAnswer, SpatialQuery
 
-from ..core.camera import Intrinsics, backproject
+from ..core.frames import FrameDropped, frame_intrinsics, output_camera_info
 from ..core.config import DepthVLMConfig, field_specs
 from ..core.errors import DepthVLMError, InputError
 from ..core.spatial import points_for_pixels, validate_pixels
 from ..core.visualize import colorize_depth
 from . import convert, qos
-from .worker import (FrameJob, HeldFrame, LatestFrameWorker, QueryJob, StampPairer, Counters)
+from ..core.scheduling import (Counters, FrameJob, HeldFrame, LatestFrameWorker, QueryJob,
+                               StampPairer)
 
 __all__ = ["DepthVLMNode", "main", "LIVE_PARAMETERS", "STARTUP_PARAMETERS"]
 
 #: Parameters applied as soon as they are set; all others take effect at the next configure.
 LIVE_PARAMETERS = frozenset({"publish_points", "points_rgb", "publish_colorized",
                              "warn_throttle_s", "max_new_tokens", "sync_tolerance_s",
-                             "fallback_hfov_deg"})
+                             "fallback_hfov_deg", "answer_mode"})
 
 #: Parameters only read when the node starts (read-only afterwards).
 STARTUP_PARAMETERS = frozenset({"autostart"})
-
-#: Relative aspect-ratio difference under which a camera_info of another size is rescaled to
-#: the image (a resized stream) rather than rejected (a different camera, or a crop).
-ASPECT_TOLERANCE = 0.01
 
 
 
@@ -406,25 +403,10 @@ class DepthVLMNode(LifecycleNode):
             self._drop(reason, str(exc))
             return None
         h, w = rgb.shape[:2]
-        out_info = None
         try:
-            if job.info is None:
-                intr = Intrinsics.from_fov(w, h, cfg.fallback_hfov_deg)
-            else:
-                intr = convert.camera_info_to_intrinsics(job.info)
-                if (intr.width, intr.height) != (w, h):
-                    aspect_img, aspect_cal = w / h, intr.width / intr.height
-                    if abs(aspect_img / aspect_cal - 1.0) > ASPECT_TOLERANCE:
-                        self._drop("camera_info_size",
-                                   f"image is {w}x{h} but camera_info is "
-                                   f"{intr.width}x{intr.height} (different aspect ratio)")
-                        return None
-                    intr = intr.scaled(w, h)
-                    out_info = convert.scaled_camera_info(job.info, w, h)
-                else:
-                    out_info = job.info
-        except InputError as exc:
-            self._drop("bad_camera_info", str(exc))
+            intr = frame_intrinsics(w, h, job.info, cfg.fallback_hfov_deg)
+        except FrameDropped as exc:
+            self._drop(exc.reason, str(exc))
             return None
         try:
             result = self._pipeline.process_frame(rgb, intr, keep_context=True)
@@ -436,27 +418,18 @@ class DepthVLMNode(LifecycleNode):
         self._stats.latency("frame", time.monotonic() - job.received)
         header = _copy_header(msg.header)
         self._last_frame_id = header.frame_id
-        self._publish_frame(header, result.depth, intr, rgb, out_info)
+        self._publish_frame(header, result.depth, intr, rgb, job.info)
         return HeldFrame(job.stamp_ns, header, result.context, result.depth, intr)
 
     def _publish_frame(self, header, depth, intr, rgb, info_msg) -> None:
         cfg = self._cfg
         self._pubs["depth"].publish(convert.depth_to_msg(depth, header))
-        if info_msg is None:
-            ci = convert.intrinsics_to_camera_info(intr, header)
-        else:
-            ci = CameraInfo()
-            ci.header, ci.width, ci.height = _copy_header(header), info_msg.width, info_msg.height
-            ci.distortion_model, ci.d, ci.k, ci.r, ci.p = (
-                info_msg.distortion_model, info_msg.d, info_msg.k, info_msg.r, info_msg.p)
-            ci.binning_x, ci.binning_y = info_msg.binning_x, info_msg.binning_y
-            ci.roi = info_msg.roi
-        self._pubs["info"].publish(ci)
+        self._pubs["info"].publish(convert.camera_info_msg(output_camera_info(intr, info_msg),
+                                                           header))
         # The cloud is the most expensive message; build it only for an audience.
         if cfg.publish_points and self._pubs["points"].get_subscription_count() > 0:
-            points = backproject(depth, intr)
-            self._pubs["points"].publish(
-                convert.make_pointcloud2(points, header, rgb if cfg.points_rgb else None))
+            self._pubs["points"].publish(convert.depth_to_pointcloud2(
+                depth, intr, header, rgb if cfg.points_rgb else None))
             self._stats.inc("points_published")
         if cfg.publish_colorized and self._pubs["colorized"].get_subscription_count() > 0:
             self._pubs["colorized"].publish(convert.rgb_to_msg(colorize_depth(depth), header))

@@ -29,6 +29,8 @@ from typing import Any, Callable, Deque, Optional
 
 import numpy as np
 
+from .frames import nearest_stamp
+
 __all__ = ["FrameJob", "QueryJob", "HeldFrame", "StampPairer", "Counters", "LatestFrameWorker",
            "FRAME_WAIT_S"]
 
@@ -96,12 +98,9 @@ class StampPairer:
         self.seen_info = False
 
     def _nearest(self, items, stamp_ns: int):
-        best, best_dt = None, None
-        for item in items:
-            dt = abs(item[0] - stamp_ns)
-            if dt <= self.tolerance_ns and (best_dt is None or dt < best_dt):
-                best, best_dt = item, dt
-        return best
+        items = list(items)
+        hit = nearest_stamp((item[0] for item in items), stamp_ns, self.tolerance_ns)
+        return None if hit is None else next(item for item in items if item[0] == hit)
 
     def add_image(self, stamp_ns: int, image: Any) -> tuple[Any, int]:
         """Offer an image.
