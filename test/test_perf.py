@@ -126,6 +126,14 @@ def test_only_rejects_unknown_names(tiny_model_dir, tmp_path):
                  "--only", "dense,warp"]) == 1
 
 
+def test_command_help_names_match_core():
+    """The command spells the benchmark and variant names itself (its help imports no torch)."""
+    from depthvlm_ros.commands import perf as command
+
+    assert command._BENCHMARKS == perf.BENCHMARKS
+    assert command._ARCH_VARIANTS == perf.VARIANTS
+
+
 def _install_missing() -> str | None:
     if not (REPO / "install" / "depthvlm_ros").is_dir():
         return "ROS install space install/depthvlm_ros is missing: run scripts/build_ros.sh"

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from depthvlm_ros.core import perf_gpu
+from depthvlm_ros.core import perf
 from depthvlm_ros.core.model import DepthVLMForConditionalGeneration
 
 REPO = Path(__file__).resolve().parent.parent
@@ -48,8 +48,8 @@ def cpu_result():
     torch.set_num_threads(1)
     lines: list[str] = []
     # 128 x 96 at the canonical focal: the model image is the input, a 3 x 4 token grid.
-    result = perf_gpu.run_arch_benchmark("tiny", "cpu", torch.float32, width=128, height=96,
-                                         fx=1000.0, repeats=3, warmup=1, progress=lines.append)
+    result = perf.run_arch_benchmark("tiny", "cpu", torch.float32, width=128, height=96,
+                                     fx=1000.0, repeats=3, warmup=1, progress=lines.append)
     return result, lines
 
 
@@ -60,10 +60,10 @@ def test_cpu_run_structure(cpu_result):
     assert r["grid"] == list(GRID) and r["image_tokens"] == 12 and r["model_image"] == [128, 96]
     assert r["vision_patches"] == 48 and r["sequence_tokens"] > r["image_tokens"]
     assert r["parameters"] > 0 and r["weights_bytes"] == 4 * r["parameters"]
-    assert list(r["variants"]) == list(perf_gpu.VARIANTS)
+    assert list(r["variants"]) == list(perf.VARIANTS)
     eager = r["variants"]["eager"]
     assert eager["status"] == "ok"
-    assert set(eager["stages"]) == set(perf_gpu.STAGES)
+    assert set(eager["stages"]) == set(perf.STAGES)
     for stage, stats in eager["stages"].items():
         assert stats["n"] == 3, stage
         assert stats["median_ms"] >= 0 and math.isfinite(stats["median_ms"]), stage
@@ -71,7 +71,7 @@ def test_cpu_run_structure(cpu_result):
     # The split of vision_prefill adds up, and no stage exceeds the frame.
     assert st["vision"]["median_ms"] > 0 and st["prefill"]["median_ms"] > 0
     assert st["head"]["median_ms"] > 0
-    for stage in perf_gpu.STAGES[:-1]:
+    for stage in perf.STAGES[:-1]:
         assert st[stage]["median_ms"] <= st["total"]["median_ms"]
     assert _positive(eager["fps"]) and _positive(eager["fps_model_stages"])
     assert eager["fps"] == pytest.approx(1e3 / st["total"]["median_ms"])
@@ -96,16 +96,16 @@ def test_cpu_run_flops_and_limit(cpu_result, tokenizer):
     f = r["flops"]
     assert f["total"] > 0 and f["total"] == f["vision"] + f["llm"] + f["head"]
     assert f["causal_attention"] is True and f["seq_len"] == r["sequence_tokens"]
-    want = perf_gpu.frame_flops(perf_gpu.arch_config("tiny", tokenizer), GRID,
-                                r["sequence_tokens"], (96, 128))
+    want = perf.frame_flops(perf.arch_config("tiny", tokenizer), GRID,
+                            r["sequence_tokens"], (96, 128))
     assert f["total"] == want["total"]
-    assert r["peak_flops"] == perf_gpu.H100_BF16_DENSE_FLOPS
+    assert r["peak_flops"] == perf.H100_BF16_DENSE_FLOPS
     assert r["compute_bound_fps"] == pytest.approx(r["peak_flops"] / f["total"])
 
 
 def test_frame_flops_equal_hand_computation(tokenizer):
-    cfg = perf_gpu.arch_config("tiny", tokenizer)
-    got = perf_gpu.frame_flops(cfg, GRID, SEQ_LEN, OUT_HW, causal=True)
+    cfg = perf.arch_config("tiny", tokenizer)
+    got = perf.frame_flops(cfg, GRID, SEQ_LEN, OUT_HW, causal=True)
     n_patch, n_tok, length = 48, 12, SEQ_LEN
     # Vision: Conv3d patch embed (3 x 2 x 16 x 16 inputs), per block qkv + proj + fc1 + fc2,
     # attention QK^T and AV over all 48 patches, 4 mergers (main + 3 DeepStack) on 128 -> 64.
@@ -134,7 +134,7 @@ def test_frame_flops_equal_hand_computation(tokenizer):
     assert (vision, llm, head) == (10_321_920, 4_825_088, 239_738_880)
     assert got["vision"] == vision and got["llm"] == llm and got["head"] == head
     assert got["total"] == vision + llm + head
-    full = perf_gpu.frame_flops(cfg, GRID, SEQ_LEN, OUT_HW, causal=False)
+    full = perf.frame_flops(cfg, GRID, SEQ_LEN, OUT_HW, causal=False)
     assert full["llm"] - got["llm"] == 2 * 2 * 2 * (31 * 31 - 496) * 4 * 16
 
 
@@ -142,23 +142,21 @@ def test_frame_flops_match_torch_flop_counter(tokenizer):
     """The count equals what torch counts on the real forward (eager attention: plain matmuls)."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    from depthvlm_ros.core.camera import Intrinsics
     from depthvlm_ros.core.config import DepthVLMConfig
-    from depthvlm_ros.core.perf import synthetic_frame
     from depthvlm_ros.core.pipeline import DepthVLMPipeline
 
-    cfg = perf_gpu.arch_config("tiny", tokenizer)
-    model = perf_gpu.build_random_model(cfg, "cpu", torch.float32, attn_implementation="eager")
+    cfg = perf.arch_config("tiny", tokenizer)
+    model = perf.build_random_model(cfg, "cpu", torch.float32, attn_implementation="eager")
     pipe = DepthVLMPipeline(model, tokenizer, DepthVLMConfig(device="cpu", dtype="float32",
                                                              head_backend="torch"),
                             model_canonical_fx=1000.0)
-    mi = pipe.prepare(synthetic_frame(128, 96), Intrinsics(1000.0, 1000.0, 63.5, 47.5, 128, 96))
+    mi = pipe.prepare(*perf.synthetic_camera_frame(128, 96, 1000.0))
     ids = torch.tensor([pipe.prompt_ids(mi.plan.num_tokens)])
     with torch.inference_mode(), FlopCounterMode(display=False) as counter:
         enc = model.encode(ids, mi.pixel_values, mi.image_grid_thw)
         model.predict_depth(enc, (mi.plan.model_height, mi.plan.model_width))
-    want = perf_gpu.frame_flops(cfg, (mi.plan.grid_h, mi.plan.grid_w), ids.shape[1],
-                                (mi.plan.model_height, mi.plan.model_width), causal=False)
+    want = perf.frame_flops(cfg, (mi.plan.grid_h, mi.plan.grid_w), ids.shape[1],
+                            (mi.plan.model_height, mi.plan.model_width), causal=False)
     # Eager attention computes every query-key pair (the mask is added after), hence causal=False.
     # Tolerance only for releases whose rotary tables use a (k = 1) matmul.
     assert counter.get_total_flops() == pytest.approx(want["total"], rel=1e-3)
@@ -166,11 +164,11 @@ def test_frame_flops_match_torch_flop_counter(tokenizer):
 
 def test_4b_flops_match_parameter_shapes():
     """Linear-layer FLOPs of the 4B count are 2 x tokens x the weights the 4B model really has."""
-    cfg = perf_gpu.qwen3_vl_4b_config()
+    cfg = perf.qwen3_vl_4b_config()
     with torch.device("meta"):
-        model = DepthVLMForConditionalGeneration(perf_gpu.qwen3_vl_4b_config())
+        model = DepthVLMForConditionalGeneration(perf.qwen3_vl_4b_config())
     grid, seq_len = (30, 40), 1215
-    f = perf_gpu.frame_flops(cfg, grid, seq_len)["parts"]
+    f = perf.frame_flops(cfg, grid, seq_len)["parts"]
 
     def weights(module) -> int:
         return sum(m.weight.numel() for m in module.modules() if isinstance(m, torch.nn.Linear))
@@ -181,10 +179,10 @@ def test_4b_flops_match_parameter_shapes():
     assert f["vision_mergers"] == 2 * 1200 * (weights(visual.merger)
                                               + weights(visual.deepstack_merger_list))
     assert f["vision_patch_embed"] == 2 * 4800 * visual.patch_embed.proj.weight.numel()
-    total = perf_gpu.frame_flops(cfg, grid, seq_len)["total"]
+    total = perf.frame_flops(cfg, grid, seq_len)["total"]
     # About 15.7 TFLOP: a compute-bound limit near 63 frames/s on one H100.
     assert 14e12 < total < 18e12
-    assert 50 < perf_gpu.H100_BF16_DENSE_FLOPS / total < 75
+    assert 50 < perf.H100_BF16_DENSE_FLOPS / total < 75
 
 
 def test_cli_arch_tiny_cpu(tmp_path):
@@ -207,8 +205,8 @@ def test_cli_arch_tiny_cpu(tmp_path):
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (DepthVLM-4B in bf16)")
 def test_4b_on_gpu():
-    r = perf_gpu.run_arch_benchmark("4b", "cuda", torch.bfloat16, repeats=3, warmup=2,
-                                    variants=("eager",))
+    r = perf.run_arch_benchmark("4b", "cuda", torch.bfloat16, repeats=3, warmup=2,
+                                variants=("eager",))
     assert r["image_tokens"] == 1200 and r["grid"] == [30, 40]
     assert 4.0e9 < r["parameters"] < 5.0e9
     eager = r["variants"]["eager"]

@@ -1,11 +1,4 @@
-"""ROS-free performance benchmarks: every figure is a ratio of two variants timed in one run.
-
-The machine these run on is usually shared, so absolute times move with other people's load.
-Each benchmark therefore takes turns between the variants it compares (A, B, A, B, ...), so a
-load spike hits both, and reports the medians and the **ratio of the medians**. Absolute times
-are kept alongside for context only.
-
-Benchmarks:
+"""Ratio benchmarks of the depth pipeline: each figure compares two variants timed in one run.
 
 * :func:`bench_dense_vs_points` — one dense depth map (vision + prefill + head) against
   DepthLM-style per-point text queries (marker drawn on the image, vision + full prefill +
@@ -18,7 +11,8 @@ Benchmarks:
 * :func:`bench_head` — the depth head on torch against onnxruntime
   (:func:`depthvlm_ros.core.export.benchmark_head_backends`).
 
-The node-overhead and point-cloud benchmarks need ROS and live in :mod:`depthvlm_ros.ros.perf_node`.
+How variants are interleaved and compared is in :mod:`.timing`. The node-overhead and
+point-cloud benchmarks need ROS and live in :mod:`depthvlm_ros.ros.perf_node`.
 """
 
 from __future__ import annotations
@@ -26,15 +20,16 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any, Callable
 
 import numpy as np
 import torch
 
-from .bench.runner import DEPTHLM_QUESTION, draw_marker, parse_metres
-from .camera import Intrinsics
-from .config import DepthVLMConfig
-from .pipeline import DepthVLMPipeline
+from ..bench import DEPTHLM_QUESTION, draw_marker, parse_metres
+from ..camera import Intrinsics
+from ..config import DepthVLMConfig
+from ..pipeline import DepthVLMPipeline
+from .timing import ratio_of_medians, say, summarize, synchronized_time
 
 __all__ = [
     "PERF_MODEL_SIZES",
@@ -44,9 +39,6 @@ __all__ = [
     "PAPER_POINTS_S",
     "QUESTION_TOKENS",
     "FullPrefillAnswer",
-    "summarize",
-    "ratio_of_medians",
-    "synthetic_frame",
     "answer_budget",
     "make_perf_pipeline",
     "question_with_tokens",
@@ -86,37 +78,6 @@ _QUESTION_SOURCES = (
 )
 
 
-def summarize(seconds: Sequence[float]) -> dict[str, float]:
-    """Median, min, max and count of a list of durations, in milliseconds."""
-    ms = np.asarray(seconds, dtype=np.float64) * 1e3
-    if ms.size == 0:
-        return {"n": 0, "median_ms": float("nan"), "min_ms": float("nan"), "max_ms": float("nan")}
-    return {"n": int(ms.size), "median_ms": float(np.median(ms)), "min_ms": float(ms.min()),
-            "max_ms": float(ms.max())}
-
-
-def ratio_of_medians(numerator: Sequence[float], denominator: Sequence[float]) -> float:
-    """``median(numerator) / median(denominator)`` (NaN when either is empty or the base is 0)."""
-    if len(numerator) == 0 or len(denominator) == 0:
-        return float("nan")
-    den = float(np.median(denominator))
-    return float(np.median(numerator)) / den if den > 0 else float("nan")
-
-
-def synthetic_frame(width: int, height: int, seed: int = 0) -> np.ndarray:
-    """A deterministic RGB test frame: smooth colour ramps with texture (uint8, (H, W, 3)).
-
-    The content does not change the cost of a forward pass; a structured image just keeps
-    the markers and the depth previews readable.
-    """
-    rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
-    base = np.stack([xx / max(width - 1, 1), yy / max(height - 1, 1),
-                     0.5 + 0.5 * np.sin((xx + yy) / 23.0)], axis=-1)
-    noise = rng.normal(0.0, 0.05, size=(height, width, 3)).astype(np.float32)
-    return (np.clip(base + noise, 0.0, 1.0) * 255).astype(np.uint8)
-
-
 def make_perf_pipeline(sizes: dict[str, Any] | None = None, seed: int = 0,
                        config: DepthVLMConfig | None = None) -> tuple[DepthVLMPipeline, dict]:
     """A random DepthVLM of ``sizes`` (default :data:`PERF_MODEL_SIZES`) in a torch pipeline.
@@ -124,7 +85,7 @@ def make_perf_pipeline(sizes: dict[str, Any] | None = None, seed: int = 0,
     Returns:
         The pipeline (float32, CPU, torch head) and a description (sizes, parameter count).
     """
-    from .folders import make_tiny_model
+    from ..folders import make_tiny_model
 
     sizes = dict(PERF_MODEL_SIZES if sizes is None else sizes)
     model, tokenizer = make_tiny_model(seed=seed, **sizes)
@@ -172,13 +133,6 @@ class FullPrefillAnswer:
     first_logits: torch.Tensor
 
 
-def _sync(device: torch.device) -> float:
-    """A timestamp taken after the device's queued work has finished."""
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    return time.perf_counter()
-
-
 @torch.inference_mode()
 def full_prefill_answer(pipe: DepthVLMPipeline, model_image, question: str,
                         max_new_tokens: int | None = None) -> FullPrefillAnswer:
@@ -201,7 +155,7 @@ def full_prefill_answer(pipe: DepthVLMPipeline, model_image, question: str,
     pixel_values = model_image.pixel_values.to(pipe.device, pipe.dtype)
     grid = model_image.image_grid_thw.to(pipe.device)
     limit = max_new_tokens or pipe.config.max_new_tokens
-    t0 = _sync(pipe.device)
+    t0 = synchronized_time(pipe.device)
     enc = model.encode(ids, pixel_values, grid, use_cache=True)
     logits = model.lm_head(enc.hidden[:, -1])
     first_logits = logits[0].float().cpu()
@@ -211,7 +165,7 @@ def full_prefill_answer(pipe: DepthVLMPipeline, model_image, question: str,
     for step in range(limit):
         nxt = int(torch.argmax(logits[0]))
         if step == 0:
-            first_s = _sync(pipe.device) - t0
+            first_s = synchronized_time(pipe.device) - t0
         if nxt in pipe.eos_ids:
             break
         tokens.append(nxt)
@@ -220,7 +174,7 @@ def full_prefill_answer(pipe: DepthVLMPipeline, model_image, question: str,
         logits = model.decode_step(torch.tensor([[nxt]], device=pipe.device), enc.cache,
                                    position)[:, -1]
         position += 1
-    total = _sync(pipe.device) - t0
+    total = synchronized_time(pipe.device) - t0
     text = pipe.tokenizer.decode(tokens, skip_special_tokens=True).strip()
     return FullPrefillAnswer(text, tokens, first_s, total, first_logits)
 
@@ -236,12 +190,7 @@ def point_query(pipe: DepthVLMPipeline, rgb: np.ndarray, intrinsics: Intrinsics,
     t0 = time.perf_counter()
     marked = draw_marker(rgb, uv[0], uv[1])
     answer = full_prefill_answer(pipe, pipe.prepare(marked, intrinsics), question, max_new_tokens)
-    return _sync(pipe.device) - t0, answer
-
-
-def _say(progress: Callable[[str], None] | None, text: str) -> None:
-    if progress is not None:
-        progress(text)
+    return synchronized_time(pipe.device) - t0, answer
 
 
 def answer_budget(pipe: DepthVLMPipeline, example: str = "2.35") -> int:
@@ -285,15 +234,15 @@ def bench_dense_vs_points(pipe: DepthVLMPipeline, rgb: np.ndarray, intrinsics: I
         if i in dense_at:
             t0 = time.perf_counter()
             frame = pipe.process_frame(rgb, intrinsics, keep_context=False)
-            dense_s.append(_sync(pipe.device) - t0)
+            dense_s.append(synchronized_time(pipe.device) - t0)
         seconds, ans = point_query(pipe, rgb, intrinsics, (float(uv[0]), float(uv[1])), budget)
         point_s.append(seconds)
         tokens.append(len(ans.token_ids))
         parsed += parse_metres(ans.text) is not None
         if (i + 1) % max(1, n_points // 4) == 0:
-            _say(progress, f"    {i + 1}/{n_points} point queries, "
-                           f"median {np.median(point_s) * 1e3:.0f} ms; "
-                           f"dense median {np.median(dense_s) * 1e3:.0f} ms")
+            say(progress, f"    {i + 1}/{n_points} point queries, "
+                          f"median {np.median(point_s) * 1e3:.0f} ms; "
+                          f"dense median {np.median(dense_s) * 1e3:.0f} ms")
     pixels = PAPER_IMAGE[0] * PAPER_IMAGE[1]
     per_point = float(np.median(point_s))
     dense = float(np.median(dense_s))
@@ -361,8 +310,8 @@ def bench_prefix_reuse(pipe: DepthVLMPipeline, rgb: np.ndarray, intrinsics: Intr
         same &= reuse_ids == full_ids
         first_token_same &= reuse_ids[:1] == full_ids[:1]
         max_logit_diff = max(max_logit_diff, float((reuse_logits - full_logits).abs().max()))
-        _say(progress, f"    repeat {i + 1}/{repeats}: first token reuse "
-                       f"{reuse_first[-1] * 1e3:.1f} ms vs full {full_first[-1] * 1e3:.1f} ms")
+        say(progress, f"    repeat {i + 1}/{repeats}: first token reuse "
+                      f"{reuse_first[-1] * 1e3:.1f} ms vs full {full_first[-1] * 1e3:.1f} ms")
     ratio_first = ratio_of_medians(full_first, reuse_first)
     return {
         "image": [int(rgb.shape[1]), int(rgb.shape[0])],
@@ -396,7 +345,7 @@ def bench_head(pipe: DepthVLMPipeline, grid: tuple[int, int], repeats: int = 10,
         The rows of :func:`~depthvlm_ros.core.export.benchmark_head_backends` and the ratio
         ``torch / onnxruntime`` of the medians (the onnxruntime speed-up; None if unavailable).
     """
-    from .export import benchmark_head_backends, format_benchmark
+    from ..export import benchmark_head_backends, format_benchmark
 
     rows = benchmark_head_backends(pipe.model, grid=grid, repeats=repeats,
                                    warmup=min(3, repeats), backends=("torch", "onnxruntime"),
