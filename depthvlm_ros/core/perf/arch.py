@@ -54,7 +54,7 @@ __all__ = [
 ARCHS = ("tiny", "4b")
 #: Stages of a depth-only frame, in order (``total`` is the whole frame).
 STAGES = ("preprocess", "vision", "prefill", "head", "postprocess", "total")
-#: The issue's target: depth-only frames per second on one H100.
+#: The target: depth-only frames per second on one H100.
 TARGET_FPS = 30.0
 
 
@@ -185,7 +185,7 @@ def run_arch_benchmark(arch: str = "4b", device: torch.device | str = "cuda",
     Args:
         arch: ``4b`` (DepthVLM-4B, :func:`qwen3_vl_4b_config`) or ``tiny`` (the tests' model).
         device: where the model is built and run.
-        dtype: model precision (bf16 for the issue's figure).
+        dtype: model precision (bf16 for the target figure).
         width, height, fx: the camera (fy = fx, principal point at the centre). The default
             640 x 480 at fx 500 is resized to the canonical focal 1000: a 1280 x 960 model
             image, 30 x 40 = 1200 image tokens.
