@@ -65,6 +65,12 @@ class DepthVLMConfig:
                                "(empty: ~/.cache/depthvlm_ros).")
     max_new_tokens: int = _f(32, "Longest answer, in tokens.", range=(1, 1024))
     max_query_chars: int = _f(512, "Longest accepted question, in characters.", range=(1, 16384))
+    answer_mode: str = _f("auto", "Where an answer's text comes from: auto (measured on the depth "
+                          "map when the query gives or the question writes pixels or regions, "
+                          "or the model locates the object it names; the model's text "
+                          "otherwise), measured (always measured; says so when nothing can be "
+                          "measured) or model (the model's text only).",
+                          choices=("auto", "measured", "model"))
     system_prompt: str = _f("You are a helpful assistant.", "System message placed before the "
                             "image, as in the DepthVLM release.")
     min_depth: float = _f(0.001, "Depths below this (metres) are published as NaN.",

@@ -1,10 +1,10 @@
 """The answer text, composed from measurements only.
 
 Plain sentences a person can read aloud. Distances are metres with two decimals, each exactly a
-measured value (or a difference / 3-D distance of measured values) rounded to that precision;
+measured value (or a difference or straight-line distance of measured values) rounded to that precision;
 the other numbers are the pixel coordinates the question or the query gave, and a threshold
 repeated as the question wrote it. Depths are along the camera's optical axis (what a robot's
-depth image holds), points are in the camera optical frame (x right, y down, z forward).
+depth image holds); points are in the camera optical frame (x right, y down, z forward).
 
 How each target counts, when targets are compared or tested against a threshold:
 
@@ -195,7 +195,7 @@ def _compare(targets: list[_Target], farther: bool) -> list[str]:
         sentences = [text]
         if not first.is_region and not second.is_region:
             sentences.append(f"The two points are {format_metres(_distance_3d(first, second))} m "
-                             "apart in 3-D.")
+                             "apart in a straight line.")
         return sentences + missing
     word = "farthest" if farther else "nearest"
     rest = "; ".join(f"{t.name} at {format_metres(t.depth)} m" for t in valid[1:])
@@ -209,8 +209,8 @@ def _between(targets: list[_Target]) -> list[str]:
             "So I cannot say how far apart they are."]
     kind = "centroids" if a.is_region or b.is_region else "points"
     return [f"{_capital(a.name)} and {b.name} are {format_metres(_distance_3d(a, b))} m apart "
-            f"in 3-D (between their {kind}); {a.name} is {_from_camera(a)} and {b.name} "
-            f"{_from_camera(b)}."]
+            f"in a straight line between their {kind}; {a.name} is {_from_camera(a)} and "
+            f"{b.name} {_from_camera(b)}."]
 
 
 def _threshold(targets: list[_Target], threshold: Threshold) -> list[str]:
@@ -240,7 +240,7 @@ def compose_answer(pixels: PixelMeasurements, regions: Sequence[RegionMeasuremen
 
     Returns:
         The text. With one target: its measurements. With two or more: the comparison, the
-        3-D distance or the threshold verdict the intent asks for, else each one's measurements.
+        straight-line distance or the threshold verdict the intent asks for, else each one's measurements.
         With none: :func:`nothing_to_measure_text`.
     """
     targets = _pixel_targets(pixels) + _region_targets(regions)
