@@ -327,8 +327,8 @@ def test_auto_without_anything_to_measure_is_the_model_text():
 
 
 def test_auto_locates_a_named_object_and_measures_its_box():
-    pipe, res = _ask("How far is the chair?", text="34.9 m",
-                     grounding='```json\n[{"bbox_2d": [100, 100, 300, 300], "label": "chair"}]\n```')
+    fenced = '```json\n[{"bbox_2d": [100, 100, 300, 300], "label": "chair"}]\n```'
+    pipe, res = _ask("How far is the chair?", text="34.9 m", grounding=fenced)
     assert len(pipe.asked) == 2 and "How far is the chair?" in pipe.asked[1]
     assert res.source == SOURCE_MEASURED and res.model_answer == "34.9 m"
     (r,) = res.regions

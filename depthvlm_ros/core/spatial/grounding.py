@@ -2,12 +2,14 @@
 
 Qwen3-VL writes grounding results as JSON, ``[{"bbox_2d": [x1, y1, x2, y2], "label": "chair"}]``
 or with ``"point_2d": [x, y]``, with coordinates *relative* to the image: 0 .. 1000 of its width
-and height, whatever size the image was resized to. (Qwen2.5-VL used absolute pixels of the
-resized image instead.) Sources: the Qwen3-VL README note quoted in QwenLM/Qwen3-VL issue #1741
-("relative coordinates ranging from 0 to 1000 ... you don't need to calculate the resized_w")
-and a maintainer's answer in issue #1427 ("0-1000的相对坐标"); Alibaba Cloud's Model Studio page
-says 0 .. 999, so both ends are accepted; supervision's ``from_qwen_3_vl`` (roboflow/supervision
-PR #2015) also reads them on a 1000 x 1000 grid.
+and height, whatever size the image was resized to (Qwen2.5-VL used absolute pixels of the
+resized image instead). Where this comes from: the Qwen3-VL README's note, quoted in
+https://github.com/QwenLM/Qwen3-VL/issues/1741 ("relative coordinates ranging from 0 to 1000
+... you don't need to calculate the resized_w"); a Qwen maintainer's reply in
+https://github.com/QwenLM/Qwen3-VL/issues/1427 (Qwen3-VL uses 0-1000 relative coordinates, not
+Qwen2.5-VL's absolute ones); supervision's ``from_qwen_3_vl``
+(https://github.com/roboflow/supervision/pull/2015) reads them on a 1000 x 1000 grid. Alibaba
+Cloud's Model Studio page says 0 .. 999; both ends are accepted.
 
 The pipeline resizes the whole input image for the model (no crop, no padding), so a relative
 coordinate maps to the input image by a plain scale: ``x * width / 1000`` is a position measured

@@ -120,7 +120,8 @@ def _window_medians(depth: np.ndarray, cols: np.ndarray, rows: np.ndarray,
     return out
 
 
-def sample_depths(depth: np.ndarray, pixels: np.ndarray, radius: int = DEFAULT_RADIUS) -> np.ndarray:
+def sample_depths(depth: np.ndarray, pixels: np.ndarray,
+                  radius: int = DEFAULT_RADIUS) -> np.ndarray:
     """:func:`sample_depth` at many pixels at once.
 
     Args:

@@ -47,7 +47,7 @@ class Region:
 
     @classmethod
     def from_corners(cls, u0: int, v0: int, u1: int, v1: int) -> "Region":
-        """The region whose top-left pixel is ``(u0, v0)`` and bottom-right ``(u1, v1)`` (inclusive)."""
+        """The region from top-left pixel ``(u0, v0)`` to bottom-right ``(u1, v1)``, inclusive."""
         return cls(u0, v0, u1 - u0 + 1, v1 - v0 + 1)
 
     @property

@@ -1,9 +1,9 @@
 """The answer text, composed from measurements only.
 
 Plain sentences a person can read aloud. Distances are metres with two decimals, each exactly a
-measured value (or a difference or straight-line distance of measured values) rounded to that precision;
-the other numbers are the pixel coordinates the question or the query gave, and a threshold
-repeated as the question wrote it. Depths are along the camera's optical axis (what a robot's
+measured value (or a difference or straight-line distance of measured values) rounded to that
+precision; the other numbers are the pixel coordinates the question or the query gave, and a
+threshold repeated as the question wrote it. Depths are along the camera's optical axis (what a robot's
 depth image holds); points are in the camera optical frame (x right, y down, z forward).
 
 How each target counts, when targets are compared or tested against a threshold:
@@ -171,7 +171,8 @@ def _distance_3d(a: _Target, b: _Target) -> float:
 
 
 def _from_camera(t: _Target) -> str:
-    return f"{format_metres(t.depth)} m from the camera" + (" (median depth)" if t.is_region else "")
+    which = " (median depth)" if t.is_region else ""
+    return f"{format_metres(t.depth)} m from the camera{which}"
 
 
 def _compare(targets: list[_Target], farther: bool) -> list[str]:
@@ -240,7 +241,8 @@ def compose_answer(pixels: PixelMeasurements, regions: Sequence[RegionMeasuremen
 
     Returns:
         The text. With one target: its measurements. With two or more: the comparison, the
-        straight-line distance or the threshold verdict the intent asks for, else each one's measurements.
+        straight-line distance or the threshold verdict the intent asks for, else each one's
+        measurements.
         With none: :func:`nothing_to_measure_text`.
     """
     targets = _pixel_targets(pixels) + _region_targets(regions)
