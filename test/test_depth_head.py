@@ -1,4 +1,4 @@
-"""The DPT head: shapes, the release's state-dict layout, and the release's arithmetic."""
+"""The DPT head: shapes, the release's state-dict layout, the release's arithmetic, from_config."""
 
 from __future__ import annotations
 
@@ -85,6 +85,24 @@ def reference_forward(sd: dict, feats, ph: int, pw: int, out_size) -> torch.Tens
     out = F.relu(out)
     out = F.conv2d(out, sd["scratch.output_conv2.2.weight"], sd["scratch.output_conv2.2.bias"])
     return F.softplus(out).squeeze(1)
+
+
+def test_from_config_reads_a_config_object_and_its_json_alike():
+    from transformers import Qwen3VLConfig
+
+    from depthvlm_ros.core.errors import ConfigError
+
+    small = Qwen3VLConfig(text_config={"hidden_size": 48}, depth_head_features=16,
+                          depth_head_out_channels=[8, 16, 32, 32])
+    want = {k: tuple(v.shape) for k, v in DPTDepthHead(48, 16, (8, 16, 32, 32)).state_dict().items()}
+    for source in (small, small.to_dict()):
+        got = DPTDepthHead.from_config(source).state_dict()
+        assert {k: tuple(v.shape) for k, v in got.items()} == want
+    # The authors' config.json names no head widths: the release's apply.
+    release = DPTDepthHead.from_config({"text_config": {"hidden_size": 2560}})
+    assert {k: tuple(v.shape) for k, v in release.state_dict().items()} == release_key_shapes(2560)
+    with pytest.raises(ConfigError, match="hidden_size"):
+        DPTDepthHead.from_config({"text_config": {}})
 
 
 def test_release_key_set_loads_strictly_4b_dims():

@@ -297,3 +297,19 @@ def test_cli_bench_and_errors(tiny_model_dir, model_cache, capsys):
     assert "--tensorrt:" in capsys.readouterr().err
     assert main(["export", "--model", str(tiny_model_dir)]) == 1
     assert "nothing to do" in capsys.readouterr().err
+
+
+def test_run_export_returns_its_figures_and_reports_through_progress(tiny_model_dir, model_cache,
+                                                                     capsys):
+    with pytest.raises(ExportError, match="nothing to do"):
+        ex.run_export(ex.ExportRequest(model=str(tiny_model_dir)))
+    request = ex.ExportRequest(model=str(tiny_model_dir), bench=True, grid=(2, 3), repeats=1,
+                               cache_dir=str(model_cache))
+    result = ex.run_export(request)
+    assert capsys.readouterr().out == ""  # no progress callback: silent
+    assert result.model_folder == tiny_model_dir and result.manifest is None
+    assert [r["backend"] for r in result.bench_rows] == ["torch", "tensorrt", "onnxruntime"]
+    lines = []
+    ex.run_export(request, progress=lines.append)
+    assert lines[0] == f"loading the depth head of {tiny_model_dir}"
+    assert lines[-1].startswith("depth head latency, grid 2x3 -> 64x96 px")

@@ -13,16 +13,20 @@ tensors of DepthVLM-4B load unchanged and give the same numbers:
   ``scratch.output_conv2`` (-> 32, ReLU, -> 1, Softplus): depth in metres.
 
 The head is a plain ``nn.Module`` whose ``forward`` takes tensors and returns a tensor, so it
-exports to ONNX and TensorRT on its own.
+exports to ONNX and TensorRT on its own. :meth:`DPTDepthHead.from_config` builds the head a
+model config describes; the full model and the head-only export loader both use it, so they
+build the same module tree from the same ``config.json``.
 """
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any, Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from .errors import ConfigError
 
 __all__ = ["DPTDepthHead", "DEFAULT_FEATURES", "DEFAULT_OUT_CHANNELS"]
 
@@ -73,6 +77,13 @@ class _FusionBlock(nn.Module):
         return self.out_conv(x)
 
 
+def _config_value(config: Any, name: str, default: Any = None) -> Any:
+    """A field of a config object (attribute) or of a parsed config.json (key)."""
+    if isinstance(config, Mapping):
+        return config.get(name, default)
+    return getattr(config, name, default)
+
+
 class DPTDepthHead(nn.Module):
     """Dense metric depth from four token grids of a Qwen3-VL model.
 
@@ -115,6 +126,25 @@ class DPTDepthHead(nn.Module):
             nn.Softplus(),
         )
         self.scratch = scratch
+
+    @classmethod
+    def from_config(cls, config: Any) -> DPTDepthHead:
+        """The head a model config describes (a ``Qwen3VLConfig`` or its ``config.json`` dict).
+
+        The input width is the LLM hidden size (``text_config.hidden_size``); the fusion and
+        pyramid widths come from ``depth_head_features`` / ``depth_head_out_channels`` and
+        default to the release's, which the authors' config.json leaves out.
+
+        Raises:
+            ConfigError: the config names no hidden size.
+        """
+        text = _config_value(config, "text_config") or {}
+        dim_in = int(_config_value(text, "hidden_size") or _config_value(config, "hidden_size") or 0)
+        if not dim_in:
+            raise ConfigError("the model config has no text_config.hidden_size")
+        features = int(_config_value(config, "depth_head_features", DEFAULT_FEATURES))
+        out_channels = tuple(_config_value(config, "depth_head_out_channels", DEFAULT_OUT_CHANNELS))
+        return cls(dim_in, features=features, out_channels=out_channels)
 
     def forward(self, ds0: torch.Tensor, ds1: torch.Tensor, ds2: torch.Tensor,
                 llm: torch.Tensor, out_hw: torch.Tensor | Sequence[int]) -> torch.Tensor:

@@ -31,7 +31,7 @@ from typing import Any
 import torch
 from transformers import DynamicCache, Qwen3VLConfig, Qwen3VLForConditionalGeneration
 
-from .depth_head import DEFAULT_FEATURES, DEFAULT_OUT_CHANNELS, DPTDepthHead
+from .depth_head import DPTDepthHead
 from .errors import ModelLoadError
 
 __all__ = [
@@ -139,11 +139,7 @@ class DepthVLMForConditionalGeneration(Qwen3VLForConditionalGeneration):
         if head_type != "dpt":
             raise ModelLoadError(f"depth_head_type {head_type!r} is not supported (only 'dpt')")
         config.depth_head_type = "dpt"
-        self.depth_head = DPTDepthHead(
-            dim_in=config.text_config.hidden_size,
-            features=int(getattr(config, "depth_head_features", DEFAULT_FEATURES)),
-            out_channels=tuple(getattr(config, "depth_head_out_channels", DEFAULT_OUT_CHANNELS)),
-        )
+        self.depth_head = DPTDepthHead.from_config(config)
         self.post_init()
         # The language model's cache argument was renamed in transformers 5.2x
         # (past_key_values -> cache); speak whichever this version understands.
