@@ -1,4 +1,4 @@
-"""depthvlm_ros.core.spatial: robust depth sampling and per-pixel 3-D points (no ROS needed)."""
+"""depthvlm_ros.core.spatial: depth sampling, 3-D points, regions and what questions write (no ROS)."""
 
 from __future__ import annotations
 
