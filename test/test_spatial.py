@@ -1,4 +1,4 @@
-"""depthvlm_ros.core.spatial: depth sampling, 3-D points, regions and what questions write (no ROS)."""
+"""depthvlm_ros.core.spatial: depth sampling, 3-D points, regions, what a question writes."""
 
 from __future__ import annotations
 
