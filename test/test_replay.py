@@ -62,8 +62,9 @@ def pipe(tiny_model_dir):
 
 
 def _replay(args: list[str], model_dir) -> int:
+    # The torch head, as the reference pipeline below uses: bitwise comparable.
     return cli_main(["replay", *args, "--model", str(model_dir), "--device", "cpu",
-                     "--no-progress"])
+                     "--head-backend", "torch", "--no-progress"])
 
 
 def test_replay_writes_depth_points_answers_and_report(tmp_path, tiny_model_dir, pipe):
@@ -116,8 +117,16 @@ def test_replay_writes_depth_points_answers_and_report(tmp_path, tiny_model_dir,
         assert bagconv.stamp_ns(a.header.stamp) == f.stamp_ns and t == expect_log[a.id]
         assert a.status == 0 and a.status_reason == ""
         ctx = pipe.process_frame(f.rgb, INTR).context
-        assert a.answer == pipe.answer(ctx, a.question).text
+        # The model's own text is kept; the final text is measured where there are pixels.
+        assert a.model_answer == pipe.answer(ctx, a.question).text
+        if a.id == "near":
+            assert a.source == 1 and "2.33 m" in a.answer and "outside the image" in a.answer
+        elif a.id == "abs":  # names something to find: the tiny model cannot point at it
+            assert a.source == 1 and "could not locate" in a.answer and not a.pixels
+        else:
+            assert a.source == 2 and a.answer == a.model_answer
     near = answers[0][1]
+    assert [(p.x, p.y) for p in near.pixels] == [(10, 20), (63.4, 47), (200, 5)]
     assert len(near.depths) == len(near.points) == 3
     d_ref, p_ref = points_for_pixels(out_depth[frames[1].stamp_ns], INTR,
                                      [[10, 20], [63.4, 47], [200, 5]])

@@ -221,14 +221,13 @@ def make_spatial_answer(ts, header, *, id: str, question: str, answer: str,
                         regions: Sequence = ()):
     """``depthvlm_ros/msg/SpatialAnswer`` (the typestore must have it registered).
 
-    ``regions`` are ``RegionMeasurement`` messages of the same typestore
-    (:func:`make_region_measurement`).
+    ``regions`` are :class:`~depthvlm_ros.core.spatial.RegionMeasurement` values.
     """
     return ts.types["depthvlm_ros/msg/SpatialAnswer"](
         header=header, id=id, question=question, answer=answer, source=int(source),
         model_answer=model_answer, pixels=_points(ts, pixels, columns=2),
         depths=np.asarray(depths, dtype=np.float32).reshape(-1), points=_points(ts, points),
-        regions=list(regions), status=int(status), status_reason=status_reason,
+        regions=[_region_measurement(ts, r) for r in regions], status=int(status), status_reason=status_reason,
         latency=float(latency))
 
 
@@ -240,3 +239,18 @@ def _points(ts, values: np.ndarray | None, columns: int = 3) -> list:
     arr = np.asarray(values, dtype=np.float64).reshape(-1, columns)
     z = arr[:, 2] if columns == 3 else np.zeros(len(arr))
     return [Point(x=float(a[0]), y=float(a[1]), z=float(c)) for a, c in zip(arr, z)]
+
+
+def _region_measurement(ts, r):
+    """``depthvlm_ros/msg/RegionMeasurement`` of a core RegionMeasurement."""
+    roi = ts.types["sensor_msgs/msg/RegionOfInterest"](
+        x_offset=int(r.roi.x_offset), y_offset=int(r.roi.y_offset), width=int(r.roi.width),
+        height=int(r.roi.height), do_rectify=False)
+    (nearest_pixel,) = _points(ts, [r.nearest_pixel], columns=2)
+    nearest_point, centroid = _points(ts, [r.nearest_point, r.centroid])
+    return ts.types["depthvlm_ros/msg/RegionMeasurement"](
+        roi=roi, origin=int(r.origin), label=r.label, valid_fraction=float(r.valid_fraction),
+        nearest_depth=float(r.nearest_depth), nearest_pixel=nearest_pixel,
+        nearest_point=nearest_point, median_depth=float(r.median_depth),
+        mean_depth=float(r.mean_depth), centroid=centroid,
+        width_m=float(r.width_m), height_m=float(r.height_m))

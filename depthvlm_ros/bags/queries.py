@@ -22,6 +22,7 @@ class ScriptedQuery:
         time_s: seconds from the bag start (``absolute`` false) or an absolute header stamp.
         question: the text.
         pixels: (u, v) pixels of the input image the question refers to.
+        regions: (x_offset, y_offset, width, height) regions of the input image.
         id: identifier copied into the answer.
         absolute: ``time_s`` is a header stamp; the frame asked about is the last image whose
             header stamp is not later. Otherwise it is the last image logged not later than
@@ -33,6 +34,7 @@ class ScriptedQuery:
     pixels: tuple[tuple[float, float], ...] = ()
     id: str = ""
     absolute: bool = False
+    regions: tuple[tuple[int, int, int, int], ...] = ()
 
 
 def load_queries(path: str | Path) -> list[ScriptedQuery]:
@@ -40,8 +42,9 @@ def load_queries(path: str | Path) -> list[ScriptedQuery]:
 
     The file is a list (or a mapping with a ``queries`` list) of entries with ``question``,
     one of ``time`` (seconds from bag start; values >= 1e9 are taken as absolute stamps) or
-    ``stamp`` (absolute header stamp in seconds), optional ``pixels: [[u, v], ...]`` and
-    optional ``id`` (default ``q<index>``).
+    ``stamp`` (absolute header stamp in seconds), optional ``pixels: [[u, v], ...]``, optional
+    ``regions: [[x_offset, y_offset, width, height], ...]`` and optional ``id`` (default
+    ``q<index>``).
 
     Raises:
         InputError: unreadable file or a malformed entry (the message names the entry).
@@ -67,7 +70,7 @@ def load_queries(path: str | Path) -> list[ScriptedQuery]:
         where = f"{path}: query {i}"
         if not isinstance(entry, dict):
             raise InputError(f"{where} is not a mapping")
-        unknown = set(entry) - {"time", "stamp", "question", "pixels", "id"}
+        unknown = set(entry) - {"time", "stamp", "question", "pixels", "regions", "id"}
         if unknown:
             raise InputError(f"{where}: unknown keys {', '.join(sorted(unknown))}")
         q = entry.get("question")
@@ -88,6 +91,15 @@ def load_queries(path: str | Path) -> list[ScriptedQuery]:
             px = ()
         if len(px) != len(pixels) or not all(math.isfinite(c) for p in px for c in p):
             raise InputError(f"{where}: pixels must be a list of [u, v] number pairs")
+        regions = entry.get("regions") or []
+        try:
+            rois = tuple(tuple(int(c) for c in r) for r in regions)
+            exact = all(len(r) == 4 and all(float(c) == int(c) for c in r) for r in regions)
+        except (TypeError, ValueError):
+            rois, exact = (), False
+        if not exact or len(rois) != len(regions):
+            raise InputError(f"{where}: regions must be a list of [x_offset, y_offset, width, "
+                             "height] whole numbers")
         qid = entry.get("id", f"q{i}")
-        out.append(ScriptedQuery(float(raw_t), q, px, str(qid), absolute))
+        out.append(ScriptedQuery(float(raw_t), q, px, str(qid), absolute, rois))
     return out

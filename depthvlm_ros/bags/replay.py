@@ -27,7 +27,7 @@ import numpy as np
 from ..core.camera import Intrinsics, backproject
 from ..core.errors import InputError
 from ..core.frames import FrameDropped, frame_intrinsics, nearest_stamp
-from ..core.spatial import points_for_pixels
+from ..core.answers import STATUS_ERROR, SpatialResult, answer_question
 from . import messages as bagconv
 from .queries import ScriptedQuery
 from .typestore import copy_connection, make_typestore, open_reader, open_writer, register_bag_types
@@ -59,6 +59,8 @@ class ReplayOptions:
         gt_min_depth, gt_max_depth: GT outside this range (metres) is not scored.
         report_frames: frames shown as error maps and colourised predictions in the report.
         progress: show a tqdm progress bar.
+        answer_mode: where answers' text comes from (``auto``, ``measured``, ``model``; see
+            :func:`depthvlm_ros.core.answers.answer_question`).
     """
 
     image_topic: str
@@ -75,6 +77,7 @@ class ReplayOptions:
     gt_max_depth: float = math.inf
     report_frames: int = 4
     progress: bool = True
+    answer_mode: str = "auto"
 
     def topic(self, key: str) -> str:
         """Fully qualified name of output topic ``key`` (see :data:`OUTPUT_TOPICS`)."""
@@ -336,8 +339,9 @@ def replay_bag(bag: str | Path, out_bag: str | Path, pipeline, options: ReplayOp
 
         for q in orphans:
             answers.push(_query_log_ns(q, None, bag_start),
-                         _answer_msg(ts, q, None, None, None, "no frame at or before this time",
-                                     0.0, summary))
+                         _answer_msg(ts, q, None,
+                                     _error_result(q, "no frame at or before this time"),
+                                     summary))
         image_stamps = {e.stamp_ns for e in entries if e.stamp_ns is not None}
 
         frame_times: list[float] = []
@@ -407,16 +411,10 @@ def replay_bag(bag: str | Path, out_bag: str | Path, pipeline, options: ReplayOp
                                                   rgb if options.points_rgb else None),
                          "sensor_msgs/msg/PointCloud2")
                 for q in entry.queries:
-                    t0 = time.perf_counter()
-                    try:
-                        ans = pipeline.answer(result.context, q.question)
-                        text, status, reason = ans.text, _STATUS_OK, ""
-                    except InputError as exc:
-                        text, status, reason = "", _STATUS_ERROR, str(exc)
-                    latency = time.perf_counter() - t0
+                    res = answer_question(pipeline, result.context, depth, intr, q.question,
+                                          q.pixels, q.regions, mode=options.answer_mode)
                     answers.push(_query_log_ns(q, entry, bag_start),
-                                 _answer_msg(ts, q, header, depth, intr, reason, latency,
-                                             summary, text=text, status=status))
+                                 _answer_msg(ts, q, header, res, summary))
                 result.context = None  # free the KV cache now, not at the next frame
                 if scorer is not None:
                     scorer.add_pred(img_i, entry, depth, rgb, bag_start, img_i in report_idx)
@@ -443,24 +441,26 @@ def replay_bag(bag: str | Path, out_bag: str | Path, pipeline, options: ReplayOp
     return summary
 
 
-def _answer_msg(ts, q: ScriptedQuery, header, depth, intr, reason: str, latency: float,
-                summary: ReplaySummary, text: str = "", status: int = _STATUS_ERROR):
+def _answer_msg(ts, q: ScriptedQuery, header, res: SpatialResult, summary: ReplaySummary):
     if header is None:
         header = bagconv.make_header(ts, round(q.time_s * 1e9) if q.absolute else 0, "")
-    if depth is not None and status == _STATUS_OK and q.pixels:
-        depths, points = points_for_pixels(depth, intr, q.pixels)
-    else:
-        depths = np.full(len(q.pixels), np.nan, np.float32)
-        points = np.full((len(q.pixels), 3), np.nan)
+    px = res.pixels
     summary.answers += 1
-    summary.answer_errors += int(status != _STATUS_OK)
+    summary.answer_errors += int(not res.ok)
     summary.answers_log.append({
-        "id": q.id, "question": q.question, "answer": text, "status": int(status),
-        "status_reason": reason, "stamp_ns": bagconv.stamp_ns(header.stamp),
-        "depths": [float(d) for d in depths]})
-    return bagconv.make_spatial_answer(ts, header, id=q.id, question=q.question, answer=text,
-                                       depths=depths, points=points, status=status,
-                                       status_reason=reason, latency=latency)
+        "id": q.id, "question": q.question, "answer": res.answer,
+        "model_answer": res.model_answer, "source": int(res.source), "status": int(res.status),
+        "status_reason": res.status_reason, "stamp_ns": bagconv.stamp_ns(header.stamp),
+        "pixels": np.asarray(px.pixels).tolist(), "depths": [float(d) for d in px.depths]})
+    return bagconv.make_spatial_answer(
+        ts, header, id=q.id, question=q.question, answer=res.answer, depths=px.depths,
+        points=px.points, status=res.status, status_reason=res.status_reason,
+        latency=res.timings.get("total_s", 0.0), source=res.source,
+        model_answer=res.model_answer, pixels=px.pixels, regions=res.regions)
+
+
+def _error_result(q: ScriptedQuery, reason: str) -> SpatialResult:
+    return SpatialResult(question=q.question, status=STATUS_ERROR, status_reason=reason)
 
 
 def _fail_queries(ts, entry: _ImageEntry, reason: str, summary: ReplaySummary,
@@ -469,7 +469,7 @@ def _fail_queries(ts, entry: _ImageEntry, reason: str, summary: ReplaySummary,
     for q in entry.queries:
         header = bagconv.make_header(ts, entry.stamp_ns or 0, "")
         answers.push(_query_log_ns(q, entry, bag_start),
-                     _answer_msg(ts, q, header, None, None, reason, 0.0, summary))
+                     _answer_msg(ts, q, header, _error_result(q, reason), summary))
 
 
 class _Scorer:

@@ -57,6 +57,7 @@ class QueryJob:
         qid: caller's id ('' for plain-text questions).
         text: the question.
         pixels: ``(N, 2)`` float64 ``(u, v)`` pixels referenced by the question.
+        regions: ``(x_offset, y_offset, width, height)`` regions referenced by the question.
         received: ``time.monotonic()`` at arrival (latency is measured from here).
         deadline: monotonic time after which waiting for the frame ends in an error.
     """
@@ -65,6 +66,7 @@ class QueryJob:
     qid: str
     text: str
     pixels: np.ndarray
+    regions: tuple = ()
     received: float = field(default_factory=time.monotonic)
     deadline: float = 0.0
 

@@ -45,6 +45,7 @@ __all__ = [
     "scaled_camera_info",
     "intrinsics_to_camera_info",
     "camera_info_msg",
+    "fill_spatial_answer",
     "make_pointcloud2",
     "depth_to_pointcloud2",
     "pointcloud2_to_array",
@@ -493,3 +494,44 @@ def pointcloud2_to_array(msg: Any) -> CloudArrays:
         c = cloud["c"]
         rgb = np.stack([(c >> 16) & 0xFF, (c >> 8) & 0xFF, c & 0xFF], axis=-1).astype(np.uint8)
     return CloudArrays(points, rgb)
+
+
+# --------------------------------------------------------------------------------------------
+# answers
+
+
+def _point(xyz):
+    from geometry_msgs.msg import Point
+
+    return Point(x=float(xyz[0]), y=float(xyz[1]), z=float(xyz[2]) if len(xyz) > 2 else 0.0)
+
+
+def fill_spatial_answer(msg: Any, result) -> Any:
+    """Copy a :class:`~depthvlm_ros.core.answers.SpatialResult` into a ``SpatialAnswer``.
+
+    The final text, the model's text, the source, every pixel measured with its depth and 3-D
+    point, and one ``RegionMeasurement`` per region (the header, id and question are the
+    caller's). Returns ``msg``.
+    """
+    from depthvlm_ros.msg import RegionMeasurement
+
+    msg.answer, msg.model_answer, msg.source = result.answer, result.model_answer, result.source
+    px = result.pixels
+    msg.pixels = [_point(p) for p in np.asarray(px.pixels, dtype=np.float64).reshape(-1, 2)]
+    msg.depths = [float(d) for d in px.depths]
+    msg.points = [_point(p) for p in px.points]
+    regions = []
+    for r in result.regions:
+        m = RegionMeasurement()
+        m.roi.x_offset, m.roi.y_offset = int(r.roi.x_offset), int(r.roi.y_offset)
+        m.roi.width, m.roi.height = int(r.roi.width), int(r.roi.height)
+        m.origin, m.label = int(r.origin), r.label
+        m.valid_fraction, m.nearest_depth = float(r.valid_fraction), float(r.nearest_depth)
+        m.nearest_pixel, m.nearest_point = _point(r.nearest_pixel), _point(r.nearest_point)
+        m.median_depth, m.mean_depth = float(r.median_depth), float(r.mean_depth)
+        m.centroid = _point(r.centroid)
+        m.width_m, m.height_m = float(r.width_m), float(r.height_m)
+        regions.append(m)
+    msg.regions = regions
+    msg.status = result.status
+    return msg

@@ -34,7 +34,6 @@ from typing import Any, Optional
 import numpy as np
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
-from geometry_msgs.msg import Point
 from rcl_interfaces.msg import (FloatingPointRange, IntegerRange, ParameterDescriptor,
                                 SetParametersResult)
 from rclpy.exceptions import InvalidParameterTypeException, InvalidParameterValueException
@@ -49,7 +48,8 @@ from depthvlm_ros.msg import SpatialAnswer, SpatialQuery
 from ..core.frames import FrameDropped, frame_intrinsics, output_camera_info
 from ..core.config import DepthVLMConfig, field_specs
 from ..core.errors import DepthVLMError, InputError
-from ..core.spatial import points_for_pixels, validate_pixels
+from ..core.answers import answer_question
+from ..core.spatial import MAX_REGIONS, validate_pixels
 from ..core.visualize import colorize_depth
 from . import convert, qos
 from ..core.scheduling import (Counters, FrameJob, HeldFrame, LatestFrameWorker, QueryJob,
@@ -371,19 +371,23 @@ class DepthVLMNode(LifecycleNode):
             self._stats.drop("superseded")
 
     def _on_query(self, msg: SpatialQuery) -> None:
-        self._enqueue_query(_stamp_ns(msg.header.stamp), msg.id, msg.text, msg.pixels)
+        regions = [(r.x_offset, r.y_offset, r.width, r.height) for r in msg.regions]
+        self._enqueue_query(_stamp_ns(msg.header.stamp), msg.id, msg.text, msg.pixels, regions)
 
     def _on_query_text(self, msg: String) -> None:
-        self._enqueue_query(0, "", msg.data, [])
+        self._enqueue_query(0, "", msg.data, [], [])
 
-    def _enqueue_query(self, stamp_ns: int, qid: str, text: str, pixels) -> None:
+    def _enqueue_query(self, stamp_ns: int, qid: str, text: str, pixels, regions) -> None:
         if not self._active:
             return
         self._stats.inc("queries_received")
-        job = QueryJob(stamp_ns, qid, text, np.zeros((0, 2)))
+        job = QueryJob(stamp_ns, qid, text, np.zeros((0, 2)), tuple(regions))
         try:
             self._pipeline.check_question(text)  # reads config only: safe off the worker
             job.pixels = validate_pixels([(p.x, p.y) for p in pixels])
+            if len(regions) > MAX_REGIONS:
+                raise InputError(f"at most {MAX_REGIONS} regions per question, got "
+                                 f"{len(regions)}")
         except InputError as exc:
             self._publish_error(job, SpatialAnswer.STATUS_ERROR, str(exc))
             return
@@ -439,12 +443,10 @@ class DepthVLMNode(LifecycleNode):
             self._publish_error(job, SpatialAnswer.STATUS_ERROR, error)
             return
         try:
-            result = self._pipeline.answer(frame.context, job.text,
-                                           max_new_tokens=self._cfg.max_new_tokens)
-            depths, xyz = points_for_pixels(frame.depth, frame.intrinsics, job.pixels)
-        except InputError as exc:
-            self._publish_error(job, SpatialAnswer.STATUS_ERROR, str(exc), frame)
-            return
+            result = answer_question(self._pipeline, frame.context, frame.depth,
+                                     frame.intrinsics, job.text, job.pixels, job.regions,
+                                     mode=self._cfg.answer_mode,
+                                     max_new_tokens=self._cfg.max_new_tokens)
         except Exception as exc:  # noqa: BLE001 - every question gets exactly one answer
             # Out of memory, a runtime failure in the model, ...: the question is still
             # answered (with the reason) and the error is logged and counted.
@@ -453,12 +455,13 @@ class DepthVLMNode(LifecycleNode):
             self._publish_error(job, SpatialAnswer.STATUS_ERROR,
                                 f"internal error: {type(exc).__name__}: {exc}", frame)
             return
+        if not result.ok:
+            self._publish_error(job, SpatialAnswer.STATUS_ERROR, result.status_reason, frame)
+            return
         msg = self._answer_msg(job, frame.header)
-        msg.answer = result.text
-        msg.depths = [float(d) for d in depths]
-        msg.points = [Point(x=float(p[0]), y=float(p[1]), z=float(p[2])) for p in xyz]
-        msg.status = SpatialAnswer.STATUS_OK
-        self._stats.latency("answer", result.total_s)
+        convert.fill_spatial_answer(msg, result)
+        self._stats.latency("answer", result.timings["total_s"])
+        self._stats.latency("answer_measure", result.timings["measure_s"])
         self._send_answer(msg, job, "queries_answered")
 
     def _answer_msg(self, job: QueryJob, header) -> SpatialAnswer:
