@@ -133,11 +133,12 @@ def make_node():
     from rclpy.context import Context
     from rclpy.parameter import Parameter
 
+    from depthvlm_ros.ros.harness import domain_id
     from depthvlm_ros.ros.node import DepthVLMNode
 
     ctx = Context()
     # A private domain: nothing here should meet other tests' traffic.
-    rclpy.init(context=ctx, domain_id=231)
+    rclpy.init(context=ctx, domain_id=domain_id("config_yaml_launch"))
     made = []
 
     def factory(**overrides):

@@ -10,43 +10,32 @@ uses small frames (under the fragmentation size) so the default path is proven t
 from __future__ import annotations
 
 import math
-import os
 import subprocess
+import sys
 import time
 
 import numpy as np
 import pytest
+from ros_support import live_node, stamp
 
-rclpy = pytest.importorskip("rclpy")
-
-from test_node_live import _stamp, node_env, running_node  # noqa: E402
-
-from depthvlm_ros.ros import convert  # noqa: E402
+from depthvlm_ros.ros import harness
 
 HFOV_DEG = 70.0
 W, H = 160, 120
 
 
-def _drop_points_subscription(client) -> None:
-    # Nobody listens to the cloud at first: the node must not build it.
-    for sub in list(client.node.subscriptions):
-        if sub.topic_name.endswith("/points"):
-            client.node.destroy_subscription(sub)
-
-
 @pytest.fixture(scope="module")
 def default_node(tmp_path_factory):
     log = tmp_path_factory.mktemp("node_defaults") / "depthvlm_node.log"
-    with running_node(100 + (os.getpid() + 37) % 100, log,
-                      ["-p", f"fallback_hfov_deg:={HFOV_DEG}", "-p", "diagnostics_period_s:=0.25"],
-                      before_active=_drop_points_subscription) as (client, proc):
-        yield client, proc, log
+    # Nobody listens to the cloud at first (no "points" recorder): the node must not build it.
+    with live_node(log, "node_defaults", {"fallback_hfov_deg": HFOV_DEG,
+                                          "diagnostics_period_s": 0.25},
+                   params_file=True, active_timeout=90) as running:
+        yield running
 
 
 def _send_image_only(client, rgb, sec):
-    img = convert.rgb_to_msg(rgb, None, encoding="rgb8")
-    img.header.stamp, img.header.frame_id = _stamp(sec), "cam"
-    client.pub_image.publish(img)
+    client.pub_image.publish(harness.image(rgb, stamp(sec), "cam"))
 
 
 def test_default_qos_fallback_fov_and_points_only_when_subscribed(default_node):
@@ -70,11 +59,7 @@ def test_default_qos_fallback_fov_and_points_only_when_subscribed(default_node):
     assert int(vals["points_published"]) == 0, "cloud built with nobody subscribed"
 
     # Someone subscribes: clouds follow, with the fallback intrinsics.
-    from rclpy.qos import QoSProfile
-    from sensor_msgs.msg import PointCloud2
-
-    client.node.create_subscription(PointCloud2, "points", client._recorder("points"),
-                                    QoSProfile(depth=5))
+    client.record("points")
     t0 = time.monotonic()
     while not client.messages("points"):
         assert time.monotonic() - t0 < 30, "no cloud after subscribing"
@@ -90,9 +75,6 @@ def test_node_follows_played_clock_with_use_sim_time(tmp_path):
     """``depthvlm play --clock`` drives a node started with ``use_sim_time``: the node's own
     clock (the stamp of its /diagnostics) is bag time, and every played frame comes out with
     its recorded stamp."""
-    import sys
-    from pathlib import Path
-
     from depthvlm_ros.core.camera import Intrinsics
     from depthvlm_ros.bags import SAMPLE_START_NS, SampleFrame, write_frames_bag
 
@@ -104,22 +86,19 @@ def test_node_follows_played_clock_with_use_sim_time(tmp_path):
               for i in range(n)]
     write_frames_bag(tmp_path / "bag", frames, "mcap",
                      topics={"image": "/cam/image_raw", "camera_info": "/cam/camera_info"})
-    domain_id = 100 + (os.getpid() + 61) % 100
     log = tmp_path / "node.log"
     player = None
-    with running_node(domain_id, log, [
-            "-p", "use_sim_time:=true", "-p", "image_qos:=reliable",
-            "-p", "diagnostics_period_s:=0.25",
-            "-r", "image:=/cam/image_raw", "-r", "camera_info:=/cam/camera_info"],
-            wait_for_inputs=False) as (client, proc):
+    with live_node(log, "node_sim_time", {"use_sim_time": True, "image_qos": "reliable",
+                                          "diagnostics_period_s": 0.25},
+                   ["-r", "image:=/cam/image_raw", "-r", "camera_info:=/cam/camera_info"],
+                   params_file=True, connect=False, active_timeout=90) as (client, proc, _):
         try:
-            repo = Path(__file__).resolve().parents[1]
-            penv = dict(node_env(domain_id), PYTHONPATH=str(repo) + os.pathsep + os.environ.get("PYTHONPATH", ""))
             # Rate 0.5: one frame per wall second, slower than the model, so none is superseded.
             player = subprocess.Popen(
                 [sys.executable, "-m", "depthvlm_ros.cli", "play", str(tmp_path / "bag"), "--rate",
                  "0.5", "--clock", "--wait-for-subscribers", "20"],
-                env=penv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                env=harness.ros_env(harness.domain_id("node_sim_time"), threads=1),
+                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
             out, _ = player.communicate(timeout=120)
             assert player.returncode == 0, out
             last = SAMPLE_START_NS + (n - 1) * period_ns

@@ -1,10 +1,9 @@
 """depthvlm_node end to end: its own process, real DDS, a real Kinect Azure frame.
 
-The node is started from the colcon install space (``scripts/ros_env.sh`` sets the environment;
-with ``DEPTHVLM_ROS_SOURCE=1`` the installed launcher imports the source tree) with the embedded
-model, the installed params file and a private ROS_DOMAIN_ID. The test publishes images and
-questions and checks everything that comes back against the inputs and the pinhole formula.
-The tests in this module share one node and run in order.
+The node is the installed launcher with the installed params file, running this checkout's
+code (see ``ros_support``), with the embedded model and a private ROS_DOMAIN_ID. The test
+publishes images and questions and checks everything that comes back against the inputs and
+the pinhole formula. The tests in this module share one node and run in order.
 """
 
 from __future__ import annotations
@@ -14,40 +13,29 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 import zipfile
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 import pytest
+from ros_support import WAIT, camera_info, live_node, stamp
 
-rclpy = pytest.importorskip("rclpy")
-try:
-    from depthvlm_ros.msg import SpatialAnswer, SpatialQuery
-except ImportError:
-    pytest.skip("depthvlm_ros.msg is not built: run scripts/build_ros.sh and source "
-                "scripts/ros_env.sh", allow_module_level=True)
+# After ros_support, which skips this module where ROS or the messages are missing.
+from geometry_msgs.msg import Point
+from lifecycle_msgs.msg import State, Transition
+from sensor_msgs.msg import PointCloud2, PointField
+from std_msgs.msg import String
 
-from ament_index_python.packages import PackageNotFoundError, get_package_prefix  # noqa: E402
-from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
-from geometry_msgs.msg import Point  # noqa: E402
-from lifecycle_msgs.msg import State, Transition  # noqa: E402
-from lifecycle_msgs.srv import ChangeState, GetState  # noqa: E402
-from rclpy.executors import SingleThreadedExecutor  # noqa: E402
-from rclpy.qos import QoSProfile  # noqa: E402
-from sensor_msgs.msg import CameraInfo, Image, PointCloud2, PointField  # noqa: E402
-from std_msgs.msg import String  # noqa: E402
-
-from depthvlm_ros.core.camera import Intrinsics  # noqa: E402
-from depthvlm_ros.ros import convert  # noqa: E402
+from depthvlm_ros.core.camera import Intrinsics
+from depthvlm_ros.msg import SpatialAnswer, SpatialQuery
+from depthvlm_ros.ros import convert
+from depthvlm_ros.ros.harness import OUTPUTS
 
 KINECT_WHEEL = "arcor2-kinect-azure==0.6.0"
 KINECT_K = dict(fx=915.575, fy=915.425, cx=957.69, cy=556.35, width=1920, height=1080)
 FRAME_ID = "kinect_rgb_optical_frame"
 NODE = "/depthvlm_node"
-WAIT = 30.0  # generous: 2 shared cores, model on CPU
 
 # ------------------------------------------------------------------------------------------
 # data
@@ -93,217 +81,12 @@ def _downscale(rgb: np.ndarray, width: int, height: int) -> np.ndarray:
     return np.asarray(PILImage.fromarray(rgb).resize((width, height), PILImage.BILINEAR))
 
 
-def _camera_info(intr: Intrinsics, stamp, frame_id=FRAME_ID) -> CameraInfo:
-    ci = CameraInfo()
-    ci.header.stamp, ci.header.frame_id = stamp, frame_id
-    ci.width, ci.height = intr.width, intr.height
-    ci.distortion_model = "plumb_bob"
-    ci.d = [0.0] * 5
-    ci.k = [intr.fx, 0.0, intr.cx, 0.0, intr.fy, intr.cy, 0.0, 0.0, 1.0]
-    ci.r = [1.0, 0, 0, 0, 1.0, 0, 0, 0, 1.0]
-    ci.p = [intr.fx, 0.0, intr.cx, 0.0, 0.0, intr.fy, intr.cy, 0.0, 0.0, 0.0, 1.0, 0.0]
-    return ci
-
-
-def _stamp(sec: int, nanosec: int = 0):
-    from builtin_interfaces.msg import Time
-
-    return Time(sec=sec, nanosec=nanosec)
-
-
 def _key(header) -> tuple:
     return (header.stamp.sec, header.stamp.nanosec, header.frame_id)
 
 
 # ------------------------------------------------------------------------------------------
-# the node process and the test's own ROS node
-
-
-class Client:
-    """The test's rclpy node: publishers for the inputs, recorders for every output."""
-
-    def __init__(self, domain_id: int) -> None:
-        from rclpy.context import Context
-
-        self.ctx = Context()
-        rclpy.init(context=self.ctx, domain_id=domain_id)
-        self.node = rclpy.create_node("depthvlm_live_test", context=self.ctx)
-        self.lock = threading.Lock()
-        self.got: dict[str, list] = {k: [] for k in ("depth", "info", "points", "colorized",
-                                                     "answer", "diag")}
-        n = self.node
-        for key, typ, topic, depth in (("depth", Image, "depth/image", 20),
-                                       ("info", CameraInfo, "depth/camera_info", 20),
-                                       ("points", PointCloud2, "points", 5),
-                                       ("colorized", Image, "depth/colorized", 5),
-                                       ("answer", SpatialAnswer, "answer", 1000),
-                                       ("diag", DiagnosticArray, "/diagnostics", 50)):
-            n.create_subscription(typ, topic, self._recorder(key), QoSProfile(depth=depth))
-        self.pub_image = n.create_publisher(Image, "image", QoSProfile(depth=10))
-        self.pub_info = n.create_publisher(CameraInfo, "camera_info", QoSProfile(depth=10))
-        self.pub_query = n.create_publisher(SpatialQuery, "query", QoSProfile(depth=1000))
-        self.pub_text = n.create_publisher(String, "query_text", QoSProfile(depth=100))
-        self.get_state = n.create_client(GetState, f"{NODE}/get_state")
-        self.change_state = n.create_client(ChangeState, f"{NODE}/change_state")
-        self.executor = SingleThreadedExecutor(context=self.ctx)
-        self.executor.add_node(n)
-        self.thread = threading.Thread(target=self._spin, daemon=True)
-        self.thread.start()
-
-    def _spin(self) -> None:
-        try:
-            self.executor.spin()
-        except Exception:  # noqa: BLE001 - context shut down at teardown
-            pass
-
-    def _recorder(self, key):
-        def cb(msg):
-            with self.lock:
-                self.got[key].append(msg)
-        return cb
-
-    def messages(self, key) -> list:
-        with self.lock:
-            return list(self.got[key])
-
-    def wait_for(self, key, pred=lambda m: True, timeout=WAIT, count=1, proc=None):
-        t0 = time.monotonic()
-        while True:
-            hits = [m for m in self.messages(key) if pred(m)]
-            if len(hits) >= count:
-                return hits
-            if proc is not None and proc.poll() is not None:
-                raise AssertionError(f"node exited with {proc.returncode} while waiting for {key}")
-            if time.monotonic() - t0 > timeout:
-                raise AssertionError(f"timed out after {timeout} s waiting for {count} {key} "
-                                     f"message(s); got {len(hits)}")
-            time.sleep(0.02)
-
-    def diag_values(self) -> dict[str, str]:
-        msgs = self.messages("diag")
-        assert msgs, "no diagnostics received"
-        (status,) = msgs[-1].status
-        return {kv.key: kv.value for kv in status.values}
-
-    def wait_diag(self, pred, timeout=WAIT) -> dict[str, str]:
-        """Wait for a diagnostics report with ``pred(values)`` (or ``pred(msg, values)``)."""
-        import inspect
-
-        two = len(inspect.signature(pred).parameters) == 2
-        t0 = time.monotonic()
-        while time.monotonic() - t0 < timeout:
-            msgs = self.messages("diag")
-            if msgs:
-                vals = self.diag_values()
-                if (pred(msgs[-1], vals) if two else pred(vals)):
-                    return vals
-            time.sleep(0.05)
-        raise AssertionError(f"diagnostics never matched; last: "
-                             f"{self.diag_values() if self.messages('diag') else None}")
-
-    def call(self, client, request, timeout=WAIT):
-        assert client.wait_for_service(timeout_sec=timeout), f"service {client.srv_name} missing"
-        fut = client.call_async(request)
-        t0 = time.monotonic()
-        while not fut.done():
-            assert time.monotonic() - t0 < timeout, f"service {client.srv_name} timed out"
-            time.sleep(0.02)
-        return fut.result()
-
-    def state(self) -> int:
-        return self.call(self.get_state, GetState.Request()).current_state.id
-
-    def wait_for_inputs(self, timeout=WAIT) -> None:
-        """Wait until the node's subscriptions are discovered (they exist only while active)."""
-        t0 = time.monotonic()
-        pubs = (self.pub_image, self.pub_info, self.pub_query, self.pub_text)
-        while not all(p.get_subscription_count() > 0 for p in pubs):
-            assert time.monotonic() - t0 < timeout, "node inputs were never discovered"
-            time.sleep(0.05)
-
-    def send_frame(self, rgb, intr_or_info, sec, nanosec=0, encoding="rgb8", info_first=True):
-        stamp = _stamp(sec, nanosec)
-        if encoding == "bgr8":
-            img = convert.rgb_to_msg(rgb, None, encoding="bgr8")
-        else:
-            img = convert.rgb_to_msg(rgb, None, encoding=encoding)
-        img.header.stamp, img.header.frame_id = stamp, FRAME_ID
-        info = (_camera_info(intr_or_info, stamp) if isinstance(intr_or_info, Intrinsics)
-                else intr_or_info)
-        if info is not None:
-            info.header.stamp, info.header.frame_id = stamp, FRAME_ID
-        if info_first and info is not None:
-            self.pub_info.publish(info)
-        self.pub_image.publish(img)
-        if not info_first and info is not None:
-            time.sleep(0.3)
-            self.pub_info.publish(info)
-        return img
-
-    def close(self) -> None:
-        self.executor.shutdown(timeout_sec=1.0)
-        self.node.destroy_node()
-        rclpy.try_shutdown(context=self.ctx)
-
-
-def _node_command() -> tuple[list[str], Path]:
-    try:
-        prefix = Path(get_package_prefix("depthvlm_ros"))
-    except PackageNotFoundError:
-        pytest.skip("depthvlm_ros install space not on AMENT_PREFIX_PATH: "
-                    "source scripts/ros_env.sh")
-    exe = prefix / "lib" / "depthvlm_ros" / "depthvlm_node"
-    params = prefix / "share" / "depthvlm_ros" / "config" / "depthvlm.yaml"
-    if not exe.is_file() or not params.is_file():
-        pytest.skip(f"{exe} or {params} missing: rebuild with scripts/build_ros.sh")
-    return [sys.executable, str(exe)], params
-
-
-def node_env(domain_id: int) -> dict:
-    """Environment of a node process (and its peers) on a domain of the test's own."""
-    return dict(os.environ, ROS_DOMAIN_ID=str(domain_id), PYTHONUNBUFFERED="1",
-                ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST", RCUTILS_COLORIZED_OUTPUT="0",
-                OMP_NUM_THREADS="1")
-
-
-@contextmanager
-def running_node(domain_id: int, log: Path, ros_args: list[str], before_active=None,
-                 wait_for_inputs: bool = True):
-    """Start the installed depthvlm_node with the package's params file plus ``ros_args``;
-    yield ``(client, proc)`` once it is active (autostart) and its inputs are discovered.
-
-    ``before_active(client)`` runs right after the client exists (e.g. to drop a
-    subscription); ``wait_for_inputs=False`` skips the discovery wait (inputs remapped away
-    from the client's publishers). The node is killed and the client closed on exit.
-    """
-    cmd, params = _node_command()
-    cmd += ["--ros-args", "--params-file", str(params), "-p", "model_path:=embedded",
-            "-p", "head_backend:=torch", "-p", "device:=cpu", *ros_args]
-    with open(log, "w") as out:
-        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT,
-                                env=node_env(domain_id))
-    client = Client(domain_id)
-    try:
-        if before_active is not None:
-            before_active(client)
-        # Autostart: the node configures (loads the model) and activates on its own.
-        t0 = time.monotonic()
-        while True:
-            assert proc.poll() is None, f"node exited early:\n{log.read_text()[-3000:]}"
-            if client.get_state.wait_for_service(timeout_sec=0.5) and \
-                    client.state() == State.PRIMARY_STATE_ACTIVE:
-                break
-            assert time.monotonic() - t0 < 90, f"node never became active:\n{log.read_text()}"
-        if wait_for_inputs:
-            client.wait_for_inputs()
-        yield client, proc
-    finally:
-        client.close()
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(10)
-        if os.environ.get("DEPTHVLM_SHOW_NODE_LOG"):
-            print(log.read_text())
+# the node
 
 
 @pytest.fixture(scope="module")
@@ -314,11 +97,12 @@ def live(tmp_path_factory):
     # fragmenting (anything much over 0.5 MB), so the full-resolution frame would never
     # arrive. The node's QoS switch is the parameter under test here; test_node_defaults.py
     # covers the default (best-effort) path with small frames.
-    with running_node(100 + os.getpid() % 100, log,
-                      ["-p", "image_qos:=reliable", "-p", "query_queue_size:=2",
-                       "-p", "publish_colorized:=true", "-p", "diagnostics_period_s:=0.25",
-                       "-p", "warn_throttle_s:=0.0"]) as (client, proc):
-        yield client, proc, log
+    with live_node(log, "node_live", {"image_qos": "reliable", "query_queue_size": 2,
+                                      "publish_colorized": True, "diagnostics_period_s": 0.25,
+                                      "warn_throttle_s": 0.0},
+                   params_file=True, record=tuple(OUTPUTS), frame_id=FRAME_ID,
+                   active_timeout=90) as running:
+        yield running
 
 
 @pytest.fixture(scope="module")
@@ -445,7 +229,7 @@ def test_answers_carry_stamp_id_depths_and_points(live, small):
     d = convert.msg_to_depth(depth)
 
     q = SpatialQuery()
-    q.header.stamp = _stamp(1003, 500)
+    q.header.stamp = stamp(1003, 500)
     q.id, q.text = "q-stamped", "How far away is the table?"
     q.pixels = [Point(x=240.0, y=135.0), Point(x=12.5, y=250.25), Point(x=5000.0, y=3.0)]
     client.pub_query.publish(q)
@@ -484,7 +268,7 @@ def test_bad_questions_get_error_answers(live):
         client.pub_query.publish(q)
     q = SpatialQuery()
     q.id, q.text = "old-frame", "Where is the door?"
-    q.header.stamp = _stamp(5, 0)  # older than every held frame
+    q.header.stamp = stamp(5, 0)  # older than every held frame
     client.pub_query.publish(q)
     q = SpatialQuery()
     q.id, q.text = "nan-pixel", "How far?"
@@ -532,20 +316,20 @@ def test_malformed_inputs_are_dropped_and_the_node_keeps_going(live, small):
     client.wait_for("depth", lambda m: m.header.stamp.sec == 2000, proc=proc)
     # Unsupported encoding.
     bad = convert.rgb_to_msg(rgb)
-    bad.header.stamp, bad.header.frame_id = _stamp(2001), FRAME_ID
+    bad.header.stamp, bad.header.frame_id = stamp(2001), FRAME_ID
     bad.encoding = "yuv422_weird"
-    client.pub_info.publish(_camera_info(intr, bad.header.stamp))
+    client.pub_info.publish(camera_info(intr, bad.header.stamp, FRAME_ID))
     client.pub_image.publish(bad)
     client.wait_diag(drops("bad_encoding"))
     # Data shorter than step x height.
     short = convert.rgb_to_msg(rgb)
-    short.header.stamp, short.header.frame_id = _stamp(2002), FRAME_ID
+    short.header.stamp, short.header.frame_id = stamp(2002), FRAME_ID
     short.data = bytes(short.data)[: len(short.data) // 2]
-    client.pub_info.publish(_camera_info(intr, short.header.stamp))
+    client.pub_info.publish(camera_info(intr, short.header.stamp, FRAME_ID))
     client.pub_image.publish(short)
     client.wait_diag(drops("bad_image"))
     # Uncalibrated camera: zero focal length.
-    zero = _camera_info(intr, _stamp(2003))
+    zero = camera_info(intr, stamp(2003), FRAME_ID)
     zero.k = [0.0] * 9
     client.send_frame(rgb, zero, 2003)
     client.wait_diag(drops("bad_camera_info"))
@@ -573,13 +357,12 @@ def test_burst_supersedes_and_diagnostics_account_for_everything(live, small):
 
     after = time.time()
 
-    def settled(msg, vals):
-        # Only a report made after the burst's last depth image says anything about it.
-        stamp = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
-        return stamp > after and int(vals["frames_received"]) == \
+    def settled(vals):
+        return int(vals["frames_received"]) == \
             int(vals["frames_processed"]) + int(vals["frames_dropped"]) + \
             int(vals["frames_waiting_camera_info"]) and int(vals["queries_pending"]) == 0
-    vals = client.wait_diag(settled)
+    # Only a report made after the burst's last depth image says anything about it.
+    vals = client.wait_diag(settled, after)
     assert int(vals["frames_processed"]) == len(client.messages("depth"))
     assert int(vals["dropped_superseded"]) >= 1
     assert sum(int(v) for k, v in vals.items() if k.startswith("dropped_")) == \
@@ -601,16 +384,13 @@ def test_burst_supersedes_and_diagnostics_account_for_everything(live, small):
 def test_deactivate_stops_output_and_activate_resumes(live, small):
     client, proc, _ = live
     rgb, intr = small
-    req = ChangeState.Request()
-    req.transition.id = Transition.TRANSITION_DEACTIVATE
-    assert client.call(client.change_state, req).success
+    assert client.transition(Transition.TRANSITION_DEACTIVATE)
     assert client.state() == State.PRIMARY_STATE_INACTIVE
     client.send_frame(rgb, intr, 4000)
     time.sleep(1.5)
     assert not [m for m in client.messages("depth") if m.header.stamp.sec == 4000]
-    req.transition.id = Transition.TRANSITION_ACTIVATE
-    assert client.call(client.change_state, req).success
-    client.wait_for_inputs()
+    assert client.transition(Transition.TRANSITION_ACTIVATE)
+    client.wait_connected()
     img = client.send_frame(rgb, intr, 4001)
     client.wait_for("depth", lambda m: _key(m.header) == _key(img.header), proc=proc)
 

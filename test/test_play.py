@@ -16,13 +16,10 @@ from depthvlm_ros.core.errors import InputError
 from depthvlm_ros.bags import SAMPLE_START_NS, SampleFrame, write_frames_bag
 from depthvlm_ros.ros.play import play_bag
 
-rclpy = pytest.importorskip("rclpy")
-from rclpy.executors import SingleThreadedExecutor  # noqa: E402
-from rclpy.qos import QoSProfile, ReliabilityPolicy  # noqa: E402
+pytest.importorskip("rclpy")
 from rosgraph_msgs.msg import Clock  # noqa: E402
 from sensor_msgs.msg import CameraInfo, Image  # noqa: E402
 
-REPO = Path(__file__).resolve().parents[1]
 N, PERIOD_NS, RATE = 6, 200_000_000, 2.0  # 0.2 s of bag time -> 0.1 s of wall time
 
 
@@ -38,48 +35,37 @@ def _bag(path: Path) -> None:
     write_frames_bag(path, frames, "mcap", topics={"image": IMG, "camera_info": INFO})
 
 
-def test_play_publishes_with_timing_and_clock(tmp_path, monkeypatch):
+def test_play_publishes_with_timing_and_clock(tmp_path):
+    from depthvlm_ros.ros import harness
+
     _bag(tmp_path / "bag")
     # A domain of our own, so parallel runs and other tests' nodes do not see each other.
-    domain = str(100 + os.getpid() % 100)
-    monkeypatch.setenv("ROS_DOMAIN_ID", domain)
-    monkeypatch.setenv("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
-    ctx = rclpy.Context()
-    rclpy.init(context=ctx)
-    node = rclpy.create_node("play_test_listener", context=ctx)
-    executor = SingleThreadedExecutor(context=ctx)
-    executor.add_node(node)
-    images: list[tuple[float, Image]] = []
-    clocks: list[int] = []
-    infos: list[CameraInfo] = []
-    qos = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
-    node.create_subscription(Image, IMG,
-                             lambda m: images.append((time.monotonic(), m)), qos)
-    node.create_subscription(CameraInfo, INFO, infos.append, qos)
-    node.create_subscription(Clock, "/clock",
-                             lambda m: clocks.append(m.clock.sec * 10**9 + m.clock.nanosec), qos)
-    env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "depthvlm_ros.cli", "play", str(tmp_path / "bag"), "--rate",
-         str(RATE), "--clock", "--delay", "0.5", "--wait-for-subscribers", "20",
-         "--topics", IMG, INFO],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    try:
-        deadline, exited = time.monotonic() + 45, None
-        while time.monotonic() < deadline:
-            executor.spin_once(timeout_sec=0.02)
-            if proc.poll() is not None:
-                # Keep spinning briefly after the player exits for messages still in flight.
-                exited = exited or time.monotonic()
-                if (len(images) >= N and len(infos) >= N) or time.monotonic() - exited > 1.0:
-                    break
-        out = proc.communicate(timeout=10)[0]
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        executor.shutdown()
-        node.destroy_node()
-        ctx.try_shutdown()
+    domain = harness.domain_id("play")
+    proc = None
+    with harness.Client(domain, name="play_test_listener", record=(), inputs=()) as client:
+        client.record("images", keep=lambda m: (time.monotonic(), m), topic=IMG, msg_type=Image)
+        client.record("infos", topic=INFO, msg_type=CameraInfo)
+        client.record("clocks", keep=lambda m: m.clock.sec * 10**9 + m.clock.nanosec,
+                      topic="/clock", msg_type=Clock)
+        try:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "depthvlm_ros.cli", "play", str(tmp_path / "bag"),
+                 "--rate", str(RATE), "--clock", "--delay", "0.5", "--wait-for-subscribers",
+                 "20", "--topics", IMG, INFO],
+                env=harness.ros_env(domain), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                text=True)
+            out = proc.communicate(timeout=45)[0]
+            # Messages still in flight when the player exits come within a second.
+            try:
+                client.wait(lambda: len(client.messages("images")) >= N and
+                            len(client.messages("infos")) >= N, "the played frames", 1.0)
+            except TimeoutError:
+                pass
+        finally:
+            if proc is not None and proc.poll() is None:
+                proc.kill()
+        images, infos = client.messages("images"), client.messages("infos")
+        clocks = client.messages("clocks")
     assert proc.returncode == 0, out
     assert "published 12 messages" in out
     assert len(images) == N and len(infos) == N, out

@@ -3,7 +3,7 @@
 model's rate is turned away (status busy) with a bounded queue and bounded memory, while good
 frames keep coming out.
 
-One node process (source tree, embedded model, 64x48 frames) serves the whole module; the tests
+One node process (this checkout, embedded model, 64x48 frames) serves the whole module; the tests
 run in order and each one counts what it sent and checks the node's own counters against it.
 """
 
@@ -16,11 +16,16 @@ import time
 
 import numpy as np
 import pytest
-from geometry_msgs.msg import Point
+from ros_support import (camera_info, image, make_scene, reliability_node, rss_kb, settled,
+                         stamp, stamp_key)
 
-from test_reliability_common import (SpatialAnswer, SpatialQuery, String, Intrinsics, camera_info,
-                                     image, launch, make_scene, rss_kb, settled, stamp,
-                                     stamp_key, teardown)
+# After ros_support, which skips this module where ROS or the messages are missing.
+from geometry_msgs.msg import Point
+from std_msgs.msg import String
+
+from depthvlm_ros.core.camera import Intrinsics
+from depthvlm_ros.msg import SpatialAnswer, SpatialQuery
+from depthvlm_ros.ros import convert
 
 W, H = 64, 48
 THROTTLE_S = 4.0
@@ -29,13 +34,10 @@ QUEUE = 8
 
 @pytest.fixture(scope="module")
 def live(tmp_path_factory):
-    client, proc, log = launch(tmp_path_factory, 1, {
-        "query_queue_size": str(QUEUE), "warn_throttle_s": str(THROTTLE_S),
-        "publish_points": "false"})
-    try:
-        yield client, proc, log
-    finally:
-        teardown(client, proc, log)
+    with reliability_node(tmp_path_factory, "reliability_node_input", {
+            "query_queue_size": QUEUE, "warn_throttle_s": THROTTLE_S,
+            "publish_points": False}) as live_node:
+        yield live_node
 
 
 @pytest.fixture(scope="module")
@@ -64,7 +66,7 @@ def _info(intr, st, **fields):
 def _bad_kinds(rgb, intr):
     """(name, drop reason, st -> (image or None, camera_info or None)) for every bad input."""
     row = W * 3
-    raw = bytes(convert_rgb(rgb))
+    raw = bytes(convert.rgb_to_msg(rgb).data)
     k_nan = [float("nan"), 0.0, intr.cx, 0.0, intr.fy, intr.cy, 0.0, 0.0, 1.0]
     k_inf = [intr.fx, 0.0, intr.cx, 0.0, intr.fy, float("inf"), 0.0, 0.0, 1.0]
     k_neg = [-intr.fx, 0.0, intr.cx, 0.0, intr.fy, intr.cy, 0.0, 0.0, 1.0]
@@ -107,11 +109,6 @@ def _bad_kinds(rgb, intr):
     ]
 
 
-def convert_rgb(rgb):
-    from depthvlm_ros.ros import convert
-    return convert.rgb_to_msg(rgb).data
-
-
 def test_bad_images_interleaved_are_counted_throttled_and_good_frames_flow(live, scene):
     client, proc, log = live
     rgb, intr = scene
@@ -145,7 +142,7 @@ def test_bad_images_interleaved_are_counted_throttled_and_good_frames_flow(live,
             client.pub_image.publish(image(rgb, st))
             received += 1
             good.append((sec, 7))
-            client.wait(lambda: (sec, 7) in [(d[0], d[1]) for d in client.snapshot("depth")],
+            client.wait(lambda: (sec, 7) in [(d[0], d[1]) for d in client.messages("depth")],
                         f"depth for good frame after {name}", proc=proc)
     elapsed = time.monotonic() - t_start
     vals = client.wait_diag(settled(received), time.time(), proc=proc)
@@ -159,10 +156,10 @@ def test_bad_images_interleaved_are_counted_throttled_and_good_frames_flow(live,
     assert got == expected, (got, expected)
 
     # Outputs: exactly the good frames, in order, at the input size.
-    depth = client.snapshot("depth")
+    depth = client.messages("depth")
     assert [(d[0], d[1]) for d in depth] == good
     assert all((d[2], d[3]) == (W, H) for d in depth)
-    assert not set(bad) & set(client.snapshot("info"))
+    assert not set(bad) & set(client.messages("info"))
 
     # Warnings: throttled per reason. N bad frames of a reason give at most one warning per
     # throttle period (plus the first), far fewer than N.
@@ -195,9 +192,9 @@ def test_bad_questions_each_get_one_answer(live, scene):
     st = stamp(20_000)
     client.pub_info.publish(camera_info(intr, st))
     client.pub_image.publish(image(rgb, st))
-    client.wait(lambda: (20_000, 0) in [(d[0], d[1]) for d in client.snapshot("depth")],
+    client.wait(lambda: (20_000, 0) in [(d[0], d[1]) for d in client.messages("depth")],
                 "depth for the question frame", proc=proc)
-    before = len(client.snapshot("answers"))
+    before = len(client.messages("answer"))
     grid = [(u % W, (u // W) % H) for u in range(4096)]
     ok, err = SpatialAnswer.STATUS_OK, SpatialAnswer.STATUS_ERROR
     cases = [  # id, text, pixels, status, reason fragment, number of depths
@@ -220,10 +217,10 @@ def test_bad_questions_each_get_one_answer(live, scene):
     client.pub_text.publish(String(data=""))
     client.pub_text.publish(String(data="z" * 100_000))
     n = len(cases) + 2
-    client.wait(lambda: len(client.snapshot("answers")) >= before + n, f"{n} answers",
+    client.wait(lambda: len(client.messages("answer")) >= before + n, f"{n} answers",
                 proc=proc)
     time.sleep(0.5)  # a second answer to anything would show up now
-    answers = client.snapshot("answers")[before:]
+    answers = client.messages("answer")[before:]
     assert len(answers) == n
     by_id = {a.id: a for a in answers if a.id}
     assert sorted(by_id) == sorted(c[0] for c in cases)
@@ -255,9 +252,9 @@ def test_query_flood_is_bounded_in_queue_and_memory(live, scene):
     # Warm up the paths a flood takes (busy answers and model answers) before the baseline.
     for i in range(40):
         client.pub_query.publish(_query(f"warm-{i}", "Is the path clear?", [(3.0, 4.0)]))
-    client.wait(lambda: sum(a.id.startswith("warm-") for a in client.snapshot("answers")) == 40,
+    client.wait(lambda: sum(a.id.startswith("warm-") for a in client.messages("answer")) == 40,
                 "warm-up answers", proc=proc)
-    base = client.snapshot("answers")
+    base = client.messages("answer")
     n_base = len(base)
     rss0 = rss_kb(proc.pid)
     samples = [rss0]
@@ -279,19 +276,19 @@ def test_query_flood_is_bounded_in_queue_and_memory(live, scene):
         for i in range(n_flood):
             # Pace only to stay inside the DDS history depth; the node still sees a backlog of
             # hundreds of questions, far above the model's rate (tens per second).
-            while i - (len(client.snapshot("answers")) - n_base) > window:
+            while i - (len(client.messages("answer")) - n_base) > window:
                 assert proc.poll() is None, "node died during the flood"
                 assert time.monotonic() - t0 < 120, "flood stalled"
                 time.sleep(0.002)
             client.pub_query.publish(_query(f"flood-{i}", "Is the path clear?", [(3.0, 4.0)]))
-        client.wait(lambda: len(client.snapshot("answers")) >= n_base + n_flood,
+        client.wait(lambda: len(client.messages("answer")) >= n_base + n_flood,
                     f"{n_flood} flood answers", timeout=120, proc=proc)
     finally:
         stop.set()
         sampler.join(2)
     duration = time.monotonic() - t0
     time.sleep(0.5)
-    answers = client.snapshot("answers")[n_base:]
+    answers = client.messages("answer")[n_base:]
     ids = [a.id for a in answers]
     assert len(ids) == n_flood and set(ids) == {f"flood-{i}" for i in range(n_flood)}
     status = [a.status for a in answers]
@@ -303,11 +300,11 @@ def test_query_flood_is_bounded_in_queue_and_memory(live, scene):
     assert max(busy_lat) < 5.0  # busy means "now", not after waiting behind the model
 
     # The queue never grew beyond its bound, and the node accounted for every question.
-    flood_diag = [client.diag_values(m) for m in client.snapshot("diag")
+    flood_diag = [client.diag_values(m) for m in client.messages("diag")
                   if m.header.stamp.sec + m.header.stamp.nanosec * 1e-9 > after]
     assert flood_diag and max(int(v["queries_pending"]) for v in flood_diag) <= QUEUE
     vals = client.wait_diag(lambda v: int(v["queries_pending"]) == 0, time.time(), proc=proc)
-    all_answers = client.snapshot("answers")
+    all_answers = client.messages("answer")
     assert int(vals["queries_received"]) == len(all_answers)
     assert int(vals["queries_busy"]) == sum(a.status == SpatialAnswer.STATUS_BUSY
                                             for a in all_answers)
@@ -320,7 +317,7 @@ def test_query_flood_is_bounded_in_queue_and_memory(live, scene):
     st = stamp(30_000)
     client.pub_info.publish(camera_info(intr, st))
     client.pub_image.publish(image(rgb, st))
-    client.wait(lambda: (30_000, 0) in [(d[0], d[1]) for d in client.snapshot("depth")],
+    client.wait(lambda: (30_000, 0) in [(d[0], d[1]) for d in client.messages("depth")],
                 "depth after the flood", proc=proc)
     print(f"\nflood: {n_flood} queries in {duration:.1f} s ({n_flood / duration:.0f}/s): "
           f"{n_ok} answered, {n_busy} busy; RSS {rss0 / 1024:.0f} MB -> max "

@@ -18,11 +18,13 @@ import threading
 import time
 
 import pytest
-from lifecycle_msgs.msg import State, Transition
-from lifecycle_msgs.srv import ChangeState
+from ros_support import camera_info, image, make_scene, reliability_node, stamp
 
-from test_reliability_common import (SpatialAnswer, SpatialQuery, camera_info, domain_id, image,
-                                     launch, make_scene, stamp, teardown)
+# After ros_support, which skips this module where ROS or the messages are missing.
+from lifecycle_msgs.msg import State, Transition
+
+from depthvlm_ros.msg import SpatialAnswer, SpatialQuery
+from depthvlm_ros.ros.harness import domain_id
 
 W, H = 64, 48
 EXIT_S = 15.0       # generous bound for a clean exit on 2 shared cores
@@ -37,10 +39,8 @@ def _query(qid: str, sec: int = 0) -> SpatialQuery:
 
 
 def _transition(client, tid: int) -> float:
-    req = ChangeState.Request()
-    req.transition.id = tid
     t0 = time.monotonic()
-    assert client.call(client.change_state, req).success, f"transition {tid} failed"
+    assert client.transition(tid), f"transition {tid} failed"
     return time.monotonic() - t0
 
 
@@ -48,7 +48,7 @@ def _frame(client, proc, rgb, intr, sec: int) -> None:
     st = stamp(sec)
     client.pub_info.publish(camera_info(intr, st))
     client.pub_image.publish(image(rgb, st))
-    client.wait(lambda: any(d[0] == sec for d in client.snapshot("depth")), f"depth {sec}",
+    client.wait(lambda: any(d[0] == sec for d in client.messages("depth")), f"depth {sec}",
                 proc=proc)
 
 
@@ -71,7 +71,7 @@ def _queue_questions(client, proc, tag: str, n_future: int, n_latest: int) -> li
 
 def _answers_for(client, ids) -> dict:
     got: dict = {}
-    for a in client.snapshot("answers"):
+    for a in client.messages("answer"):
         if a.id in ids:
             assert a.id not in got, f"{a.id} answered twice"
             got[a.id] = a
@@ -79,8 +79,8 @@ def _answers_for(client, ids) -> dict:
 
 
 def test_lifecycle_transitions_answer_what_was_taken(tmp_path_factory):
-    client, proc, log = launch(tmp_path_factory, 3, {"query_queue_size": "16"})
-    try:
+    with reliability_node(tmp_path_factory, "reliability_lifecycle",
+                          {"query_queue_size": 16}) as (client, proc, log):
         rgb, intr = make_scene(W, H, seed=5)
         _frame(client, proc, rgb, intr, 1)
 
@@ -99,11 +99,11 @@ def test_lifecycle_transitions_answer_what_was_taken(tmp_path_factory):
         n_ok = sum(a.status == SpatialAnswer.STATUS_OK for a in got.values())
 
         # Inactive: inputs are not read, nothing is published.
-        n_depth = len(client.snapshot("depth"))
+        n_depth = len(client.messages("depth"))
         client.pub_info.publish(camera_info(intr, stamp(2)))
         client.pub_image.publish(image(rgb, stamp(2)))
         time.sleep(0.5)
-        assert len(client.snapshot("depth")) == n_depth
+        assert len(client.messages("depth")) == n_depth
 
         # --- cleanup, then configure + activate again (the model is loaded afresh)
         assert _transition(client, Transition.TRANSITION_CLEANUP) < TRANSITION_S
@@ -111,7 +111,7 @@ def test_lifecycle_transitions_answer_what_was_taken(tmp_path_factory):
         _transition(client, Transition.TRANSITION_CONFIGURE)
         _transition(client, Transition.TRANSITION_ACTIVATE)
         assert client.state() == State.PRIMARY_STATE_ACTIVE
-        client.wait_inputs()
+        client.wait_connected()
         _frame(client, proc, rgb, intr, 3)
 
         # --- shutdown straight from active, questions still queued
@@ -132,57 +132,55 @@ def test_lifecycle_transitions_answer_what_was_taken(tmp_path_factory):
         assert "Traceback" not in text and "[ERROR]" not in text, text[-3000:]
         print(f"\nlifecycle: deactivate answered {len(ids)} queued questions ({n_ok} OK), "
               f"shutdown answered {len(ids2)}; exit {time.monotonic() - t0:.2f} s after SIGINT")
-    finally:
-        teardown(client, proc, log)
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 def test_signal_under_load_exits_cleanly(tmp_path_factory, sig):
-    client, proc, log = launch(tmp_path_factory, 4 + int(sig), {"query_queue_size": "4"})
     stop = threading.Event()
     sent = {"frames": 0, "queries": 0}
-    try:
-        rgb, intr = make_scene(W, H, seed=6)
-        _frame(client, proc, rgb, intr, 1)
-
-        def load():
-            # Frames and questions far faster than the model: the worker is always busy, the
-            # query queue full, when the signal comes.
-            i = 0
-            while not stop.is_set():
-                i += 1
-                st = stamp(10 + i // 100, (i % 100) * 10_000_000)
-                client.pub_info.publish(camera_info(intr, st))
-                client.pub_image.publish(image(rgb, st))
-                client.pub_query.publish(_query(f"load-{i}"))
-                sent["frames"] += 1
-                sent["queries"] += 1
-                time.sleep(0.002)
-
-        loader = threading.Thread(target=load, daemon=True)
-        loader.start()
-        client.wait(lambda: len(client.snapshot("answers")) >= 20 and
-                    len(client.snapshot("depth")) >= 5, "node under load", proc=proc)
-        proc.send_signal(sig)
-        t0 = time.monotonic()
+    with reliability_node(tmp_path_factory, f"reliability_{sig.name}",
+                          {"query_queue_size": 4}) as (client, proc, log):
         try:
-            rc = proc.wait(EXIT_S)
-        except subprocess.TimeoutExpired:
-            pytest.fail(f"node still running {EXIT_S} s after {sig.name}")
-        exit_s = time.monotonic() - t0
-        stop.set()
-        loader.join(2)
-        text = log.read_text()
-        assert rc == 0, text[-3000:]
-        assert "Traceback" not in text and "[ERROR]" not in text, text[-3000:]
-        # Answers are never duplicated, even around the shutdown.
-        ids = [a.id for a in client.snapshot("answers")]
-        assert len(ids) == len(set(ids))
-        print(f"\n{sig.name}: exit after {exit_s:.2f} s under load ({sent['frames']} frames, "
-              f"{sent['queries']} questions sent, {len(ids)} answered)")
-    finally:
-        stop.set()
-        teardown(client, proc, log)
+            rgb, intr = make_scene(W, H, seed=6)
+            _frame(client, proc, rgb, intr, 1)
+
+            def load():
+                # Frames and questions far faster than the model: the worker is always busy, the
+                # query queue full, when the signal comes.
+                i = 0
+                while not stop.is_set():
+                    i += 1
+                    st = stamp(10 + i // 100, (i % 100) * 10_000_000)
+                    client.pub_info.publish(camera_info(intr, st))
+                    client.pub_image.publish(image(rgb, st))
+                    client.pub_query.publish(_query(f"load-{i}"))
+                    sent["frames"] += 1
+                    sent["queries"] += 1
+                    time.sleep(0.002)
+
+            loader = threading.Thread(target=load, daemon=True)
+            loader.start()
+            client.wait(lambda: len(client.messages("answer")) >= 20 and
+                        len(client.messages("depth")) >= 5, "node under load", proc=proc)
+            proc.send_signal(sig)
+            t0 = time.monotonic()
+            try:
+                rc = proc.wait(EXIT_S)
+            except subprocess.TimeoutExpired:
+                pytest.fail(f"node still running {EXIT_S} s after {sig.name}")
+            exit_s = time.monotonic() - t0
+            stop.set()
+            loader.join(2)
+            text = log.read_text()
+            assert rc == 0, text[-3000:]
+            assert "Traceback" not in text and "[ERROR]" not in text, text[-3000:]
+            # Answers are never duplicated, even around the shutdown.
+            ids = [a.id for a in client.messages("answer")]
+            assert len(ids) == len(set(ids))
+            print(f"\n{sig.name}: exit after {exit_s:.2f} s under load ({sent['frames']} frames, "
+                  f"{sent['queries']} questions sent, {len(ids)} answered)")
+        finally:
+            stop.set()
 
 
 def test_shutdown_racing_the_executor_is_a_clean_exit(monkeypatch):
@@ -195,7 +193,7 @@ def test_shutdown_racing_the_executor_is_a_clean_exit(monkeypatch):
     from depthvlm_ros.ros import node as node_module
 
     RCLError = node_module._rclpy_impl.RCLError
-    monkeypatch.setenv("ROS_DOMAIN_ID", str(domain_id(90)))
+    monkeypatch.setenv("ROS_DOMAIN_ID", str(domain_id("reliability_executor_race")))
     args = ["--ros-args", "-p", "autostart:=false"]
 
     def spin_after_signal(self):

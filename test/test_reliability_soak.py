@@ -14,10 +14,12 @@ import statistics
 import time
 
 import pytest
+from ros_support import camera_info, image, make_scene, reliability_node, rss_kb, settled, stamp
+
+# After ros_support, which skips this module where ROS or the messages are missing.
 from geometry_msgs.msg import Point
 
-from test_reliability_common import (SpatialAnswer, SpatialQuery, camera_info, image, launch,
-                                     make_scene, rss_kb, settled, stamp, teardown)
+from depthvlm_ros.msg import SpatialAnswer, SpatialQuery
 
 W, H = 64, 48
 FRAMES = int(os.environ.get("DEPTHVLM_SOAK_FRAMES", "3000"))
@@ -28,18 +30,15 @@ QUERY_EVERY = 25
 
 @pytest.fixture(scope="module")
 def live(tmp_path_factory):
-    client, proc, log = launch(tmp_path_factory, 2, {
-        "query_queue_size": "4", "publish_points": "true", "diagnostics_period_s": "0.5"},
-        points=True)
-    try:
-        yield client, proc, log
-    finally:
-        teardown(client, proc, log)
+    with reliability_node(tmp_path_factory, "reliability_soak", {
+            "query_queue_size": 4, "publish_points": True, "diagnostics_period_s": 0.5},
+            points=True) as live_node:
+        yield live_node
 
 
 def _newest(client) -> int:
     """Index of the newest frame that came out as a depth image (-1: none yet)."""
-    depth = client.snapshot("depth")
+    depth = client.messages("depth")
     if not depth:
         return -1
     sec, nsec = depth[-1][0], depth[-1][1]
@@ -81,7 +80,7 @@ def test_soak_memory_flat_and_outputs_in_order(live):
     publish_s = time.monotonic() - t0
     vals = client.wait_diag(lambda v: settled(FRAMES)(v) and int(v["queries_pending"]) == 0,
                             time.time(), timeout=60, proc=proc)
-    client.wait(lambda: len(client.snapshot("answers")) >= queries, f"{queries} answers",
+    client.wait(lambda: len(client.messages("answer")) >= queries, f"{queries} answers",
                 proc=proc)
     rss.append((rss_kb(proc.pid), FRAMES))
 
@@ -92,9 +91,9 @@ def test_soak_memory_flat_and_outputs_in_order(live):
     # With IN_FLIGHT frames queued in DDS the node supersedes some, but the model never idles.
     assert processed >= FRAMES // 5, vals
     time.sleep(0.3)
-    depth = client.snapshot("depth")
-    info = client.snapshot("info")
-    points = client.snapshot("points")
+    depth = client.messages("depth")
+    info = client.messages("info")
+    points = client.messages("points")
     assert len(depth) == processed and len(info) == processed
 
     # Order: no output ever goes back in time.
@@ -102,10 +101,11 @@ def test_soak_memory_flat_and_outputs_in_order(live):
     assert _strictly_increasing(keys), "depth images out of order"
     assert _strictly_increasing(info), "depth/camera_info out of order"
     assert _strictly_increasing(points), "points out of order"
-    assert len(points) >= processed * 0.9  # depth 10 history; a slow reader may miss a few
+    # The node keeps 2 clouds for a slow reader (qos.PREVIEW_OUT): it may miss a few.
+    assert len(points) >= processed * 0.9
 
     # Questions: each answered once, and every one OK or busy (never an error).
-    answers = [a for a in client.snapshot("answers") if a.id.startswith("soak-")]
+    answers = [a for a in client.messages("answer") if a.id.startswith("soak-")]
     assert len(answers) == queries == len({a.id for a in answers})
     assert all(a.status in (SpatialAnswer.STATUS_OK, SpatialAnswer.STATUS_BUSY) for a in answers)
     assert sum(a.status == SpatialAnswer.STATUS_OK for a in answers) >= queries // 2

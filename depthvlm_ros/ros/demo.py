@@ -14,10 +14,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import subprocess
-import sys
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,13 +25,10 @@ from ..core.errors import DepthVLMError
 
 __all__ = ["DemoOptions", "run_demo"]
 
-_RECORDED = {
-    "depth/image": "sensor_msgs/msg/Image",
-    "depth/camera_info": "sensor_msgs/msg/CameraInfo",
-    "points": "sensor_msgs/msg/PointCloud2",
-    "answer": "depthvlm_ros/msg/SpatialAnswer",
-    "/diagnostics": "diagnostic_msgs/msg/DiagnosticArray",
-}
+#: Outputs of the node recorded into the bag (keys of :data:`.harness.OUTPUTS`).
+_RECORDED = ("depth", "info", "points", "answer", "diag")
+_NODE_REMAPS = ["-r", "__node:=depthvlm_node",
+                "-r", "image:=/camera/image_raw", "-r", "camera_info:=/camera/camera_info"]
 _QUESTIONS = [
     ("How far is the point at pixel (u=160, v=120) from the camera?", [(160, 120)]),
     ("Which is nearer, the point at (u=60, v=200) or the point at (u=260, v=60)?",
@@ -80,29 +73,21 @@ def _require_ros() -> None:
                             "scripts/setup.sh, then '. scripts/ros_env.sh'") from None
 
 
-def _node_command(opts: DemoOptions) -> list[str]:
-    return [sys.executable, "-c", "from depthvlm_ros.ros.node import main; raise SystemExit(main())",
-            "--ros-args", "-r", "__node:=depthvlm_node",
-            "-r", "image:=/camera/image_raw", "-r", "camera_info:=/camera/camera_info",
-            "-p", f"model_path:={opts.model_path}", "-p", "device:=cpu",
+def _node_params(opts: DemoOptions) -> dict[str, Any]:
+    return {"model_path": opts.model_path, "device": "cpu",
             # Reliable, so that the played frames are not lost to best-effort fragmentation.
-            "-p", "image_qos:=reliable", "-p", "diagnostics_period_s:=0.5",
-            "-p", "max_new_tokens:=24"]
+            "image_qos": "reliable", "diagnostics_period_s": 0.5, "max_new_tokens": 24}
 
 
 def run_demo(opts: DemoOptions) -> dict[str, Any]:
     """Run the demo and return its summary (also written to ``out/summary.json``)."""
     _require_ros()
-    import rclpy
-    from rclpy.executors import SingleThreadedExecutor
-    from rclpy.qos import QoSProfile, ReliabilityPolicy
-    from lifecycle_msgs.msg import State
-    from lifecycle_msgs.srv import GetState
-    from std_msgs.msg import String
     from geometry_msgs.msg import Point
+    from std_msgs.msg import String
     from depthvlm_ros.msg import SpatialQuery
 
     from ..bags import make_typestore, open_writer, write_sample_bag
+    from .harness import OUTPUTS, Client, NodeExited, NodeProcess, domain_id
     from .play import play_bag
 
     log = opts.log
@@ -115,150 +100,127 @@ def run_demo(opts: DemoOptions) -> dict[str, Any]:
     write_sample_bag(in_bag, frames=opts.frames, width=opts.width, height=opts.height,
                      seed=opts.seed)
 
-    domain = opts.domain_id or (120 + os.getpid() % 100)
-    env = dict(os.environ, ROS_DOMAIN_ID=str(domain), ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST",
-               PYTHONUNBUFFERED="1", RCUTILS_COLORIZED_OUTPUT="0")
+    domain = opts.domain_id or domain_id("demo", user="demo")
+    # The player runs in this process and takes its domain from the environment.
     os.environ.update(ROS_DOMAIN_ID=str(domain), ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST")
     node_log = out / "depthvlm_node.log"
     log(f"[demo] 2/6 starting depthvlm_node (model {opts.model_path}, ROS_DOMAIN_ID={domain}); "
         f"log: {node_log}")
-    with open(node_log, "w") as fh:
-        proc = subprocess.Popen(_node_command(opts), stdout=fh, stderr=subprocess.STDOUT, env=env)
-
-    ts = make_typestore()
-    writer = open_writer(rec_bag, "mcap")
-    writer.open()
-    conns = {t: writer.add_connection(t if t.startswith("/") else "/" + t, m, typestore=ts)
-             for t, m in _RECORDED.items()}
-    rec = _Recording()
-    lock = threading.Lock()
-    ctx = rclpy.Context()
-    rclpy.init(context=ctx)
-    node = rclpy.create_node("depthvlm_demo", context=ctx)
-    executor = SingleThreadedExecutor(context=ctx)
-    executor.add_node(node)
-    spin = threading.Thread(target=executor.spin, daemon=True)
-    summary: dict[str, Any] = {}
     try:
-        from rclpy.serialization import deserialize_message
-        from .convert import msg_to_depth
-        from .play import message_class as get_message
+        node = NodeProcess(domain, params=_node_params(opts), ros_args=_NODE_REMAPS,
+                           log=node_log, threads=None)
+    except FileNotFoundError as exc:  # no installed launcher
+        raise DepthVLMError(str(exc)) from None
+    summary: dict[str, Any] = {}
+    with node:
+        writer = open_writer(rec_bag, "mcap")
+        writer.open()
+        try:
+            keep = _bag_recorders(writer, make_typestore(), OUTPUTS)
+            with Client(domain, name="depthvlm_demo", record=_RECORDED, keep=keep, raw=True,
+                        inputs=("query", "query_text")) as client:
+                try:
+                    t_active = node.wait_active(client, opts.node_timeout_s)
+                except NodeExited:
+                    raise DepthVLMError(f"depthvlm_node exited early (code {node.returncode}); "
+                                        f"see {node_log}") from None
+                except TimeoutError:
+                    raise DepthVLMError(f"depthvlm_node did not become active in "
+                                        f"{opts.node_timeout_s:.0f} s; see {node_log}") from None
+                log(f"[demo]     node active after {t_active:.1f} s")
 
-        def recorder(topic: str):
-            cls = get_message(_RECORDED[topic])
+                log(f"[demo] 3/6 recording node outputs to {rec_bag}")
+                log(f"[demo] 4/6 playing {in_bag} at rate {opts.rate}")
+                t_play = time.monotonic()
+                stats = play_bag(in_bag, rate=opts.rate,
+                                 topics=["/camera/image_raw", "/camera/camera_info"],
+                                 wait_for_subscribers_s=20.0, log=None)
+                deadline = time.monotonic() + 30.0
+                while time.monotonic() < deadline:  # let the last frame finish
+                    busy = _last_diagnostics(client).get("frames_waiting_camera_info", "0") != "0"
+                    n_depth = len(client.messages("depth"))
+                    time.sleep(1.0)
+                    if len(client.messages("depth")) == n_depth and not busy:
+                        break
+                play_s = time.monotonic() - t_play
 
-            def cb(raw: bytes) -> None:
-                now = time.time_ns()
-                msg = None
-                if topic in ("depth/image", "answer", "/diagnostics"):
-                    msg = deserialize_message(raw, cls)
-                with lock:
-                    writer.write(conns[topic], now, raw)
-                    rec.counts[topic] = rec.counts.get(topic, 0) + 1
-                    if topic == "depth/image":
-                        stamp = msg.header.stamp.sec * 10**9 + msg.header.stamp.nanosec
-                        rec.depth_stamps.append(stamp)
-                        rec.depths[stamp] = msg_to_depth(msg)
-                    elif topic == "answer":
-                        rec.answers.append(msg)
-                    elif topic == "/diagnostics":
-                        for st in msg.status:
-                            if "depthvlm" in st.name:
-                                rec.diagnostics = {kv.key: kv.value for kv in st.values}
-                                # The node reports a windowed mean; keep every finite one.
-                                lat = _to_float(rec.diagnostics.get("model_latency_ms"))
-                                if lat is not None:
-                                    rec.model_latency_ms.append(lat)
-            return cb
-
-        reliable = QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE)
-        for topic in _RECORDED:
-            node.create_subscription(get_message(_RECORDED[topic]), topic, recorder(topic),
-                                     reliable, raw=True)
-        spin.start()
-        _wait_active(node, GetState, State, proc, node_log, opts.node_timeout_s, log)
-
-        log(f"[demo] 3/6 recording node outputs to {rec_bag}")
-        log(f"[demo] 4/6 playing {in_bag} at rate {opts.rate}")
-        t_play = time.monotonic()
-        stats = play_bag(in_bag, rate=opts.rate, topics=["/camera/image_raw", "/camera/camera_info"],
-                         wait_for_subscribers_s=20.0, log=None)
-        deadline = time.monotonic() + 30.0
-        while time.monotonic() < deadline:  # let the last frame finish
-            with lock:
-                busy = rec.diagnostics.get("frames_waiting_camera_info", "0") != "0"
-                n_depth = rec.counts.get("depth/image", 0)
-            time.sleep(1.0)
-            with lock:
-                if rec.counts.get("depth/image", 0) == n_depth and not busy:
-                    break
-        play_s = time.monotonic() - t_play
-
-        log("[demo] 5/6 asking spatial questions about the latest frame")
-        qpub = node.create_publisher(SpatialQuery, "query", reliable)
-        tpub = node.create_publisher(String, "query_text", reliable)
-        _wait_matched([qpub, tpub])
-        for i, (text, pixels) in enumerate(_QUESTIONS):
-            q = SpatialQuery()
-            q.id, q.text = f"demo-{i}", text
-            q.pixels = [Point(x=float(u), y=float(v), z=0.0) for u, v in pixels]
-            qpub.publish(q)
-        tpub.publish(String(data="Is the scene indoors or outdoors?"))
-        deadline = time.monotonic() + 120.0
-        while time.monotonic() < deadline:
-            with lock:
-                if len(rec.answers) >= len(_QUESTIONS) + 1:
-                    break
-            if proc.poll() is not None:
-                raise DepthVLMError(f"depthvlm_node exited (code {proc.returncode}); see {node_log}")
-            time.sleep(0.2)
-        time.sleep(1.0)  # one more diagnostics period
-        log("[demo] 6/6 scoring and writing the report")
-        with lock:
-            summary = _summarise(opts, in_bag, rec_bag, rec, stats, play_s, node_log)
-    finally:
-        executor.shutdown(timeout_sec=2.0)
-        node.destroy_node()
-        rclpy.try_shutdown(context=ctx)
-        writer.close()
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGINT)
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(5)
-    summary["node_exit_code"] = proc.returncode
+                log("[demo] 5/6 asking spatial questions about the latest frame")
+                try:
+                    client.wait_connected(inputs=("query", "query_text"), outputs=(),
+                                          timeout=10.0)
+                except TimeoutError:
+                    pass  # ask anyway: the wait for the answers says when the node is gone
+                for i, (text, pixels) in enumerate(_QUESTIONS):
+                    q = SpatialQuery()
+                    q.id, q.text = f"demo-{i}", text
+                    q.pixels = [Point(x=float(u), y=float(v), z=0.0) for u, v in pixels]
+                    client.pub_query.publish(q)
+                client.pub_text.publish(String(data="Is the scene indoors or outdoors?"))
+                try:
+                    client.wait(lambda: len(client.messages("answer")) >= len(_QUESTIONS) + 1,
+                                "the answers", 120.0, node)
+                except NodeExited:
+                    raise DepthVLMError(f"depthvlm_node exited (code {node.returncode}); "
+                                        f"see {node_log}") from None
+                except TimeoutError:
+                    pass  # the summary lists the answers that came
+                time.sleep(1.0)  # one more diagnostics period
+                log("[demo] 6/6 scoring and writing the report")
+                summary = _summarise(opts, in_bag, rec_bag, _recording(client), stats, play_s,
+                                     node_log)
+        finally:
+            writer.close()
+    summary["node_exit_code"] = node.returncode
     (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
     _write_report(out, summary)
     return summary
 
 
-def _wait_active(node, GetState, State, proc, node_log, timeout_s, log) -> None:
-    client = node.create_client(GetState, "/depthvlm_node/get_state")
-    t0 = time.monotonic()
-    while time.monotonic() - t0 < timeout_s:
-        if proc.poll() is not None:
-            raise DepthVLMError(f"depthvlm_node exited early (code {proc.returncode}); "
-                                f"see {node_log}")
-        if client.wait_for_service(timeout_sec=0.5):
-            fut = client.call_async(GetState.Request())
-            t1 = time.monotonic()
-            while not fut.done() and time.monotonic() - t1 < 5.0:
-                time.sleep(0.05)
-            if fut.done() and fut.result().current_state.id == State.PRIMARY_STATE_ACTIVE:
-                log(f"[demo]     node active after {time.monotonic() - t0:.1f} s")
-                return
-        time.sleep(0.2)
-    raise DepthVLMError(f"depthvlm_node did not become active in {timeout_s:.0f} s; see {node_log}")
+def _bag_recorders(writer, typestore, outputs) -> dict[str, Callable[[bytes], Any]]:
+    """Per recorded output, a recorder that writes the raw CDR into the bag (as rosbag2 does)
+    and keeps what the summary needs: (stamp, depth array), the answer, diagnostics values."""
+    from rclpy.serialization import deserialize_message
+
+    from .convert import msg_to_depth
+    from .harness import pipeline_values
+    from .play import message_class
+
+    def depth(msg):
+        return msg.header.stamp.sec * 10**9 + msg.header.stamp.nanosec, msg_to_depth(msg)
+
+    decoders = {"depth": depth, "answer": lambda msg: msg, "diag": pipeline_values}
+
+    def recorder(key: str) -> Callable[[bytes], Any]:
+        topic, type_name = outputs[key]
+        package, name = type_name.split("/")
+        msgtype = f"{package}/msg/{name}"
+        conn = writer.add_connection(topic if topic.startswith("/") else "/" + topic, msgtype,
+                                     typestore=typestore)
+        cls, decode = message_class(msgtype), decoders.get(key)
+
+        def keep(raw: bytes) -> Any:
+            writer.write(conn, time.time_ns(), raw)
+            return decode(deserialize_message(raw, cls)) if decode else None
+        return keep
+
+    return {key: recorder(key) for key in _RECORDED}
 
 
-def _wait_matched(pubs, timeout_s: float = 10.0) -> None:
-    t0 = time.monotonic()
-    while time.monotonic() - t0 < timeout_s:
-        if all(p.get_subscription_count() > 0 for p in pubs):
-            return
-        time.sleep(0.05)
+def _last_diagnostics(client) -> dict[str, str]:
+    reports = [d for d in client.messages("diag") if d is not None]
+    return reports[-1] if reports else {}
+
+
+def _recording(client) -> _Recording:
+    depths = client.messages("depth")
+    reports = [d for d in client.messages("diag") if d is not None]
+    # The node reports a windowed mean; keep every finite one.
+    latencies = [_to_float(d.get("model_latency_ms")) for d in reports]
+    return _Recording(counts={key: len(client.messages(key)) for key in _RECORDED},
+                      depth_stamps=[stamp for stamp, _ in depths], depths=dict(depths),
+                      answers=client.messages("answer"),
+                      diagnostics=reports[-1] if reports else {},
+                      model_latency_ms=[v for v in latencies if v is not None])
 
 
 def _read_topic(bag: Path, topic: str):
@@ -305,8 +267,8 @@ def _summarise(opts, in_bag, rec_bag, rec: _Recording, stats, play_s, node_log) 
         "model": opts.model_path,
         "frames_in_bag": opts.frames,
         "frames_played": stats.per_topic.get("/camera/image_raw", 0),
-        "depth_published": rec.counts.get("depth/image", 0),
-        "camera_info_published": rec.counts.get("depth/camera_info", 0),
+        "depth_published": rec.counts.get("depth", 0),
+        "camera_info_published": rec.counts.get("info", 0),
         "points_published": rec.counts.get("points", 0),
         "answers": answers,
         "stamps_in_order": order_ok,

@@ -1,12 +1,13 @@
 """Node-overhead and point-cloud benchmarks (the part of ``depthvlm perf`` that needs ROS).
 
-:func:`bench_node_overhead` starts ``depthvlm_node`` from the colcon install space as its own
-process (as ``test/test_node_live.py`` does), publishes one camera frame at a time over real DDS
-and times camera message in -> ``depth/image`` out. The node's own compute is subtracted two
-ways: the model latency the node reports on ``/diagnostics`` for that frame, and a direct
-:meth:`~depthvlm_ros.core.pipeline.DepthVLMPipeline.process_frame` on the same frame in this
-process, interleaved with the node frames so both see the same machine load. What is left is
-the node's overhead: serialisation, DDS transport both ways, message conversion, queueing.
+:func:`bench_node_overhead` starts ``depthvlm_node`` as its own process through
+:mod:`depthvlm_ros.ros.harness` (as the live tests do), publishes one camera frame at a time
+over real DDS and times camera message in -> ``depth/image`` out. The node's own compute is
+subtracted two ways: the model latency the node reports on ``/diagnostics`` for that frame,
+and a direct :meth:`~depthvlm_ros.core.pipeline.DepthVLMPipeline.process_frame` on the same
+frame in this process, interleaved with the node frames so both see the same machine load.
+What is left is the node's overhead: serialisation, DDS transport both ways, message
+conversion, queueing.
 
 :func:`bench_point_cloud` times building the organized ``PointCloud2``
 (:func:`~depthvlm_ros.ros.convert.depth_to_pointcloud2`) against the model time of the frame.
@@ -15,11 +16,8 @@ the node's overhead: serialisation, DDS transport both ways, message conversion,
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
-import threading
+import signal
 import time
-from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
@@ -57,104 +55,9 @@ def node_command() -> list[str]:
     Raises:
         FileNotFoundError: the install space is not on ``AMENT_PREFIX_PATH`` or is incomplete.
     """
-    from ament_index_python.packages import PackageNotFoundError, get_package_prefix
+    from .harness import node_command as installed_node
 
-    try:
-        prefix = Path(get_package_prefix("depthvlm_ros"))
-    except PackageNotFoundError:
-        raise FileNotFoundError("depthvlm_ros install space is not on AMENT_PREFIX_PATH "
-                                "(build with scripts/build_ros.sh, then source "
-                                "scripts/ros_env.sh)") from None
-    exe = prefix / "lib" / "depthvlm_ros" / "depthvlm_node"
-    if not exe.is_file():
-        raise FileNotFoundError(f"{exe} is missing: rebuild with scripts/build_ros.sh")
-    return [sys.executable, str(exe)]
-
-
-def _stamp_key(header) -> tuple[int, int]:
-    return int(header.stamp.sec), int(header.stamp.nanosec)
-
-
-class _Client:
-    """This process's rclpy node: publishes frames, records arrival times of depth and diagnostics."""
-
-    def __init__(self, domain_id: int) -> None:
-        import rclpy
-        from diagnostic_msgs.msg import DiagnosticArray
-        from rclpy.context import Context
-        from rclpy.executors import SingleThreadedExecutor
-        from rclpy.qos import QoSProfile, ReliabilityPolicy
-        from sensor_msgs.msg import CameraInfo, Image
-
-        self.ctx = Context()
-        rclpy.init(context=self.ctx, domain_id=domain_id)
-        self.node = rclpy.create_node("depthvlm_perf_client", context=self.ctx)
-        self.cond = threading.Condition()
-        self.depth_at: dict[tuple[int, int], float] = {}
-        self.diag: list[dict[str, str]] = []
-        reliable = QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE)
-        self.node.create_subscription(Image, "depth/image", self._on_depth, reliable)
-        self.node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diag,
-                                      QoSProfile(depth=50))
-        self.pub_image = self.node.create_publisher(Image, "image", reliable)
-        self.pub_info = self.node.create_publisher(CameraInfo, "camera_info", reliable)
-        self.executor = SingleThreadedExecutor(context=self.ctx)
-        self.executor.add_node(self.node)
-        self.thread = threading.Thread(target=self._spin, daemon=True)
-        self.thread.start()
-
-    def _spin(self) -> None:
-        try:
-            self.executor.spin()
-        except Exception:  # noqa: BLE001 - the context is shut down under the spinning thread
-            pass
-
-    def _on_depth(self, msg) -> None:
-        now = time.perf_counter()  # first thing: the arrival time is the measurement
-        with self.cond:
-            self.depth_at[_stamp_key(msg.header)] = now
-            self.cond.notify_all()
-
-    def _on_diag(self, msg) -> None:
-        for status in msg.status:
-            if "depth pipeline" in status.name:
-                with self.cond:
-                    self.diag.append({kv.key: kv.value for kv in status.values})
-                    self.cond.notify_all()
-
-    def wait(self, pred: Callable[[], Any], timeout: float, proc: subprocess.Popen) -> Any:
-        deadline = time.monotonic() + timeout
-        with self.cond:
-            while True:
-                value = pred()
-                if value:
-                    return value
-                if proc.poll() is not None:
-                    raise RuntimeError(f"depthvlm_node exited with {proc.returncode}")
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise TimeoutError(f"no reply from depthvlm_node within {timeout:.0f} s")
-                self.cond.wait(min(left, 0.2))
-
-    def close(self) -> None:
-        import rclpy
-
-        self.executor.shutdown(timeout_sec=1.0)
-        self.node.destroy_node()
-        rclpy.try_shutdown(context=self.ctx)
-
-
-def _node_env(domain_id: int, threads: int) -> dict[str, str]:
-    import depthvlm_ros
-
-    # The node must run the code this process measures: put the package this process imported
-    # first on its path (depthvlm_ros extends its own __path__, so the messages still come
-    # from the install space). Same thread count as the in-process pipeline, for a fair subtraction.
-    root = str(Path(depthvlm_ros.__file__).resolve().parent.parent)
-    path = os.environ.get("PYTHONPATH", "")
-    return dict(os.environ, ROS_DOMAIN_ID=str(domain_id), PYTHONUNBUFFERED="1",
-                ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST", RCUTILS_COLORIZED_OUTPUT="0",
-                OMP_NUM_THREADS=str(threads), PYTHONPATH=root + (os.pathsep + path if path else ""))
+    return installed_node()
 
 
 def bench_node_overhead(model_path: str, rgb: np.ndarray, intrinsics: Intrinsics, pipe,
@@ -187,48 +90,30 @@ def bench_node_overhead(model_path: str, rgb: np.ndarray, intrinsics: Intrinsics
         Medians of end-to-end, node-reported model and direct pipeline times; overhead both ways
         and its ratio to the model time, against :data:`TARGET_OVERHEAD`.
     """
-    from lifecycle_msgs.msg import State
-    from lifecycle_msgs.srv import GetState
-
     from . import convert
+    from .harness import Client, NodeProcess, domain_id, pipeline_values, stamp_key
 
     say = progress or (lambda _t: None)
-    domain_id = 200 + os.getpid() % 30
-    cmd = node_command() + [
-        "--ros-args", "-p", f"model_path:={model_path}", "-p", "device:=cpu",
-        "-p", "dtype:=float32", "-p", "head_backend:=torch", "-p", "image_qos:=reliable",
-        "-p", "publish_points:=false", "-p", "diagnostics_period_s:=0.5",
-        "-p", "warn_throttle_s:=60.0"]
-    for name, value in (node_params or {}).items():
-        cmd += ["-p", f"{name}:={value}"]
-    out = open(log_path, "w") if log_path else subprocess.DEVNULL  # noqa: SIM115 - closed below
-    proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT,
-                            env=_node_env(domain_id, threads))
-    client = None
-    try:
-        client = _Client(domain_id)
-        get_state = client.node.create_client(GetState, "/depthvlm_node/get_state")
-        t0 = time.monotonic()
-        while True:  # autostart: the node loads its model and activates itself
-            if proc.poll() is not None:
-                raise RuntimeError(f"depthvlm_node exited with {proc.returncode} while starting"
-                                   + (f" (log: {log_path})" if log_path else ""))
-            if time.monotonic() - t0 > timeout:
-                raise TimeoutError("depthvlm_node did not become active in time")
-            if get_state.wait_for_service(timeout_sec=0.5):
-                fut = get_state.call_async(GetState.Request())
-                t1 = time.monotonic()
-                while not fut.done() and time.monotonic() - t1 < 5.0:
-                    time.sleep(0.01)
-                if fut.done() and fut.result().current_state.id == State.PRIMARY_STATE_ACTIVE:
-                    break
-        while client.pub_image.get_subscription_count() == 0 or \
-                client.pub_info.get_subscription_count() == 0 or \
-                client.node.count_publishers("depth/image") == 0:
-            if time.monotonic() - t0 > timeout:
-                raise TimeoutError("depthvlm_node's topics were never discovered")
-            time.sleep(0.05)
-        say(f"    node active after {time.monotonic() - t0:.1f} s")
+    domain = domain_id("node_overhead", user="perf")
+    params = {"model_path": model_path, "device": "cpu", "dtype": "float32",
+              "head_backend": "torch", "image_qos": "reliable", "publish_points": False,
+              "diagnostics_period_s": 0.5, "warn_throttle_s": 60.0, **(node_params or {})}
+    # Arrival time first thing in the callback: it is the measurement.
+    keep = {"depth": lambda m: (time.perf_counter(), stamp_key(m.header)),
+            "diag": pipeline_values}
+    # SIGTERM: the node's own clean shutdown. Same thread count as the in-process pipeline,
+    # for a fair subtraction.
+    with NodeProcess(domain, params=params, log=log_path, threads=threads,
+                     stop_signal=signal.SIGTERM) as node, \
+            Client(domain, name="depthvlm_perf_client", record=("depth", "diag"), keep=keep,
+                   inputs=("image", "camera_info")) as client:
+        node.wait_active(client, timeout)  # autostart: the node loads its model, activates
+        client.wait_connected(outputs=("depth/image",), timeout=timeout)
+        say(f"    node active after {node.uptime():.1f} s")
+
+        def arrival(key):
+            return next((t for t, k in client.messages("depth") if k == key), None)
+
         e2e, node_model, direct = [], [], []
         for i in range(warmup + frames):
             img = convert.rgb_to_msg(rgb, None)  # the camera driver's work, not the node's
@@ -240,14 +125,15 @@ def bench_node_overhead(model_path: str, rgb: np.ndarray, intrinsics: Intrinsics
             client.pub_info.publish(info)  # info first: the image pairs on arrival
             sent = time.perf_counter()
             client.pub_image.publish(img)
-            got = client.wait(lambda s=stamp: client.depth_at.get(s), timeout, proc)
+            got = client.wait(lambda s=stamp: arrival(s), f"depth of frame {i + 1}", timeout,
+                              node)
             done = i + 1
             # The first report counting this frame carries its model latency ("last").
             vals = client.wait(lambda: next(
-                (d for d in client.diag if int(d.get("frames_processed", 0)) >= done), None),
-                timeout, proc)
-            with client.cond:
-                client.diag.clear()
+                (d for d in client.messages("diag")
+                 if d and int(d.get("frames_processed", 0)) >= done), None),
+                f"diagnostics of frame {i + 1}", timeout, node)
+            client.clear("diag")
             # Direct timing of the same frame, right after, under the same load.
             t_direct = time.perf_counter()
             pipe.process_frame(rgb, intrinsics, keep_context=True)
@@ -259,18 +145,6 @@ def bench_node_overhead(model_path: str, rgb: np.ndarray, intrinsics: Intrinsics
             direct.append(direct_s)
             say(f"    frame {i + 1 - warmup}/{frames}: in->out {e2e[-1] * 1e3:.1f} ms, "
                 f"node model {node_model[-1] * 1e3:.1f} ms, direct {direct_s * 1e3:.1f} ms")
-    finally:
-        if client is not None:
-            client.close()
-        if proc.poll() is None:
-            proc.terminate()  # SIGTERM: the node's own clean shutdown
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(10)
-        if out is not subprocess.DEVNULL:
-            out.close()
     parts = _message_costs(rgb, pipe.process_frame(rgb, intrinsics, keep_context=False).depth,
                            repeats=max(3, frames))
     over_node = [a - b for a, b in zip(e2e, node_model)]
