@@ -42,7 +42,7 @@ def _positive(value) -> bool:
 @pytest.fixture(scope="module")
 def quick_report(tiny_model_dir, tmp_path_factory):
     out = tmp_path_factory.mktemp("perf")
-    return _run_perf(tiny_model_dir, out, "dense,prefix,head,pointcloud"), out
+    return _run_perf(tiny_model_dir, out, "dense,prefix,answers,head,pointcloud"), out
 
 
 def test_report_header(quick_report):
@@ -85,6 +85,20 @@ def test_prefix_reuse_matches_full_prefill(quick_report):
         assert r["answers_equal"] and r["answer_reuse_ids"] == r["answer_full_ids"]
         assert r["answer_tokens"] == len(r["answer_reuse_ids"]) > 0
         assert math.isfinite(r["max_abs_first_logit_diff"])
+
+
+def test_measured_answers_cost(quick_report):
+    report, out = quick_report
+    figs = report["figures"]["measured_answers"]
+    assert set(figs) == set(report["models"])
+    for r in figs.values():
+        assert r["status"] == "ok", r
+        assert [q["question"] for q in r["rows"]] == ["one pixel", "two pixels", "region",
+                                                      "whole image"]
+        for q in r["rows"]:
+            assert q["model"]["n"] == q["measure"]["n"] == 2
+            assert _positive(q["ratio_measure_vs_model"])
+    assert "measured answer (region) / model answer" in (out / "perf.md").read_text()
 
 
 def test_head_backends(quick_report):

@@ -32,6 +32,8 @@ from ..pipeline import DepthVLMPipeline
 from .timing import ratio_of_medians, say, summarize, synchronized_time
 
 __all__ = [
+    "MEASURED_ANSWER_TARGET",
+    "bench_measured_answers",
     "PERF_MODEL_SIZES",
     "QUICK_MODEL_SIZES",
     "PAPER_IMAGE",
@@ -76,6 +78,10 @@ _QUESTION_SOURCES = (
     "Which object in the image is closest to the camera and how many metres away is it from "
     "the lens of the camera that took this picture?",
 )
+
+
+#: Largest cost of a measured answer as a share of the model's answer latency.
+MEASURED_ANSWER_TARGET = 0.05
 
 
 def make_perf_pipeline(sizes: dict[str, Any] | None = None, seed: int = 0,
@@ -357,3 +363,55 @@ def bench_head(pipe: DepthVLMPipeline, grid: tuple[int, int], repeats: int = 10,
             "rows": rows, "table": format_benchmark(rows),
             "ratio_torch_vs_onnxruntime": (float(speedup) if speedup is not None
                                            and math.isfinite(speedup) else None)}
+
+
+#: Questions of the measured-answer benchmark: (name, question, given pixels, given regions)
+#: for a W x H frame; the numbers scale with the frame so every target lies inside it.
+def _answer_questions(width: int, height: int) -> list[tuple[str, str, list, list]]:
+    u0, v0, u1, v1 = width // 4, height // 2, 3 * width // 4, height // 3
+    box = (width // 3, height // 3, width // 3, height // 3)
+    return [
+        ("one pixel", f"How far is the point at pixel (u={u0}, v={v0}) from the camera?", [], []),
+        ("two pixels", f"Which is nearer, (u={u0}, v={v0}) or (u={u1}, v={v1})?", [], []),
+        ("region", "How far is the nearest thing in this region?", [], [box]),
+        ("whole image", "Is anything closer than 1.5 m here?", [],
+         [(0, 0, width, height)]),
+    ]
+
+
+def bench_measured_answers(pipe: DepthVLMPipeline, rgb: np.ndarray, intrinsics: Intrinsics,
+                           repeats: int = 10, progress: Callable[[str], None] | None = None
+                           ) -> dict[str, Any]:
+    """What measuring an answer on the depth map costs next to the model's own answer.
+
+    One frame is processed with its prefill kept; then, per question kind (one pixel, two
+    pixels, a region, the whole image as a region), the model's answer on the cached prefix
+    and :func:`~depthvlm_ros.core.answers.measured_answer` (parse, measure, word) run
+    interleaved ``repeats`` times. The ratio is measured / model of the medians; the target is
+    at most 5 %.
+    """
+    from ..answers import measured_answer
+
+    result = pipe.process_frame(rgb, intrinsics, keep_context=True)
+    h, w = result.depth.shape
+    rows = []
+    for name, question, pixels, regions in _answer_questions(w, h):
+        model_s, measure_s = [], []
+        pipe.answer(result.context, question)  # warm-up, both paths
+        measured_answer(result.depth, intrinsics, question, pixels, regions)
+        for _ in range(repeats):
+            t = time.perf_counter()
+            pipe.answer(result.context, question)
+            model_s.append(time.perf_counter() - t)
+            t = time.perf_counter()
+            measured_answer(result.depth, intrinsics, question, pixels, regions)
+            measure_s.append(time.perf_counter() - t)
+        ratio = ratio_of_medians(measure_s, model_s)
+        rows.append({"question": name, "text": question, "model": summarize(model_s),
+                     "measure": summarize(measure_s), "ratio_measure_vs_model": ratio,
+                     "meets_target": bool(ratio <= MEASURED_ANSWER_TARGET)})
+        say(progress, f"  {name}: measure {np.median(measure_s) * 1e3:.2f} ms vs model "
+                      f"{np.median(model_s) * 1e3:.1f} ms ({ratio * 100:.2f} %)")
+    return {"image": [w, h], "repeats": repeats, "rows": rows,
+            "target": MEASURED_ANSWER_TARGET,
+            "meets_target": all(r["meets_target"] for r in rows)}

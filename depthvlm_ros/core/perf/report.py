@@ -114,6 +114,15 @@ def _rows(report: dict) -> list[tuple[str, str, str, str, str, str, int | str]]:
                      f"{'' if r['answers_equal'] else ' (ANSWERS DIFFER)'}", model,
                      _ms(r["answer_full"]), _ms(r["answer_reuse"]), _x(r["ratio_answer"]), "",
                      r["answer_reuse"]["n"]))
+    for model, r in figs.get("measured_answers", {}).items():
+        if r.get("status") != "ok":
+            rows.append(("measured answers", model, "-", "-", r["status"], "", "-"))
+            continue
+        for q in r["rows"]:
+            rows.append((f"measured answer ({q['question']}) / model answer, "
+                         f"{r['image'][0]}x{r['image'][1]}", model, _ms(q["measure"]),
+                         _ms(q["model"]), f"{q['ratio_measure_vs_model'] * 100:.2f}%",
+                         f"<= 5% {'met' if q['meets_target'] else 'MISSED'}", r["repeats"]))
     for model, r in figs.get("node_overhead", {}).items():
         if r.get("status") != "ok":
             rows.append(("node overhead", model, "-", "-", r["status"], "", "-"))

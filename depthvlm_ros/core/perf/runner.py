@@ -32,14 +32,14 @@ from .arch import run_arch_benchmark
 from .flops import H100_BF16_DENSE_FLOPS
 from .inputs import synthetic_camera_frame
 from .ratios import (PERF_MODEL_SIZES, QUESTION_TOKENS, QUICK_MODEL_SIZES, bench_dense_vs_points,
-                     bench_head, bench_prefix_reuse, make_perf_pipeline)
+                     bench_head, bench_measured_answers, bench_prefix_reuse, make_perf_pipeline)
 from .report import write_report
 from .variants import VARIANTS
 
 __all__ = ["BENCHMARKS", "PerfOptions", "PerfRun", "RosBenchmarks", "run_perf"]
 
 #: Benchmark names of :attr:`PerfOptions.only`, in the order they run.
-BENCHMARKS = ("dense", "prefix", "head", "pointcloud", "node")
+BENCHMARKS = ("dense", "prefix", "answers", "head", "pointcloud", "node")
 
 # Image settings. Full: a 640 x 480 camera (fx = fy = 500) and the paper's 256 x 192 image for
 # the per-point comparison (the same camera, scaled). Quick: small images and a small token
@@ -200,6 +200,13 @@ def _run_ratios(options: PerfOptions, say: Callable[[str], None],
                             f"re-prefill, {rgb.shape[1]}x{rgb.shape[0]}",
                             lambda p=pipe: bench_prefix_reuse(p, rgb, intr, repeats,
                                                               progress=say))
+    if "answers" in selected:
+        for name, pipe in pipes.items():
+            figures.measure(f"measured_answers/{name}",
+                            f"{name}: measured answer (parse, measure, word) vs the model's "
+                            f"answer on the cached prefix, {rgb.shape[1]}x{rgb.shape[0]}",
+                            lambda p=pipe: bench_measured_answers(p, rgb, intr, repeats,
+                                                                  progress=say))
     if "head" in selected:
         plan = main_pipe.prepare(rgb, intr).plan
         figures.measure(f"head_backends/{main_name}",

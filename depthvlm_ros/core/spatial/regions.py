@@ -190,25 +190,35 @@ def measure_region(depth: np.ndarray, intrinsics: Intrinsics, roi: Region, label
     if count == 0:
         return RegionMeasurement(roi, label, origin, 0.0, math.nan, (math.nan, math.nan), nan3,
                                  math.nan, nan3, math.nan, math.nan, math.nan)
-    rows, cols = np.nonzero(ok)
-    z = sub[rows, cols].astype(np.float64)
-    u = cols + float(x0)
-    v = rows + float(y0)
-    x = (u - intrinsics.cx) * z / intrinsics.fx
-    y = (v - intrinsics.cy) * z / intrinsics.fy
-    near = int(np.argmin(z))  # np.nonzero is row-major, so ties go to the first such pixel
-    median = float(np.median(z))
+    # Closed forms over row and column sums instead of gathering every valid pixel: a
+    # full-image region of a VGA frame costs a few milliseconds this way, not tens.
+    zs = np.where(ok, sub, 0.0).astype(np.float64)
+    sum_z = float(zs.sum())
+    u = np.arange(roi.width, dtype=np.float64) + x0
+    v = np.arange(roi.height, dtype=np.float64) + y0
+    sum_uz = float(zs.sum(axis=0) @ u)
+    sum_vz = float(zs.sum(axis=1) @ v)
+    near = int(np.argmin(np.where(ok, sub, np.inf)))  # row-major: ties go to the first pixel
+    nr, nc = divmod(near, roi.width)
+    z_near = float(sub[nr, nc])
+    median = float(np.median(sub[ok].astype(np.float64)))
+    cols = np.flatnonzero(ok.any(axis=0))
+    rows = np.flatnonzero(ok.any(axis=1))
+    x_near = (u[nc] - intrinsics.cx) * z_near / intrinsics.fx
+    y_near = (v[nr] - intrinsics.cy) * z_near / intrinsics.fy
     return RegionMeasurement(
         roi=roi, label=label, origin=origin,
         valid_fraction=_f32(count / sub.size),
-        nearest_depth=_f32(z[near]),
-        nearest_pixel=(float(u[near]), float(v[near])),
-        nearest_point=_f32_tuple((x[near], y[near], z[near])),
+        nearest_depth=_f32(z_near),
+        nearest_pixel=(float(u[nc]), float(v[nr])),
+        nearest_point=_f32_tuple((x_near, y_near, z_near)),
         median_depth=_f32(median),
-        centroid=_f32_tuple((x.mean(), y.mean(), z.mean())),
-        width_m=_f32((cols.max() - cols.min() + 1) * median / intrinsics.fx),
-        height_m=_f32((rows.max() - rows.min() + 1) * median / intrinsics.fy),
-        mean_depth=_f32(z.mean()))
+        centroid=_f32_tuple(((sum_uz - intrinsics.cx * sum_z) / (intrinsics.fx * count),
+                             (sum_vz - intrinsics.cy * sum_z) / (intrinsics.fy * count),
+                             sum_z / count)),
+        width_m=_f32((cols[-1] - cols[0] + 1) * median / intrinsics.fx),
+        height_m=_f32((rows[-1] - rows[0] + 1) * median / intrinsics.fy),
+        mean_depth=_f32(sum_z / count))
 
 
 def measure_regions(depth: np.ndarray, intrinsics: Intrinsics, regions: Sequence[Any],
