@@ -10,13 +10,13 @@ import torch
 from safetensors.torch import load_file, save_file
 from transformers import Qwen3VLConfig, Qwen3VLForConditionalGeneration
 
-from depthvlm_ros.core.perf_gpu import qwen3_vl_4b_config
+from depthvlm_ros.core.perf import qwen3_vl_4b_config
 from depthvlm_ros.core.camera import Intrinsics
 from depthvlm_ros.core.errors import ModelLoadError
 from depthvlm_ros.core.model import DepthVLMForConditionalGeneration, load_depthvlm
 from depthvlm_ros.core.pipeline import DepthVLMPipeline
 from depthvlm_ros.core.config import DepthVLMConfig
-from test_depth_head import release_key_shapes, reference_forward
+from release_reference import reference_forward, release_key_shapes
 
 
 def test_4b_state_dict_layout_is_stock_plus_release_head():

@@ -129,7 +129,10 @@ print(json.dumps([m.id for m in got[:1]] + [m.pixels[0].y for m in got[:1]]))
 
 def test_generated_type_support_works_over_rmw():
     """The compiled C type support loads and carries a message through the middleware."""
-    env = {"ROS_DOMAIN_ID": str(100 + os.getpid() % 100), "ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST"}
+    from depthvlm_ros.ros.harness import domain_id
+
+    env = {"ROS_DOMAIN_ID": str(domain_id("ros_build")),
+           "ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST"}
     assert _run_in_env(PUBSUB, extra_env=env) == ["ping", 2.0]
 
 
