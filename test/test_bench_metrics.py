@@ -21,7 +21,8 @@ from depthvlm_ros.core.bench.metrics import (DepthBins, ImageMetrics, aggregate,
                                              dense_pair, group_average, image_metrics,
                                              resize_linear, resize_nearest, sample_points,
                                              sparse_targets)
-from depthvlm_ros.core.bench.runner import draw_marker, parse_metres, point_metrics
+from depthvlm_ros.core.bench.answers import parse_metres, point_metrics
+from depthvlm_ros.core.bench.depthlm import draw_marker
 
 
 # ---------------------------------------------------------------- independent reference
@@ -544,7 +545,8 @@ def _ref_protocols(cases, rng_range, pred_key, resize_sparse):
 
 @pytest.mark.parametrize("seed", [0, 1, 2, 3])
 def test_runner_saved_predictions_match_the_authors_eval(tmp_path, seed):
-    from depthvlm_ros.core.bench.runner import DatasetSpec, run_benchmark
+    from depthvlm_ros.core.bench.datasets import DatasetSpec
+    from depthvlm_ros.core.bench.runner import run_benchmark
 
     f, preds, cases, rng_range = _write_reference_set(tmp_path, seed)
     spec = DatasetSpec("nyuv2", f, "indoor", *rng_range)
@@ -561,7 +563,8 @@ def test_runner_saved_predictions_match_the_authors_eval(tmp_path, seed):
 
 @pytest.mark.parametrize("seed", [4, 5])
 def test_runner_depth_fn_is_resized_to_canonical_then_matches_the_authors_eval(tmp_path, seed):
-    from depthvlm_ros.core.bench.runner import DatasetSpec, run_benchmark
+    from depthvlm_ros.core.bench.datasets import DatasetSpec
+    from depthvlm_ros.core.bench.runner import run_benchmark
 
     f, _, cases, rng_range = _write_reference_set(tmp_path, seed)
     spec = DatasetSpec("nyuv2", f, "indoor", *rng_range)
@@ -581,7 +584,8 @@ def test_runner_depth_fn_is_resized_to_canonical_then_matches_the_authors_eval(t
 
 
 def test_sparse_sampling_option_overrides_the_default(tmp_path):
-    from depthvlm_ros.core.bench.runner import DatasetSpec, run_benchmark
+    from depthvlm_ros.core.bench.datasets import DatasetSpec
+    from depthvlm_ros.core.bench.runner import run_benchmark
 
     f, preds, cases, rng_range = _write_reference_set(tmp_path, 6)
     spec = DatasetSpec("nyuv2", f, "indoor", *rng_range)
@@ -601,7 +605,8 @@ def test_masks_apply_to_dense_only(tmp_path):
 
     from PIL import Image
 
-    from depthvlm_ros.core.bench.runner import DatasetSpec, run_benchmark
+    from depthvlm_ros.core.bench.datasets import DatasetSpec
+    from depthvlm_ros.core.bench.runner import run_benchmark
 
     (tmp_path / "preds").mkdir()
     gt_mm = np.full((4, 6), 2000, np.uint16)

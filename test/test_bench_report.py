@@ -13,8 +13,8 @@ from depthvlm_ros.cli import main as cli_main
 from depthvlm_ros.core.bench.metrics import resize_nearest
 from depthvlm_ros.core.bench.report import write_report
 from depthvlm_ros.core.frames import record_intrinsics
-from depthvlm_ros.core.bench.runner import (DatasetSpec, load_dataset_config,
-                                            run_benchmark, spec_for_jsonl)
+from depthvlm_ros.core.bench.datasets import DatasetSpec, load_dataset_config, spec_for_jsonl
+from depthvlm_ros.core.bench.runner import run_benchmark
 from depthvlm_ros.core.bench.jsonl import read_jsonl
 from depthvlm_ros.core.camera import Intrinsics
 from depthvlm_ros.core.errors import AnnotationError, ConfigError

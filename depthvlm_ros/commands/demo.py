@@ -6,13 +6,17 @@ import argparse
 import time
 from pathlib import Path
 
+from ..core.config import DepthVLMConfig
+from ..core.errors import DepthVLMError
+
 HELP = ("Run the node on a played sample bag, record its outputs, ask spatial questions and "
         "print a summary.")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default=None, help="output folder (default runs/demo-<time>)")
-    p.add_argument("--model", default="embedded", help="model folder or 'embedded'")
+    p.add_argument("--model", default=DepthVLMConfig.model_path,
+                   help=f"model folder or 'embedded' (default {DepthVLMConfig.model_path})")
     p.add_argument("--frames", type=int, default=16, help="synthetic frames in the bag")
     p.add_argument("--rate", type=float, default=0.5, help="playback speed (bag is 10 Hz)")
     p.add_argument("--domain-id", type=int, default=0, help="ROS_DOMAIN_ID (0: pick one)")
@@ -38,5 +42,11 @@ def run(args: argparse.Namespace) -> int:
         print(f"Q: {a['question']}\nA: {a['answer']!r} [{status}] pixel depths {a['depths_m']} m")
     print(f"report: {out / 'report.md'}   recorded MCAP bag: {s['recorded_bag']}   "
           f"({time.monotonic() - t0:.0f} s)")
-    ok = s["depth_published"] > 0 and len(s["answers"]) > 0 and s["stamps_in_order"]
-    return 0 if ok else 1
+    checks = ((s["depth_published"] > 0, "no depth image was published"),
+              (bool(s["answers"]), "no question was answered"),
+              (s["stamps_in_order"], "depth stamps were out of order"))
+    failures = [what for ok, what in checks if not ok]
+    if failures:
+        raise DepthVLMError(f"the demo did not run end to end: {'; '.join(failures)} "
+                            f"(outputs in {out})")
+    return 0

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from . import add_bag_argument, add_bag_storage_argument
+
 __all__ = ["HELP", "add_arguments", "run"]
 
 HELP = ("Write a bag of synthetic indoor/outdoor frames (rgb8 image, camera_info, 32FC1 GT "
@@ -11,13 +13,13 @@ HELP = ("Write a bag of synthetic indoor/outdoor frames (rgb8 image, camera_info
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("out", help="output bag folder (must not exist)")
+    add_bag_argument(p, "out", help="output bag folder (must not exist)")
     p.add_argument("--frames", type=int, default=20, help="number of frames (default 20)")
     p.add_argument("--width", type=int, default=320)
     p.add_argument("--height", type=int, default=240)
     p.add_argument("--rate", type=float, default=10.0, help="frame rate of the stamps (Hz)")
     p.add_argument("--seed", type=int, default=0, help="first scene seed")
-    p.add_argument("--format", default="mcap", choices=("mcap", "sqlite3"))
+    add_bag_storage_argument(p)
 
 
 def run(args: argparse.Namespace) -> int:

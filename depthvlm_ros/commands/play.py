@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from . import add_bag_argument
+
 __all__ = ["HELP", "add_arguments", "run"]
 
 HELP = ("Play a rosbag2 bag (mcap or sqlite3) to live ROS 2 topics with its timing, optionally "
@@ -11,7 +13,7 @@ HELP = ("Play a rosbag2 bag (mcap or sqlite3) to live ROS 2 topics with its timi
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("bag", help="rosbag2 folder (or its .mcap/.db3 file)")
+    add_bag_argument(p)
     p.add_argument("--rate", type=float, default=1.0, help="playback speed factor (default 1)")
     p.add_argument("--clock", action="store_true", help="publish /clock with the bag time")
     p.add_argument("--clock-hz", type=float, default=40.0, help="/clock rate (default 40 Hz)")

@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -106,6 +107,11 @@ class BenchRecord:
     def has_points(self) -> bool:
         return len(self.pixel_coords) > 0
 
+    @property
+    def seed(self) -> int:
+        """A fixed seed from :attr:`source`, so a record's random picks repeat on every run."""
+        return zlib.crc32(self.source.encode("utf-8"))
+
 
 # ----------------------------------------------------------------------------------------------
 # Field validation
@@ -126,13 +132,24 @@ def _finite(v: Any) -> bool:
         return False
 
 
-def _num(obj: dict, key: str, where: str, *, required: bool = False, positive: bool = False,
-         default: float | None = None) -> float | None:
+#: What :func:`_given` returns for a field that is absent or null.
+_ABSENT = object()
+
+
+def _given(obj: dict, key: str, where: str, required: bool) -> Any:
+    """The field's value, or :data:`_ABSENT` (an error when the field is required)."""
     if key not in obj or obj[key] is None:
         if required:
             raise AnnotationError(f"{where}: missing required field '{key}'")
+        return _ABSENT
+    return obj[key]
+
+
+def _num(obj: dict, key: str, where: str, *, required: bool = False, positive: bool = False,
+         default: float | None = None) -> float | None:
+    v = _given(obj, key, where, required)
+    if v is _ABSENT:
         return default
-    v = obj[key]
     if not _finite(v):
         raise AnnotationError(f"{where}: field '{key}' must be a finite number, got {v!r:.60}")
     if positive and v <= 0:
@@ -142,11 +159,9 @@ def _num(obj: dict, key: str, where: str, *, required: bool = False, positive: b
 
 def _str(obj: dict, key: str, where: str, *, required: bool = False,
          default: str | None = None) -> str | None:
-    if key not in obj or obj[key] is None:
-        if required:
-            raise AnnotationError(f"{where}: missing required field '{key}'")
+    v = _given(obj, key, where, required)
+    if v is _ABSENT:
         return default
-    v = obj[key]
     if not isinstance(v, str):
         raise AnnotationError(f"{where}: field '{key}' must be a string, got {type(v).__name__}")
     if required and not v.strip():
@@ -155,9 +170,9 @@ def _str(obj: dict, key: str, where: str, *, required: bool = False,
 
 
 def _size(obj: dict, key: str, where: str) -> tuple[int, int] | None:
-    if key not in obj or obj[key] is None:
+    v = _given(obj, key, where, required=False)
+    if v is _ABSENT:
         return None
-    v = obj[key]
     ok = isinstance(v, list) and len(v) == 2 and all(
         _finite(x) and float(x) == int(x) and x > 0 for x in v)
     if not ok:

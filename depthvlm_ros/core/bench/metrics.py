@@ -36,13 +36,16 @@ reference; they follow the usual definitions on the same valid pixels (see
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 
 __all__ = [
     "METRIC_NAMES",
+    "AUTHORS_METRICS",
+    "HEADLINE_METRIC",
+    "DATASET_COUNTS",
     "METRIC_DEFINITIONS",
     "METRIC_PROVENANCE",
     "DEPTH_BIN_EDGES",
@@ -54,6 +57,7 @@ __all__ = [
     "resize_linear",
     "apply_depth_range",
     "image_metrics",
+    "ratio_deltas",
     "dense_pair",
     "sparse_targets",
     "SparseTargets",
@@ -62,8 +66,34 @@ __all__ = [
     "group_average",
 ]
 
-#: Keys of every metrics dict, in report order.
-METRIC_NAMES = ("delta1", "delta2", "delta3", "abs_rel", "rmse", "silog")
+
+@dataclass(frozen=True)
+class _Metrics:
+    """The metric values, in report order: the first fields of both metric records."""
+
+    delta1: float
+    delta2: float
+    delta3: float
+    abs_rel: float
+    rmse: float
+    silog: float
+
+
+#: Keys of every metrics dict, in report order (the fields of :class:`ImageMetrics` and
+#: :class:`DatasetMetrics` before their counts).
+METRIC_NAMES = tuple(f.name for f in fields(_Metrics))
+
+#: The metrics that the authors' evaluation computes (eval.py has δ1 only); the first one is the
+#: headline number of every summary and report table.
+AUTHORS_METRICS = ("delta1",)
+HEADLINE_METRIC = AUTHORS_METRICS[0]
+
+_THRESHOLDS = (1.25, 1.25 ** 2, 1.25 ** 3)
+
+#: The δ's, one per threshold, first in :data:`METRIC_NAMES`: averaged over every image (an
+#: image with no valid pixel scores 0, as the reference does for δ1), whereas the error
+#: metrics skip images without a valid pixel.
+_RATIO_METRICS = METRIC_NAMES[:len(_THRESHOLDS)]
 
 #: Human-readable definitions written into results.json and the report.
 METRIC_DEFINITIONS = {
@@ -87,16 +117,14 @@ METRIC_DEFINITIONS = {
 
 #: Which metrics are the authors' (eval.py computes δ1 only) and which this package adds.
 METRIC_PROVENANCE = {
-    "authors": ["delta1"],
-    "ours": ["delta2", "delta3", "abs_rel", "rmse", "silog"],
+    "authors": list(AUTHORS_METRICS),
+    "ours": [m for m in METRIC_NAMES if m not in AUTHORS_METRICS],
     "note": "delta1 reproduces eval.py compute_delta1; the others are not in the authors' "
             "evaluation and use the same valid pixels/points",
 }
 
 #: GT-depth bin edges (metres) for the δ1-versus-depth curves.
 DEPTH_BIN_EDGES = (0.0, 1.0, 2.0, 3.0, 5.0, 7.5, 10.0, 15.0, 20.0, 30.0, 50.0, 80.0, 120.0)
-
-_THRESHOLDS = (1.25, 1.25 ** 2, 1.25 ** 3)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -196,23 +224,29 @@ def apply_depth_range(gt: np.ndarray, min_depth: float, max_depth: float) -> np.
 # ----------------------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
-class ImageMetrics:
+class ImageMetrics(_Metrics):
     """Metrics of one image (or one image's points).
 
     ``abs_rel``, ``rmse`` and ``silog`` are NaN when ``n_valid`` is 0; the δ's are then 0 (the
     reference's convention for δ1).
     """
 
-    delta1: float
-    delta2: float
-    delta3: float
-    abs_rel: float
-    rmse: float
-    silog: float
     n_valid: int
+
+    @classmethod
+    def no_valid(cls) -> "ImageMetrics":
+        """The metrics of an image without a valid pixel: δ's 0, error metrics NaN."""
+        return cls(**{m: 0.0 if m in _RATIO_METRICS else math.nan for m in METRIC_NAMES},
+                   n_valid=0)
 
     def as_dict(self) -> dict:
         return asdict(self)
+
+
+def ratio_deltas(ratio: np.ndarray) -> tuple[float, float, float]:
+    """δ1, δ2, δ3: the fractions of ``max(p/g, g/p)`` ratios under 1.25, 1.25², 1.25³."""
+    d1, d2, d3 = (float((ratio < t).mean()) for t in _THRESHOLDS)
+    return d1, d2, d3
 
 
 def image_metrics(pred: np.ndarray, gt: np.ndarray) -> ImageMetrics:
@@ -233,10 +267,9 @@ def image_metrics(pred: np.ndarray, gt: np.ndarray) -> ImageMetrics:
     valid = (g > 0) & (p > 0)
     n = int(valid.sum())
     if n == 0:
-        return ImageMetrics(0.0, 0.0, 0.0, math.nan, math.nan, math.nan, 0)
+        return ImageMetrics.no_valid()
     pv, gv = p[valid], g[valid]
-    ratio = np.maximum(pv / gv, gv / pv)
-    d1, d2, d3 = (float((ratio < t).mean()) for t in _THRESHOLDS)
+    d1, d2, d3 = ratio_deltas(np.maximum(pv / gv, gv / pv))
     p64, g64 = pv.astype(np.float64), gv.astype(np.float64)
     abs_rel = float(np.mean(np.abs(p64 - g64) / g64))
     rmse = float(np.sqrt(np.mean((p64 - g64) ** 2)))
@@ -408,22 +441,20 @@ class DepthBins:
                 "delta1": self.delta1()}
 
 
-@dataclass
-class DatasetMetrics:
+@dataclass(frozen=True)
+class DatasetMetrics(_Metrics):
     """Per-dataset averages of :class:`ImageMetrics`."""
 
-    delta1: float
-    delta2: float
-    delta3: float
-    abs_rel: float
-    rmse: float
-    silog: float
     n_images: int
     n_points: int
 
     def as_dict(self) -> dict:
         return {k: (None if isinstance(v, float) and math.isnan(v) else v)
                 for k, v in asdict(self).items()}
+
+
+#: The counts after the metrics in a :class:`DatasetMetrics` (and its dict).
+DATASET_COUNTS = tuple(f.name for f in fields(DatasetMetrics))[len(METRIC_NAMES):]
 
 
 def _nanmean(values: Iterable[float]) -> float:
@@ -445,17 +476,10 @@ def aggregate(images: Sequence[ImageMetrics]) -> DatasetMetrics:
     """
     n = len(images)
     if n == 0:
-        return DatasetMetrics(math.nan, math.nan, math.nan, math.nan, math.nan, math.nan, 0, 0)
-    return DatasetMetrics(
-        delta1=float(sum(m.delta1 for m in images) / n),
-        delta2=float(sum(m.delta2 for m in images) / n),
-        delta3=float(sum(m.delta3 for m in images) / n),
-        abs_rel=_nanmean(m.abs_rel for m in images),
-        rmse=_nanmean(m.rmse for m in images),
-        silog=_nanmean(m.silog for m in images),
-        n_images=n,
-        n_points=int(sum(m.n_valid for m in images)),
-    )
+        return DatasetMetrics(**dict.fromkeys(METRIC_NAMES, math.nan), n_images=0, n_points=0)
+    means = {k: float(sum(getattr(m, k) for m in images) / n) if k in _RATIO_METRICS
+             else _nanmean(getattr(m, k) for m in images) for k in METRIC_NAMES}
+    return DatasetMetrics(**means, n_images=n, n_points=int(sum(m.n_valid for m in images)))
 
 
 def group_average(per_dataset: Mapping[str, DatasetMetrics],

@@ -18,12 +18,11 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .metrics import METRIC_NAMES
-from .runner import BenchResult
+from .metrics import AUTHORS_METRICS, DATASET_COUNTS, HEADLINE_METRIC, METRIC_NAMES
+from .runner import GROUPS, BenchResult
 
-__all__ = ["write_results_json", "write_report", "render_markdown", "render_html", "make_plots"]
-
-_GROUPS = ("indoor", "outdoor", "overall")
+__all__ = ["write_results_json", "write_report", "render_markdown", "render_html", "make_plots",
+           "summary_lines"]
 
 # Table titles say which protocol a number comes from; "auto" is the one to compare with the paper.
 _PROTOCOL_TITLES = {
@@ -68,10 +67,10 @@ def write_results_json(results: dict, path: str | os.PathLike) -> Path:
     return path
 
 
-def _fmt(v: Any, key: str = "delta1") -> str:
+def _fmt(v: Any, key: str = HEADLINE_METRIC) -> str:
     if v is None or (isinstance(v, float) and not math.isfinite(v)):
         return "–"
-    if key in ("n_images", "n_points"):
+    if key in DATASET_COUNTS:
         return str(int(v))
     if key.startswith("delta"):
         return f"{100 * v:.1f}"
@@ -87,28 +86,26 @@ def _tables(results: dict) -> list[tuple[str, list[str], list[list[str]]]]:
     out = []
     names = _datasets(results)
     for proto, rows in results["results"].items():
-        header = ["method"] + names + list(_GROUPS)
+        header = ["method"] + names + list(GROUPS)
         body = []
         for row_name, r in rows.items():
-            cells = [row_name] + [_fmt(r["datasets"].get(n, {}).get("delta1") if n in r["datasets"] else None)
-                                  for n in names]
-            cells += [_fmt(r[g]["delta1"]) if r.get(g) else "–" for g in _GROUPS]
+            cells = [row_name] + [_fmt(r["datasets"][n].get(HEADLINE_METRIC))
+                                  if n in r["datasets"] else "–" for n in names]
+            cells += [_fmt(r[g][HEADLINE_METRIC]) if r.get(g) else "–" for g in GROUPS]
             body.append(cells)
         out.append((f"{_proto_title(proto)} — δ1 (%)", header, body))
         for row_name, r in rows.items():
-            # delta1 is the authors' metric; the others are ours (see metric_provenance).
-            header = (["dataset"] + [m if m == "delta1" else f"{m}*" for m in METRIC_NAMES]
-                      + ["n_images", "n_points", "scored sparse", "scored dense"])
+            # Starred metrics are ours, not the authors' (see metric_provenance).
+            header = (["dataset"] + [m if m in AUTHORS_METRICS else f"{m}*" for m in METRIC_NAMES]
+                      + list(DATASET_COUNTS) + ["scored sparse", "scored dense"])
             body = []
-            for n in names + list(_GROUPS):
+            for n in names + list(GROUPS):
                 d = r["datasets"].get(n) if n in r["datasets"] else r.get(n)
                 if not d:
                     continue
                 sa = d.get("scored_as") or {}
-                body.append([n] + [_fmt(d.get(k), k) for k in METRIC_NAMES]
-                            + [_fmt(d.get("n_images"), "n_images"),
-                               _fmt(d.get("n_points"), "n_points"),
-                               str(sa["sparse"]) if sa else "–", str(sa["dense"]) if sa else "–"])
+                body.append([n] + [_fmt(d.get(k), k) for k in METRIC_NAMES + DATASET_COUNTS]
+                            + [str(sa["sparse"]) if sa else "–", str(sa["dense"]) if sa else "–"])
             out.append((f"{_proto_title(proto)} — {row_name}, all metrics (* = ours, not in the "
                         "authors' evaluation)", header, body))
     t = results["metadata"]["timings"]
@@ -153,14 +150,14 @@ def make_plots(result: BenchResult, max_samples: int = 6) -> dict[str, bytes]:
     names = _datasets(res)
     figs: dict[str, bytes] = {}
     for proto, rows in res["results"].items():
-        labels = names + [g for g in _GROUPS if any(r.get(g) for r in rows.values())]
+        labels = names + [g for g in GROUPS if any(r.get(g) for r in rows.values())]
         fig, ax = plt.subplots(figsize=(max(6, 0.9 * len(labels) * max(1, len(rows)) / 2 + 3), 4))
         width = 0.8 / max(1, len(rows))
         for i, (row_name, r) in enumerate(rows.items()):
             vals = []
             for n in labels:
                 d = r["datasets"].get(n) if n in r["datasets"] else r.get(n)
-                v = d.get("delta1") if d else None
+                v = d.get(HEADLINE_METRIC) if d else None
                 vals.append(100 * v if v is not None and math.isfinite(v) else 0.0)
             ax.bar(np.arange(len(labels)) + i * width - 0.4 + width / 2, vals, width, label=row_name)
         ax.set_xticks(np.arange(len(labels)))
@@ -322,3 +319,26 @@ def write_report(result: BenchResult, out_dir: str | os.PathLike,
     paths["markdown"].write_text(render_markdown(result, rel), encoding="utf-8")
     paths["html"].write_text(render_html(result, plots), encoding="utf-8")
     return paths
+
+
+def summary_lines(result: BenchResult, paths: dict[str, Path]) -> list[str]:
+    """What ``depthvlm bench`` prints: the model's headline numbers and the written files.
+
+    Per protocol: the overall δ1 (real test sets only) and the δ1 of each extra (synthetic)
+    set, which the group means leave out.
+    """
+    res = result.results
+    lines = []
+    for proto, rows in res["results"].items():
+        r = rows.get(res["metadata"]["model"], {})
+        overall = (r.get("overall") or {}).get(HEADLINE_METRIC)
+        if overall is not None:
+            lines.append(f"{proto}: overall δ1 = {100 * overall:.1f}%")
+        for ds, d in (r.get("datasets") or {}).items():
+            if res["metadata"]["datasets"][ds]["extra"] and d.get(HEADLINE_METRIC) is not None:
+                lines.append(f"{proto}: {ds} δ1 = {100 * d[HEADLINE_METRIC]:.1f}%")
+        if not r.get("datasets"):
+            lines.append(f"{proto}: no images")
+    lines += [f"results: {paths['results']}", f"report:  {paths['markdown']}",
+              f"         {paths['html']}"]
+    return lines

@@ -1,0 +1,89 @@
+"""One benchmark run as ``depthvlm bench`` does it: test sets and a model folder (or saved
+predictions) in, ``results.json`` and the reports in a folder out.
+
+:func:`load_model_callables` is where the inference pipeline meets the runner: it is the only
+code here that knows the pipeline's API.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from .datasets import DatasetSpec
+from .depthlm import DEFAULT_DEPTHLM_POINTS, DEPTHLM_QUESTION
+from .report import write_report
+from .runner import BenchResult, run_benchmark
+
+__all__ = ["load_model_callables", "run_and_report"]
+
+
+def load_model_callables(model: str, device: str | None = None) -> tuple[Callable, Callable]:
+    """Wire a DepthVLM model into the runner's two callables.
+
+    Kept in one place so that changes in the pipeline API touch only this function.
+
+    Args:
+        model: model folder, or ``embedded``.
+        device: torch device (None: the configuration's default).
+
+    Returns:
+        ``(depth_fn, point_fn)``: ``depth_fn(rgb, intrinsics)`` -> (H, W) float32 metres with
+        NaN invalid; ``point_fn(marked_rgb, intrinsics, (u, v))`` -> the answer text to
+        :data:`~.depthlm.DEPTHLM_QUESTION` (parsed by the runner).
+    """
+    from ..config import DepthVLMConfig
+    from ..pipeline import DepthVLMPipeline
+
+    # The benchmark applies each dataset's own GT caps; the node's publishing range (100 m by
+    # default) must not blank far predictions on outdoor sets capped at 120 m.
+    changes: dict[str, Any] = {"model_path": model, "max_depth": 1000.0}
+    if device is not None:
+        changes["device"] = device
+    pipe = DepthVLMPipeline.from_config(DepthVLMConfig(**changes))
+
+    def depth_fn(rgb, intrinsics):
+        return pipe.process_frame(rgb, intrinsics, keep_context=False).depth
+
+    def point_fn(marked_rgb, intrinsics, uv):
+        # The marker is in the image; the question refers to it, as DepthLM does.
+        return pipe.predict(marked_rgb, intrinsics, question=DEPTHLM_QUESTION).answer
+
+    return depth_fn, point_fn
+
+
+def run_and_report(datasets: Sequence[DatasetSpec], out: str | os.PathLike, *,
+                   model: str | None = None, predictions: str | os.PathLike | None = None,
+                   device: str | None = None, name: str | None = None,
+                   depthlm_points: int | None = None,
+                   **options: Any) -> tuple[BenchResult, dict[str, Path]]:
+    """Benchmark a model folder or saved predictions and write the reports to ``out``.
+
+    Args:
+        datasets: the test sets (see :func:`~.datasets.select_datasets`).
+        out: folder for ``results.json``, ``report.md``, ``report.html`` and ``plots/``.
+        model: DepthVLM model folder or ``embedded`` (exactly one of ``model`` and
+            ``predictions``).
+        predictions: folder of saved ``.npy`` predictions.
+        device: torch device for ``model`` (None: the configuration's default).
+        name: label of the evaluated model (default: ``model``, else
+            ``predictions:<folder name>``).
+        depthlm_points: per-point baseline questions per image (None:
+            :data:`~.depthlm.DEFAULT_DEPTHLM_POINTS` with a model, 0 with predictions, which
+            have no VLM to ask).
+        **options: the other keyword arguments of :func:`~.runner.run_benchmark`.
+
+    Returns:
+        The result and the written paths (keys ``results``, ``markdown``, ``html``).
+    """
+    depth_fn = point_fn = None
+    if model:
+        depth_fn, point_fn = load_model_callables(model, device)
+    if depthlm_points is None:
+        depthlm_points = DEFAULT_DEPTHLM_POINTS if model else 0
+    label = name or (model if model else f"predictions:{Path(predictions).name}")
+    result = run_benchmark(datasets, depth_fn=depth_fn, predictions=predictions,
+                           point_fn=point_fn, depthlm_points=depthlm_points, model_name=label,
+                           **options)
+    return result, write_report(result, out)
