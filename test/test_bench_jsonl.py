@@ -216,3 +216,17 @@ def test_fuzz_parses_or_raises_annotation_error(tmp_path, lines):
     for r in recs:
         assert isinstance(r, BenchRecord) and r.original_fx > 0
         assert len(r.pixel_coords) == len(r.depth)
+
+
+def test_record_seed_does_not_depend_on_how_the_path_is_written(tmp_path, monkeypatch):
+    """The constant baseline and the per-point baseline sample with the record's seed: the same
+    file given as a relative or an absolute path must give the same figures."""
+    from depthvlm_ros.core.bench.jsonl import BenchRecord
+
+    a = BenchRecord(image=tmp_path / "x.png", depth_path=None, original_fx=500.0,
+                    source=f"{tmp_path}/set/synthetic.jsonl:7")
+    b = BenchRecord(image=tmp_path / "x.png", depth_path=None, original_fx=500.0,
+                    source="set/synthetic.jsonl:7")
+    c = BenchRecord(image=tmp_path / "x.png", depth_path=None, original_fx=500.0,
+                    source="set/synthetic.jsonl:8")
+    assert a.seed == b.seed != c.seed

@@ -15,12 +15,14 @@ from .datasets import DatasetSpec
 from .depthlm import DEFAULT_DEPTHLM_POINTS, DEPTHLM_QUESTION
 from .report import write_report
 from .runner import BenchResult, run_benchmark
+from .spatial_qa import QAFn, QAOutcome, run_spatial_qa
 
 __all__ = ["load_model_callables", "run_and_report"]
 
 
-def load_model_callables(model: str, device: str | None = None) -> tuple[Callable, Callable]:
-    """Wire a DepthVLM model into the runner's two callables.
+def load_model_callables(model: str, device: str | None = None
+                         ) -> tuple[Callable, Callable, QAFn]:
+    """Wire a DepthVLM model into the runner's callables.
 
     Kept in one place so that changes in the pipeline API touch only this function.
 
@@ -29,10 +31,13 @@ def load_model_callables(model: str, device: str | None = None) -> tuple[Callabl
         device: torch device (None: the configuration's default).
 
     Returns:
-        ``(depth_fn, point_fn)``: ``depth_fn(rgb, intrinsics)`` -> (H, W) float32 metres with
-        NaN invalid; ``point_fn(marked_rgb, intrinsics, (u, v))`` -> the answer text to
-        :data:`~.depthlm.DEPTHLM_QUESTION` (parsed by the runner).
+        ``(depth_fn, point_fn, qa_fn)``: ``depth_fn(rgb, intrinsics)`` -> (H, W) float32 metres
+        with NaN invalid; ``point_fn(marked_rgb, intrinsics, (u, v))`` -> the answer text to
+        :data:`~.depthlm.DEPTHLM_QUESTION` (parsed by the runner); ``qa_fn(rgb, intrinsics,
+        questions)`` -> a :class:`~.spatial_qa.QAOutcome` per question, all from one processed
+        frame (the node's answer path, ``measured`` mode, so both texts are produced).
     """
+    from ..answers import answer_question
     from ..config import DepthVLMConfig
     from ..pipeline import DepthVLMPipeline
 
@@ -50,7 +55,19 @@ def load_model_callables(model: str, device: str | None = None) -> tuple[Callabl
         # The marker is in the image; the question refers to it, as DepthLM does.
         return pipe.predict(marked_rgb, intrinsics, question=DEPTHLM_QUESTION).answer
 
-    return depth_fn, point_fn
+    def qa_fn(rgb, intrinsics, questions):
+        frame = pipe.process_frame(rgb, intrinsics, keep_context=True)
+        out = []
+        for question in questions:
+            res = answer_question(pipe, frame.context, frame.depth, intrinsics, question,
+                                  mode="measured")
+            located = tuple(tuple(p) for p, lab in zip(res.pixels.pixels.tolist(),
+                                                       res.pixels.labels)
+                            if any(lab == o.label for o in res.located))
+            out.append(QAOutcome(res.model_answer, res.answer if res.ok else "", located))
+        return out
+
+    return depth_fn, point_fn, qa_fn
 
 
 def run_and_report(datasets: Sequence[DatasetSpec], out: str | os.PathLike, *,
@@ -77,13 +94,17 @@ def run_and_report(datasets: Sequence[DatasetSpec], out: str | os.PathLike, *,
     Returns:
         The result and the written paths (keys ``results``, ``markdown``, ``html``).
     """
-    depth_fn = point_fn = None
+    depth_fn = point_fn = qa_fn = None
     if model:
-        depth_fn, point_fn = load_model_callables(model, device)
+        depth_fn, point_fn, qa_fn = load_model_callables(model, device)
     if depthlm_points is None:
         depthlm_points = DEFAULT_DEPTHLM_POINTS if model else 0
     label = name or (model if model else f"predictions:{Path(predictions).name}")
     result = run_benchmark(datasets, depth_fn=depth_fn, predictions=predictions,
                            point_fn=point_fn, depthlm_points=depthlm_points, model_name=label,
                            **options)
+    if qa_fn is not None:
+        # Spatial QA needs a model to ask; saved predictions have none.
+        result.results["spatial_qa"] = run_spatial_qa(
+            datasets, qa_fn, limit=options.get("limit"), progress=options.get("progress", True))
     return result, write_report(result, out)

@@ -109,8 +109,10 @@ class BenchRecord:
 
     @property
     def seed(self) -> int:
-        """A fixed seed from :attr:`source`, so a record's random picks repeat on every run."""
-        return zlib.crc32(self.source.encode("utf-8"))
+        """A fixed seed from the JSONL file's name and the line, so a record's random picks
+        repeat on every run however the file's path is written (relative, absolute, moved)."""
+        path, _, line = self.source.rpartition(":")
+        return zlib.crc32(f"{Path(path).name}:{line}".encode("utf-8"))
 
 
 # ----------------------------------------------------------------------------------------------

@@ -117,7 +117,32 @@ def _tables(results: dict) -> list[tuple[str, list[str], list[list[str]]]]:
                      _fmt(t["depthlm_per_point"]["mean_s"], "s"), str(t["depthlm_per_image"]["n"])])
     out.append(("cost", ["method", "mean s / image", "median s / image", "mean s / point",
                          "images"], cost))
+    out += _qa_tables(results.get("spatial_qa"))
     return out
+
+
+def _qa_tables(qa: dict | None) -> list[tuple[str, list[str], list[list[str]]]]:
+    """Spatial QA: accuracy of the model's text and of the measured answer, per item type."""
+    if not qa:
+        return []
+    if not qa["n_items"]:
+        return [("spatial QA", ["note"], [["the test sets have no QA items"]])]
+    from .spatial_qa import QA_TYPES, SOURCES
+
+    header = ["dataset", "answer"] + list(QA_TYPES) + ["all", "items", "pointing hit rate"]
+    body = []
+    for ds, d in qa["datasets"].items():
+        pointing = d["pointing"]
+        for source in SOURCES:
+            cells = [ds, source]
+            cells += [_fmt(d["by_type"][t][source]) if t in d["by_type"] else "–"
+                      for t in QA_TYPES]
+            cells += [_fmt(d["overall"][source]), str(d["overall"]["n"]),
+                      (f"{100 * pointing['hit_rate']:.1f} ({pointing['n']})"
+                       if pointing["n"] else "no boxes")]
+            body.append(cells)
+    return [("spatial QA — answers right (%): numeric within 25 %, comparisons correct",
+             header, body)]
 
 
 def _fig_png(fig) -> bytes:
@@ -257,7 +282,9 @@ def _defs(res: dict) -> list[tuple[str, str]]:
     protos = [(f"protocol {k}", v) for k, v in m.get("protocol_definitions", {}).items()]
     ss = m.get("sparse_sampling")
     sampling = [(f"sparse sampling {ss['used']}", ss["definition"])] if ss else []
-    return protos + sampling + list(d.items()) + list(base.items())
+    qa = [(f"spatial QA {k}", v) for k, v in (res.get("spatial_qa") or {}).get(
+        "definitions", {}).items()]
+    return protos + sampling + list(d.items()) + list(base.items()) + qa
 
 
 def render_markdown(result: BenchResult, plot_files: Sequence[str]) -> str:
@@ -339,6 +366,11 @@ def summary_lines(result: BenchResult, paths: dict[str, Path]) -> list[str]:
                 lines.append(f"{proto}: {ds} δ1 = {100 * d[HEADLINE_METRIC]:.1f}%")
         if not r.get("datasets"):
             lines.append(f"{proto}: no images")
+    qa = res.get("spatial_qa")
+    for ds, d in ((qa or {}).get("datasets") or {}).items():
+        o = d["overall"]
+        lines.append(f"spatial QA {ds}: model text {100 * o['model']:.1f}%, measured "
+                     f"{100 * o['measured']:.1f}% of {o['n']}")
     lines += [f"results: {paths['results']}", f"report:  {paths['markdown']}",
               f"         {paths['html']}"]
     return lines

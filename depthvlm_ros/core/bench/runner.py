@@ -45,11 +45,9 @@ import numpy as np
 from ..camera import Intrinsics
 from ..errors import ConfigError, InputError
 from ..frames import record_intrinsics
-# draw_marker and parse_metres are not used here: core/train still imports them from this
-# module (they live in .depthlm and .answers).
-from .answers import parse_metres, point_metrics  # noqa: F401
+from .answers import point_metrics
 from .datasets import DatasetSpec, predictions_from_dir
-from .depthlm import PointFn, ask_points, depthlm_points, draw_marker  # noqa: F401
+from .depthlm import PointFn, ask_points, depthlm_points
 from .jsonl import BenchRecord, apply_gt_masks, load_gt_depth, load_rgb, read_jsonl
 from .metrics import (METRIC_DEFINITIONS, METRIC_PROVENANCE, DepthBins, ImageMetrics,
                       SparseTargets, aggregate, apply_depth_range, dense_pair, group_average,

@@ -113,7 +113,7 @@ def rewrite_coords(prompt: str, old: Sequence[Sequence[float]],
 
 def draw_ring(rgb: np.ndarray, u: float, v: float) -> np.ndarray:
     """Mark pixel (u, v) with the benchmark's red ring (white halo), on a copy of ``rgb``."""
-    from ..bench.runner import draw_marker  # the bench's own marker, so train == test
+    from ..bench.depthlm import draw_marker  # the bench's own marker, so train == test
 
     return draw_marker(rgb, u, v)
 

@@ -21,7 +21,7 @@ import torch
 
 from ..bench.jsonl import BenchRecord, load_gt_depth, load_rgb
 from ..bench.metrics import aggregate, apply_depth_range, dense_pair, image_metrics, resize_nearest
-from ..bench.runner import parse_metres
+from ..bench.answers import parse_metres
 from ..config import DepthVLMConfig
 from ..pipeline import DepthVLMPipeline
 from ..spatial import sample_depth

@@ -1,0 +1,204 @@
+"""Spatial question/answer scoring: the model's own text and the measured answer, side by side.
+
+Any JSONL line with a ``qa_type`` of :data:`QA_TYPES` and an ``answer`` field is a QA item (our
+synthetic sets write four per image). Each image is processed once; every question about it is
+answered twice from that one frame: by the model's text, and by the answer composed from
+measurements on the predicted depth map (:func:`depthvlm_ros.core.answers.answer_question`,
+``measured`` mode). Both texts are scored the same way:
+
+* numeric items (``point_depth``, ``region_mean``, ``region_median``, ``distance_3d``): the first
+  distance in the text (:func:`~.answers.parse_metres`) within :data:`NUMERIC_TOLERANCE`
+  (25 %) of the truth;
+* comparisons (``nearer``): the first standalone ``A`` or ``B`` in the text is the truth's.
+
+Pointing (the located point inside the object's ground-truth box) is scored for items with an
+``object_box`` field ``[x1, y1, x2, y2]`` in input pixels; the synthetic sets have none yet, and
+the report says so.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence
+
+from ..errors import AnnotationError
+from ..frames import record_intrinsics
+from .answers import parse_metres
+from .datasets import DatasetSpec
+from .jsonl import BenchRecord, load_rgb, read_jsonl
+
+__all__ = ["QA_TYPES", "NUMERIC_QA_TYPES", "CHOICE_QA_TYPES", "NUMERIC_TOLERANCE", "SOURCES",
+           "QAOutcome", "QAFn", "score_text", "run_spatial_qa"]
+
+NUMERIC_QA_TYPES = ("point_depth", "region_mean", "region_median", "distance_3d")
+CHOICE_QA_TYPES = ("nearer",)
+#: qa_type values scored here.
+QA_TYPES = NUMERIC_QA_TYPES + CHOICE_QA_TYPES
+#: A numeric answer is right within this relative error of the truth.
+NUMERIC_TOLERANCE = 0.25
+#: The two answers scored for every item.
+SOURCES = ("model", "measured")
+
+_CHOICE = re.compile(r"\b([AB])\b")
+
+
+@dataclass
+class QAOutcome:
+    """The two answers to one question, and where the model pointed (for pointing items).
+
+    Attributes:
+        model_text: the model's own text.
+        measured_text: the measured answer ("" when the question could not be measured).
+        located: ``(u, v)`` input pixels the model located (grounding), if any.
+    """
+
+    model_text: str
+    measured_text: str
+    located: tuple[tuple[float, float], ...] = ()
+
+
+#: ``qa_fn(rgb, intrinsics, questions) -> [QAOutcome, ...]``: every question about one image,
+#: answered from one processed frame.
+QAFn = Callable[[Any, Any, Sequence[str]], Sequence[QAOutcome]]
+
+
+def score_text(qa_type: str, truth: Any, text: str) -> bool:
+    """Whether ``text`` answers a ``qa_type`` item whose answer is ``truth``.
+
+    Raises:
+        AnnotationError: an unknown type or a truth of the wrong kind.
+    """
+    if qa_type in NUMERIC_QA_TYPES:
+        try:
+            truth = float(truth)
+        except (TypeError, ValueError):
+            raise AnnotationError(f"{qa_type} answer must be a number, got {truth!r}") from None
+        got = parse_metres(text)
+        return got is not None and abs(got - truth) <= NUMERIC_TOLERANCE * abs(truth)
+    if qa_type in CHOICE_QA_TYPES:
+        if truth not in ("A", "B"):
+            raise AnnotationError(f"{qa_type} answer must be A or B, got {truth!r}")
+        m = _CHOICE.search(text or "")
+        return m is not None and m.group(1) == truth
+    raise AnnotationError(f"unknown qa_type {qa_type!r}")
+
+
+def _is_item(rec: BenchRecord) -> bool:
+    return rec.qa_type in QA_TYPES and "answer" in rec.extra
+
+
+def _inside(point: tuple[float, float], box: Sequence[float]) -> bool:
+    return box[0] <= point[0] <= box[2] and box[1] <= point[1] <= box[3]
+
+
+class _Counts:
+    """Right / asked per (dataset, qa_type, source), plus pointing hits."""
+
+    def __init__(self) -> None:
+        self.asked: dict[tuple[str, str], int] = defaultdict(int)
+        self.right: dict[tuple[str, str, str], int] = defaultdict(int)
+        self.pointing: dict[str, list[int]] = defaultdict(lambda: [0, 0])  # [hits, asked]
+        self.seconds: list[float] = []
+        self.examples: list[dict] = []
+
+    def add(self, dataset: str, rec: BenchRecord, outcome: QAOutcome) -> None:
+        truth = rec.extra["answer"]
+        self.asked[dataset, rec.qa_type] += 1
+        texts = {"model": outcome.model_text, "measured": outcome.measured_text}
+        verdict = {s: score_text(rec.qa_type, truth, texts[s]) for s in SOURCES}
+        for source, ok in verdict.items():
+            self.right[dataset, rec.qa_type, source] += int(ok)
+        box = rec.extra.get("object_box")
+        if box is not None:
+            hit = any(_inside(p, box) for p in outcome.located)
+            self.pointing[dataset][0] += int(hit)
+            self.pointing[dataset][1] += 1
+        if len(self.examples) < 8:
+            self.examples.append({"dataset": dataset, "qa_type": rec.qa_type,
+                                  "question": rec.prompt, "truth": truth, **texts,
+                                  "model_right": verdict["model"],
+                                  "measured_right": verdict["measured"]})
+
+    def table(self, datasets: Sequence[str]) -> dict[str, Any]:
+        per_dataset = {}
+        for ds in datasets:
+            types = {}
+            for qa_type in QA_TYPES:
+                n = self.asked.get((ds, qa_type), 0)
+                if n:
+                    types[qa_type] = {"n": n, **{s: self.right[ds, qa_type, s] / n
+                                                 for s in SOURCES}}
+            n_all = sum(t["n"] for t in types.values())
+            overall = {"n": n_all, **{s: (sum(self.right[ds, t, s] for t in types) / n_all
+                                          if n_all else None) for s in SOURCES}}
+            hits, asked = self.pointing.get(ds, (0, 0))
+            per_dataset[ds] = {"by_type": types, "overall": overall,
+                               "pointing": {"n": asked, "hit_rate": hits / asked if asked
+                                            else None}}
+        return per_dataset
+
+
+def run_spatial_qa(datasets: Sequence[DatasetSpec], qa_fn: QAFn, *, limit: int | None = None,
+                   progress: bool = True) -> dict[str, Any]:
+    """Answer and score every QA item of the test sets.
+
+    Args:
+        datasets: the test sets (items are read from the same JSONL files as the depth lines).
+        qa_fn: answers the questions about one image (see :data:`QAFn`).
+        limit: at most this many images per dataset.
+        progress: show a tqdm progress bar.
+
+    Returns:
+        The ``spatial_qa`` section of ``results.json``: definitions, per-dataset accuracy per
+        type and source, pointing hit rates, timing, a few examples; ``n_items`` 0 when the
+        sets have no QA items.
+
+    Raises:
+        AnnotationError: bad annotation or image file.
+    """
+    from tqdm import tqdm
+
+    counts = _Counts()
+    names = []
+    for spec in datasets:
+        items = [r for r in read_jsonl(spec.jsonl, image_root=spec.image_root,
+                                       depth_root=spec.depth_root) if _is_item(r)]
+        if not items:
+            continue
+        names.append(spec.name)
+        by_image: dict[str, list[BenchRecord]] = defaultdict(list)
+        for rec in items:
+            by_image[str(rec.image)].append(rec)
+        images = list(by_image.values())[:limit] if limit is not None else list(by_image.values())
+        for recs in tqdm(images, desc=f"{spec.name} QA", unit="img", disable=not progress,
+                         leave=False):
+            rgb = load_rgb(recs[0])
+            h, w = rgb.shape[:2]
+            if recs[0].original_rgb_size and tuple(recs[0].original_rgb_size) != (w, h):
+                # The questions' pixels refer to original_rgb_size.
+                raise AnnotationError(f"{recs[0].source}: QA items need the image stored at "
+                                      "original_rgb_size")
+            t0 = time.perf_counter()
+            outcomes = qa_fn(rgb, record_intrinsics(recs[0], w, h), [r.prompt for r in recs])
+            counts.seconds.append(time.perf_counter() - t0)
+            for rec, outcome in zip(recs, outcomes):
+                counts.add(spec.name, rec, outcome)
+    n_items = sum(counts.asked.values())
+    return {
+        "definitions": {
+            "numeric": f"first distance in the text within {NUMERIC_TOLERANCE:.0%} of the truth "
+                       f"({', '.join(NUMERIC_QA_TYPES)})",
+            "choice": f"first standalone A or B is the truth ({', '.join(CHOICE_QA_TYPES)})",
+            "model": "the model's own text",
+            "measured": "the answer composed from measurements on the predicted depth map",
+            "pointing": "located point inside the item's object_box",
+        },
+        "n_items": n_items,
+        "datasets": counts.table(names),
+        "seconds_per_image": (sum(counts.seconds) / len(counts.seconds)
+                              if counts.seconds else None),
+        "examples": counts.examples,
+    }
