@@ -33,9 +33,23 @@ def test_demo_runs_the_whole_system(tmp_path):
     assert s["stamps_in_order"] is True
     assert s["frames_scored"] == s["depth_published"]
     assert 0.0 <= s["delta1"] <= 1.0
-    assert len(s["answers"]) == 4 and all(a["status"] == 0 for a in s["answers"])
-    with_pixels = [a for a in s["answers"] if a["id"].startswith("demo-")]
-    assert sorted(len(a["depths_m"]) for a in with_pixels) == [1, 2, 2]
+    assert len(s["answers"]) == 7 and all(a["status"] == 0 for a in s["answers"])
+    by_id = {a["id"]: a for a in s["answers"]}
+    # Pixel, written-pixel and region questions are measured, each number beside the bag's GT.
+    assert [len(by_id[f"demo-{i}"]["pixels"]) for i in range(3)] == [1, 2, 2]
+    assert [len(by_id[f"demo-{i}"]["regions"]) for i in (3, 4)] == [1, 1]
+    for i in range(5):
+        a = by_id[f"demo-{i}"]
+        assert a["source"] == "measured" and a["model_answer"], a
+        for m in a["pixels"]:  # no GT where the bag has none (sky)
+            assert (m["gt_m"] is None) == (m["error_pct"] is None)
+        for r in a["regions"]:
+            assert r["gt_nearest_m"] is not None and f"{r['nearest_m']:.2f} m" in a["answer"]
+    assert any(m["gt_m"] is not None for i in range(3) for m in by_id[f"demo-{i}"]["pixels"])
+    # The object question: the embedded model cannot point at it, and says so.
+    assert by_id["demo-5"]["source"] == "measured" and "could not locate" in by_id["demo-5"]["answer"]
+    assert by_id[""]["source"] == "model"  # indoors or outdoors: nothing to measure
+    assert "GT nearest" in res.stdout and "error" in res.stdout
     assert s["node_exit_code"] == 0
     assert (out / "report.md").is_file() and (out / "sample_depth.png").is_file()
 
@@ -52,4 +66,4 @@ def test_demo_runs_the_whole_system(tmp_path):
     counts = summary.statistics.channel_message_counts
     by_topic = {summary.channels[cid].topic: n for cid, n in counts.items()}
     assert by_topic["/depth/image"] == s["depth_published"]
-    assert by_topic["/answer"] == 4
+    assert by_topic["/answer"] == 7

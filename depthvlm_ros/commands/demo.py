@@ -23,7 +23,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..ros.demo import DemoOptions, run_demo
+    from ..ros.demo import DemoOptions, answer_lines, run_demo
 
     out = Path(args.out or f"runs/demo-{time.strftime('%Y%m%d-%H%M%S')}")
     t0 = time.monotonic()
@@ -38,8 +38,7 @@ def run(args: argparse.Namespace) -> int:
           f"delta1 {d1 if d1 is None else round(d1, 3)}, AbsRel {ar if ar is None else round(ar, 3)}")
     print(f"model latency {s['model_latency_ms']} ms/frame (node diagnostics)")
     for a in s["answers"]:
-        status = {0: "ok", 1: "busy", 2: "error"}.get(a["status"], a["status"])
-        print(f"Q: {a['question']}\nA: {a['answer']!r} [{status}] pixel depths {a['depths_m']} m")
+        print("\n".join(answer_lines(a)))
     print(f"report: {out / 'report.md'}   recorded MCAP bag: {s['recorded_bag']}   "
           f"({time.monotonic() - t0:.0f} s)")
     checks = ((s["depth_published"] > 0, "no depth image was published"),

@@ -29,12 +29,17 @@ __all__ = ["DemoOptions", "run_demo"]
 _RECORDED = ("depth", "info", "points", "answer", "diag")
 _NODE_REMAPS = ["-r", "__node:=depthvlm_node",
                 "-r", "image:=/camera/image_raw", "-r", "camera_info:=/camera/camera_info"]
+#: (text, pixels, regions) asked about the latest frame of the 320x240 sample bag: pixels given
+#: with the query, pixels written in the question, a region, a threshold over a region, and an
+#: object named in words (the embedded model cannot point at it: the answer says so).
 _QUESTIONS = [
-    ("How far is the point at pixel (u=160, v=120) from the camera?", [(160, 120)]),
-    ("Which is nearer, the point at (u=60, v=200) or the point at (u=260, v=60)?",
-     [(60, 200), (260, 60)]),
+    ("How far is the point at pixel (u=160, v=120) from the camera?", [(160, 120)], []),
+    ("Which is nearer, (u=60, v=200) or (u=260, v=60)?", [], []),
     ("What is the distance in metres between the points (u=40, v=180) and (u=280, v=180)?",
-     [(40, 180), (280, 180)]),
+     [], []),
+    ("How far is the nearest thing in this region?", [], [(100, 140, 120, 90)]),
+    ("Is anything closer than 2 m in this region?", [], [(0, 120, 320, 120)]),
+    ("How far away is the red box?", [], []),
 ]
 
 
@@ -83,6 +88,7 @@ def run_demo(opts: DemoOptions) -> dict[str, Any]:
     """Run the demo and return its summary (also written to ``out/summary.json``)."""
     _require_ros()
     from geometry_msgs.msg import Point
+    from sensor_msgs.msg import RegionOfInterest
     from std_msgs.msg import String
     from depthvlm_ros.msg import SpatialQuery
 
@@ -150,10 +156,12 @@ def run_demo(opts: DemoOptions) -> dict[str, Any]:
                                           timeout=10.0)
                 except TimeoutError:
                     pass  # ask anyway: the wait for the answers says when the node is gone
-                for i, (text, pixels) in enumerate(_QUESTIONS):
+                for i, (text, pixels, regions) in enumerate(_QUESTIONS):
                     q = SpatialQuery()
                     q.id, q.text = f"demo-{i}", text
                     q.pixels = [Point(x=float(u), y=float(v), z=0.0) for u, v in pixels]
+                    q.regions = [RegionOfInterest(x_offset=x, y_offset=y, width=w, height=h)
+                                 for x, y, w, h in regions]
                     client.pub_query.publish(q)
                 client.pub_text.publish(String(data="Is the scene indoors or outdoors?"))
                 try:
@@ -171,8 +179,8 @@ def run_demo(opts: DemoOptions) -> dict[str, Any]:
         finally:
             writer.close()
     summary["node_exit_code"] = node.returncode
+    _write_report(out, summary)  # takes the sample arrays out of the summary
     (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
-    _write_report(out, summary)
     return summary
 
 
@@ -254,14 +262,12 @@ def _summarise(opts, in_bag, rec_bag, rec: _Recording, stats, play_s, node_log) 
     def num(key):
         return _to_float(d.get(key))
 
-    answers = [{"id": a.id, "question": a.question, "answer": a.answer, "status": int(a.status),
-                "status_reason": a.status_reason,
-                "depths_m": [round(float(x), 3) for x in a.depths],
-                "stamp": f"{a.header.stamp.sec}.{a.header.stamp.nanosec:09d}",
-                "latency_s": round(float(a.latency), 3)} for a in rec.answers]
+    answers = [_answer_summary(a, gts.get(stamp_ns(a.header.stamp))) for a in rec.answers]
     sample = None
     if depth_by_stamp:
-        s = sorted(depth_by_stamp)[len(depth_by_stamp) // 2]
+        # The frame the questions were answered about (the latest), else the middle one.
+        asked = {stamp_ns(a.header.stamp) for a in rec.answers} & set(depth_by_stamp)
+        s = max(asked) if asked else sorted(depth_by_stamp)[len(depth_by_stamp) // 2]
         sample = (s, depth_by_stamp[s], gts.get(s))
     summary = {
         "model": opts.model_path,
@@ -286,6 +292,69 @@ def _summarise(opts, in_bag, rec_bag, rec: _Recording, stats, play_s, node_log) 
     return summary
 
 
+_SOURCES = {0: "none", 1: "measured", 2: "model"}
+
+
+def _error_pct(value: float, truth: float | None) -> float | None:
+    if truth is None or not np.isfinite(truth) or truth <= 0 or not np.isfinite(value):
+        return None
+    return round(100.0 * (value - truth) / truth, 1)
+
+
+def _answer_summary(a, gt: np.ndarray | None) -> dict:
+    """One answer for the summary: its texts, source, measurements and the bag's GT there."""
+    from ..core.spatial import sample_depth
+
+    g = None if gt is None else np.where(np.isfinite(gt) & (gt > 0), gt, np.nan)
+    pixels = []
+    for p, d in zip(a.pixels, a.depths):
+        truth = None if g is None else float(sample_depth(g, p.x, p.y))
+        pixels.append({"u": p.x, "v": p.y, "depth_m": round(float(d), 3),
+                       "gt_m": None if truth is None or not np.isfinite(truth)
+                       else round(truth, 3), "error_pct": _error_pct(float(d), truth)})
+    regions = []
+    for r in a.regions:
+        box = None if g is None else g[r.roi.y_offset:r.roi.y_offset + r.roi.height,
+                                       r.roi.x_offset:r.roi.x_offset + r.roi.width]
+        truth = (float(np.nanmin(box)) if box is not None and np.isfinite(box).any()
+                 else None)
+        regions.append({"roi": [r.roi.x_offset, r.roi.y_offset, r.roi.width, r.roi.height],
+                        "origin": "located" if r.origin else "query", "label": r.label,
+                        "nearest_m": round(float(r.nearest_depth), 3),
+                        "median_m": round(float(r.median_depth), 3),
+                        "gt_nearest_m": None if truth is None else round(truth, 3),
+                        "error_pct": _error_pct(float(r.nearest_depth), truth)})
+    return {"id": a.id, "question": a.question, "answer": a.answer,
+            "model_answer": a.model_answer, "source": _SOURCES.get(int(a.source), a.source),
+            "status": int(a.status), "status_reason": a.status_reason,
+            "pixels": pixels, "regions": regions,
+            "stamp": f"{a.header.stamp.sec}.{a.header.stamp.nanosec:09d}",
+            "latency_s": round(float(a.latency), 3)}
+
+
+def answer_lines(a: dict) -> list[str]:
+    """An answer as the demo prints and reports it: text, source, measurements vs GT."""
+    out = [f"Q: {a['question']}",
+           f"A: {a['answer'] or a['status_reason']!r} [{a['source']}; model said "
+           f"{a['model_answer']!r}]"]
+    for p in a["pixels"]:
+        out.append(f"   pixel ({p['u']:g}, {p['v']:g}): {_m(p['depth_m'])}, GT {_m(p['gt_m'])}, "
+                   f"error {_pct(p['error_pct'])}")
+    for r in a["regions"]:
+        out.append(f"   region {r['roi']} ({r['origin']}{' ' + r['label'] if r['label'] else ''})"
+                   f": nearest {_m(r['nearest_m'])}, GT nearest {_m(r['gt_nearest_m'])}, "
+                   f"error {_pct(r['error_pct'])}")
+    return out
+
+
+def _m(v) -> str:
+    return "n/a" if v is None else f"{v:.3f} m"
+
+
+def _pct(v) -> str:
+    return "n/a" if v is None else f"{v:+.1f} %"
+
+
 def _write_report(out: Path, summary: dict) -> None:
     import matplotlib
 
@@ -305,8 +374,9 @@ def _write_report(out: Path, summary: dict) -> None:
              f"- stamps in order: {summary['stamps_in_order']}",
              f"- recorded bag (MCAP): `{summary['recorded_bag']}`", "", "## Answers", ""]
     for a in summary["answers"]:
-        lines.append(f"- **{a['question']}** → {a['answer']!r} (status {a['status']}, "
-                     f"depths {a['depths_m']}, {a['latency_s']} s)")
+        text = answer_lines(a)
+        lines += [f"- **{text[0][3:]}**", f"  - {text[1][3:]}"] + \
+            [f"  - {t.strip()}" for t in text[2:]]
     if sample is not None:
         stamp, pred, gt = sample
         fig, axes = plt.subplots(1, 2 if gt is not None else 1, figsize=(9, 3.4), squeeze=False)
@@ -320,13 +390,38 @@ def _write_report(out: Path, summary: dict) -> None:
         if gt is not None:
             axes[0][1].imshow(colorize_depth(np.where(gt > 0, gt, np.nan), vmin, vmax))
             axes[0][1].set_title("ground truth")
+        _mark_measurements(axes[0], summary["answers"], stamp)
         for ax in axes[0]:
             ax.axis("off")
-        fig.suptitle(f"frame stamp {stamp / 1e9:.1f} s (turbo: near red, far blue)")
+        fig.suptitle(f"frame stamp {stamp / 1e9:.1f} s (turbo: near red, far blue; colour range "
+                     f"{vmin:.1f}-{vmax:.1f} m); measured pixels and regions of the answers")
         fig.savefig(out / "sample_depth.png", dpi=90, bbox_inches="tight")
         plt.close(fig)
         lines += ["", "![sample](sample_depth.png)"]
     (out / "report.md").write_text("\n".join(lines) + "\n")
+
+
+def _mark_measurements(axes, answers: list[dict], stamp: int) -> None:
+    """Draw the answers' pixels and regions (measured / GT) on the depth panels."""
+    from matplotlib.patches import Rectangle
+
+    sec, nsec = divmod(stamp, 1_000_000_000)
+    here = [a for a in answers if a["stamp"] == f"{sec}.{nsec:09d}"]
+    for ax_i, ax in enumerate(axes):
+        for a in here:
+            for p in a["pixels"]:
+                ax.plot(p["u"], p["v"], "o", mfc="none", mec="white", ms=7, mew=1.5)
+                value = p["depth_m"] if ax_i == 0 else p["gt_m"]
+                ax.annotate("n/a" if value is None else f"{value:.2f}", (p["u"], p["v"]),
+                            xytext=(4, -4), textcoords="offset points", color="white",
+                            fontsize=7)
+            for r in a["regions"]:
+                x, y, w, h = r["roi"]
+                ax.add_patch(Rectangle((x - 0.5, y - 0.5), w, h, fill=False, ec="white", lw=1))
+                value = r["nearest_m"] if ax_i == 0 else r["gt_nearest_m"]
+                ax.annotate(f"nearest {'n/a' if value is None else f'{value:.2f}'}",
+                            (x, y), xytext=(2, 8), textcoords="offset points", color="white",
+                            fontsize=7)
 
 
 def _to_float(v) -> float | None:
