@@ -271,7 +271,7 @@ def _load_pipelines(options: PerfOptions, selected: Sequence[str], config: Depth
 
     pipes: dict[str, Any] = {}
     models: dict[str, Any] = {}
-    if options.perf_model and any(b in selected for b in ("dense", "prefix", "node")):
+    if options.perf_model and any(b in selected for b in ("dense", "prefix", "answers", "node")):
         sizes = QUICK_MODEL_SIZES if options.quick else PERF_MODEL_SIZES
         pipe, info = make_perf_pipeline(sizes, config=config)
         name = f"random-{info['parameters'] / 1e6:.1f}M"
