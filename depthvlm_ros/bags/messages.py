@@ -5,7 +5,9 @@ rclpy messages, so the live node's converters cannot be reused on them. These fu
 the same conventions as the node: colour images as (H, W, 3) uint8 RGB; depth as float32 metres
 with NaN for invalid pixels (``32FC1``, REP 118) or uint16 millimetres with 0 invalid
 (``16UC1``); organized ``PointCloud2`` clouds with float32 x, y, z (+ packed rgb), NaN for
-invalid points and ``is_dense`` false. Every conversion is vectorised.
+invalid points and ``is_dense`` false. ``sensor_msgs/CompressedImage`` (JPEG / PNG colour,
+compressedDepth PNG / RVL depth) is decoded by :mod:`depthvlm_ros.core.codecs`. Every
+conversion is vectorised.
 
 All message constructors take the typestore so that the classes match the ones the bag writer
 serialises with.
@@ -19,8 +21,10 @@ from typing import Sequence
 import numpy as np
 
 from ..core.camera import Intrinsics
+from ..core.codecs import EncodingError, decode_compressed_depth, millimetres_to_metres
 from ..core.errors import InputError
-from ..core.frames import camera_info_intrinsics, cloud_buffer, output_camera_info
+from ..core.frames import (camera_info_intrinsics, cloud_buffer, is_compressed_message,
+                           output_camera_info)
 
 __all__ = [
     "COLOR_ENCODINGS",
@@ -30,11 +34,13 @@ __all__ = [
     "image_array",
     "image_rgb",
     "image_depth_m",
+    "depth_message_m",
     "camera_info_intrinsics",
     "make_time",
     "make_header",
     "make_image",
     "make_depth_image",
+    "make_compressed_image",
     "make_camera_info",
     "make_pointcloud2",
     "make_spatial_answer",
@@ -110,7 +116,7 @@ def image_rgb(msg) -> np.ndarray:
         InputError: the encoding is not one of :data:`COLOR_ENCODINGS`.
     """
     if msg.encoding not in COLOR_ENCODINGS:
-        raise InputError(f"image encoding {msg.encoding!r} is not a colour encoding "
+        raise EncodingError(f"image encoding {msg.encoding!r} is not a colour encoding "
                          f"({', '.join(COLOR_ENCODINGS)})")
     arr = image_array(msg)
     if arr.ndim == 2:
@@ -129,15 +135,31 @@ def image_depth_m(msg) -> np.ndarray:
         InputError: not a depth encoding.
     """
     if msg.encoding not in DEPTH_ENCODINGS:
-        raise InputError(f"depth encoding {msg.encoding!r} not one of {', '.join(DEPTH_ENCODINGS)}")
+        raise EncodingError(f"depth encoding {msg.encoding!r} not one of "
+                            f"{', '.join(DEPTH_ENCODINGS)}")
     arr = image_array(msg)
     if arr.dtype == np.uint16:
-        out = arr.astype(np.float32) * np.float32(0.001)
-        out[arr == 0] = np.nan
-        return out
-    out = arr.astype(np.float32, copy=True)
-    out[~(np.isfinite(out) & (out > 0))] = np.nan
-    return out
+        return millimetres_to_metres(arr)
+    return _valid_metres(arr.astype(np.float32, copy=True))
+
+
+def _valid_metres(depth: np.ndarray) -> np.ndarray:
+    depth[~(np.isfinite(depth) & (depth > 0))] = np.nan
+    return depth
+
+
+def depth_message_m(msg) -> np.ndarray:
+    """A depth message as float32 metres, NaN invalid: a raw ``Image`` (:func:`image_depth_m`)
+    or a compressedDepth ``CompressedImage`` (PNG or RVL, ``16UC1`` millimetres or ``32FC1``
+    inverse depth; :func:`~depthvlm_ros.core.codecs.decode_compressed_depth`).
+
+    Raises:
+        EncodingError: not a depth encoding or compressedDepth format.
+        InputError: data that does not decode.
+    """
+    if is_compressed_message(msg):
+        return _valid_metres(decode_compressed_depth(msg.format, msg.data))
+    return image_depth_m(msg)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -179,6 +201,14 @@ def make_image(ts, header, array: np.ndarray, encoding: str):
 def make_depth_image(ts, header, depth_m: np.ndarray):
     """``32FC1`` depth image in metres (NaN invalid), REP 118."""
     return make_image(ts, header, np.asarray(depth_m, dtype=np.float32), "32FC1")
+
+
+def make_compressed_image(ts, header, fmt: str, data: bytes):
+    """``sensor_msgs/CompressedImage`` with ``format`` and ``data`` (see
+    :func:`~depthvlm_ros.core.codecs.encode_color` and
+    :func:`~depthvlm_ros.core.codecs.encode_compressed_depth`)."""
+    return ts.types["sensor_msgs/msg/CompressedImage"](
+        header=header, format=fmt, data=np.frombuffer(bytes(data), dtype=np.uint8))
 
 
 def make_camera_info(ts, header, intr: Intrinsics, template=None):

@@ -9,6 +9,11 @@ image, runs the pipeline and writes ``depth/image``, ``depth/camera_info``, opti
 ``points``, and the ``answer`` messages of the questions that refer to it. Every image is
 processed (no drops), in bag order, so the output is deterministic.
 
+Images may be raw ``sensor_msgs/Image`` or ``sensor_msgs/CompressedImage`` (JPEG / PNG), GT
+raw or compressedDepth, at the image's resolution or the depth sensor's own
+(:mod:`~depthvlm_ros.bags.scoring`); every other topic is copied through untouched. Which
+topics form a camera is :mod:`~depthvlm_ros.bags.discovery`.
+
 Needs ``rosbags`` only (no rclpy).
 """
 
@@ -24,12 +29,13 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ..core.camera import Intrinsics, backproject
+from ..core.camera import Intrinsics
 from ..core.errors import InputError
-from ..core.frames import FrameDropped, frame_intrinsics, nearest_stamp
+from ..core.frames import FrameDropped, cloud_points, color_frame, frame_intrinsics
 from ..core.answers import STATUS_ERROR, SpatialResult, answer_question
 from . import messages as bagconv
 from .queries import ScriptedQuery
+from .scoring import FrameScore, GroundTruthScorer, StampIndex
 from .typestore import copy_connection, make_typestore, open_reader, open_writer, register_bag_types
 
 __all__ = ["OUTPUT_TOPICS", "ReplayOptions", "FrameScore", "ReplaySummary", "replay_bag"]
@@ -46,12 +52,19 @@ class ReplayOptions:
     """What :func:`replay_bag` reads and writes.
 
     Attributes:
-        image_topic: colour image topic (rgb8, bgr8, rgba8, bgra8, mono8).
+        image_topic: colour image topic: ``sensor_msgs/Image`` (rgb8, bgr8, rgba8, bgra8,
+            mono8) or ``sensor_msgs/CompressedImage`` (JPEG / PNG).
         camera_info_topic: CameraInfo topic, paired with images by header stamp.
-        gt_depth_topic: optional GT depth (16UC1 mm or 32FC1 m), paired by header stamp.
+        gt_depth_topic: optional GT depth (Image 16UC1 mm or 32FC1 m, or compressedDepth PNG /
+            RVL), paired with images by header stamp.
+        gt_camera_info_topic: the GT's own CameraInfo when it comes from a depth sensor of
+            another resolution (resampled onto the colour grid, see
+            :func:`~depthvlm_ros.core.frames.depth_on_grid`); None: GT on the colour grid.
         queries: scripted questions.
         points: also write the organized point cloud.
         points_rgb: add packed rgb to the cloud.
+        points_stride, points_min_range, points_max_range: cloud decimation and range band
+            (:func:`~depthvlm_ros.core.frames.cloud_points`; the node's parameters).
         storage: output format, ``mcap`` or ``sqlite3``.
         output_namespace: namespace of the output topics (``/`` gives ``/depth/image``...).
         fallback_hfov_deg: horizontal FOV used for images without camera_info (0: skip them).
@@ -66,9 +79,13 @@ class ReplayOptions:
     image_topic: str
     camera_info_topic: str
     gt_depth_topic: str | None = None
+    gt_camera_info_topic: str | None = None
     queries: Sequence[ScriptedQuery] = ()
     points: bool = False
     points_rgb: bool = True
+    points_stride: int = 1
+    points_min_range: float = 0.0
+    points_max_range: float = 0.0
     storage: str = "mcap"
     output_namespace: str = "/"
     fallback_hfov_deg: float = 0.0
@@ -83,16 +100,6 @@ class ReplayOptions:
         """Fully qualified name of output topic ``key`` (see :data:`OUTPUT_TOPICS`)."""
         ns = "/" + self.output_namespace.strip("/")
         return (ns.rstrip("/") + "/" + OUTPUT_TOPICS[key]) if ns != "/" else "/" + OUTPUT_TOPICS[key]
-
-
-@dataclass
-class FrameScore:
-    """Metrics of one scored frame (keys as in ``core.bench.metrics.METRIC_NAMES``)."""
-
-    index: int
-    stamp_ns: int
-    t_s: float
-    metrics: dict[str, float]
 
 
 @dataclass
@@ -165,22 +172,8 @@ class _ImageEntry:
     intr: Intrinsics | None = None
     info_msg: Any = None           # the paired CameraInfo (template for depth/camera_info)
     fallback: bool = False
+    gt_stamp: int | None = None    # the GT message paired with this image
     queries: list[ScriptedQuery] = field(default_factory=list)
-
-
-class _Pairer:
-    """camera_info lookup by header stamp, with the pairing rule of :func:`nearest_stamp`."""
-
-    def __init__(self, infos: dict[int, tuple[Any, Intrinsics]], tolerance_ns: int) -> None:
-        self.infos = infos
-        self.keys = sorted(infos)
-        self.tol = tolerance_ns
-
-    def find(self, stamp: int):
-        # Only the two neighbours in stamp order can be the nearest.
-        i = bisect.bisect_left(self.keys, stamp)
-        hit = nearest_stamp(self.keys[max(0, i - 1):i + 1], stamp, self.tol)
-        return None if hit is None else self.infos[hit]
 
 
 def _assign_queries(entries: list[_ImageEntry], queries: Sequence[ScriptedQuery],
@@ -266,47 +259,66 @@ def replay_bag(bag: str | Path, out_bag: str | Path, pipeline, options: ReplayOp
         img_conns = [c for c in reader.connections if c.topic == options.image_topic]
         info_conns = [c for c in reader.connections if c.topic == options.camera_info_topic]
         gt_conns = [c for c in reader.connections if c.topic == options.gt_depth_topic]
+        gt_info_topic = options.gt_camera_info_topic if gt_conns else None
+        gt_info_conns = [c for c in reader.connections if c.topic == gt_info_topic
+                         and gt_info_topic != options.camera_info_topic]
         if not info_conns:
             summary.warnings.append(f"camera_info topic {options.camera_info_topic} is not in "
                                     "the bag")
         if options.gt_depth_topic and not gt_conns:
             summary.warnings.append(f"GT depth topic {options.gt_depth_topic} is not in the bag")
+        if gt_info_topic and not gt_info_conns and gt_info_topic != options.camera_info_topic:
+            summary.warnings.append(f"GT camera_info topic {gt_info_topic} is not in the bag")
         bag_start = int(reader.start_time) if reader.message_count else 0
 
         # ---- pass 1: camera_info, image and GT stamps -------------------------------------
         entries: list[_ImageEntry] = []
         infos: dict[int, tuple[Any, Intrinsics]] = {}
-        gt_stamps: set[int] = set()
-        for conn, log_ns, raw in reader.messages(connections=img_conns + info_conns + gt_conns):
+        gt_infos: dict[int, Intrinsics] = {}
+        gt_stamps: dict[int, int] = {}
+        for conn, log_ns, raw in reader.messages(
+                connections=img_conns + info_conns + gt_conns + gt_info_conns):
             if conn.topic == options.image_topic:
                 try:
                     entries.append(_ImageEntry(log_ns, bagconv.cdr_header_stamp(raw)))
                 except InputError:
                     entries.append(_ImageEntry(log_ns, None))
-            elif conn.topic == options.camera_info_topic:
+            elif conn.topic in (options.camera_info_topic, gt_info_topic):
                 try:
                     msg = ts.deserialize_cdr(raw, conn.msgtype)
-                    infos[bagconv.stamp_ns(msg.header.stamp)] = (msg, bagconv.camera_info_intrinsics(msg))
+                    intr = bagconv.camera_info_intrinsics(msg)
                 except Exception:  # noqa: BLE001 - a broken camera_info is counted, not fatal
                     summary.camera_info_bad += 1
+                    continue
+                stamp = bagconv.stamp_ns(msg.header.stamp)
+                if conn.topic == options.camera_info_topic:
+                    infos[stamp] = (msg, intr)
+                else:
+                    gt_infos[stamp] = intr
             else:
                 try:
-                    gt_stamps.add(bagconv.cdr_header_stamp(raw))
+                    gt_stamps[bagconv.cdr_header_stamp(raw)] = 0
                 except InputError:
                     pass  # counted as bad GT in pass 2, where it is decoded
-        pairer = _Pairer(infos, round(options.sync_tolerance_s * 1e9))
+        tolerance_ns = round(options.sync_tolerance_s * 1e9)
+        pairer = StampIndex(infos, tolerance_ns)
+        gt_pairer = StampIndex(gt_stamps, tolerance_ns)
         for e in entries:
             if e.stamp_ns is None:
                 continue
             found = pairer.find(e.stamp_ns)
             if found is not None:
                 e.info_msg, e.intr = found
+            e.gt_stamp = gt_pairer.stamp(e.stamp_ns)
+            if e.gt_stamp is not None:
+                gt_stamps[e.gt_stamp] += 1
         orphans = _assign_queries(entries, options.queries, bag_start,
                                   options.fallback_hfov_deg > 0)
         report_idx = _pick_report_indices(len(entries), options.report_frames)
 
         # ---- metrics (the benchmark's arithmetic) -----------------------------------------
-        scorer = _Scorer(options, summary) if gt_conns else None
+        scorer = (GroundTruthScorer(options, summary, gt_stamps, StampIndex(gt_infos, tolerance_ns))
+                  if gt_conns else None)
 
         # ---- pass 2: copy, infer, write ----------------------------------------------------
         writer = open_writer(out_bag, options.storage)
@@ -342,7 +354,6 @@ def replay_bag(bag: str | Path, out_bag: str | Path, pipeline, options: ReplayOp
                          _answer_msg(ts, q, None,
                                      _error_result(q, "no frame at or before this time"),
                                      summary))
-        image_stamps = {e.stamp_ns for e in entries if e.stamp_ns is not None}
 
         frame_times: list[float] = []
         progress = _progress(len(entries), options.progress)
@@ -354,7 +365,7 @@ def replay_bag(bag: str | Path, out_bag: str | Path, pipeline, options: ReplayOp
                 writer.write(out_conn[(conn.topic, conn.msgtype)], log_ns, raw)
                 summary.messages_out += 1
                 if conn.topic == options.gt_depth_topic and scorer is not None:
-                    scorer.add_gt(ts, conn, raw, image_stamps)
+                    scorer.add_gt(ts, conn, raw)
                     continue
                 if conn.topic != options.image_topic:
                     continue
@@ -365,14 +376,11 @@ def replay_bag(bag: str | Path, out_bag: str | Path, pipeline, options: ReplayOp
                 if entry.stamp_ns is None:
                     summary.drop("bad_image")
                     continue
-                msg = None
                 try:
                     msg = ts.deserialize_cdr(raw, conn.msgtype)
-                    rgb = bagconv.image_rgb(msg)
-                except Exception:  # noqa: BLE001 - undecodable image: count it, keep going
-                    enc = getattr(msg, "encoding", None)
-                    summary.drop("bad_image" if msg is None or enc in bagconv.COLOR_ENCODINGS
-                                 else "bad_encoding")
+                    rgb = color_frame(msg, bagconv.image_rgb)
+                except Exception as exc:  # noqa: BLE001 - undecodable image: count it, go on
+                    summary.drop(exc.reason if isinstance(exc, FrameDropped) else "bad_image")
                     _fail_queries(ts, entry, "the image could not be decoded", summary, answers,
                                   bag_start)
                     continue
@@ -405,10 +413,11 @@ def replay_bag(bag: str | Path, out_bag: str | Path, pipeline, options: ReplayOp
                      bagconv.make_camera_info(ts, header, intr, template),
                      "sensor_msgs/msg/CameraInfo")
                 if options.points:
-                    xyz = backproject(depth, intr)
+                    xyz, colours = cloud_points(depth, intr, rgb if options.points_rgb else None,
+                                                options.points_stride, options.points_min_range,
+                                                options.points_max_range)
                     emit(derived["points"], log_ns,
-                         bagconv.make_pointcloud2(ts, header, xyz,
-                                                  rgb if options.points_rgb else None),
+                         bagconv.make_pointcloud2(ts, header, xyz, colours),
                          "sensor_msgs/msg/PointCloud2")
                 for q in entry.queries:
                     res = answer_question(pipeline, result.context, depth, intr, q.question,
@@ -417,7 +426,9 @@ def replay_bag(bag: str | Path, out_bag: str | Path, pipeline, options: ReplayOp
                                  _answer_msg(ts, q, header, res, summary))
                 result.context = None  # free the KV cache now, not at the next frame
                 if scorer is not None:
-                    scorer.add_pred(img_i, entry, depth, rgb, bag_start, img_i in report_idx)
+                    scorer.add_pred(img_i, entry.stamp_ns, entry.gt_stamp,
+                                    (entry.log_ns - bag_start) / 1e9, depth, intr,
+                                    rgb if img_i in report_idx else None)
                 elif img_i in report_idx:
                     summary.report_frames.append({"index": img_i, "rgb": rgb, "pred": depth,
                                                   "gt": None, "stamp_ns": entry.stamp_ns})
@@ -425,7 +436,7 @@ def replay_bag(bag: str | Path, out_bag: str | Path, pipeline, options: ReplayOp
             progress.close()
         answers.flush(None)
         if scorer is not None:
-            scorer.finish(gt_stamps)
+            scorer.finish()
     finally:
         if writer is not None:
             writer.close()
@@ -470,69 +481,6 @@ def _fail_queries(ts, entry: _ImageEntry, reason: str, summary: ReplaySummary,
         header = bagconv.make_header(ts, entry.stamp_ns or 0, "")
         answers.push(_query_log_ns(q, entry, bag_start),
                      _answer_msg(ts, q, header, _error_result(q, reason), summary))
-
-
-class _Scorer:
-    """Pairs predictions with GT by stamp (either may come first) and scores each pair."""
-
-    def __init__(self, options: ReplayOptions, summary: ReplaySummary) -> None:
-        from ..core.bench import metrics
-
-        self.m = metrics
-        self.opt = options
-        self.summary = summary
-        self.gt: dict[int, np.ndarray] = {}
-        self.pred: dict[int, tuple] = {}
-
-    def add_gt(self, ts, conn, raw, image_stamps: set[int]) -> None:
-        try:
-            msg = ts.deserialize_cdr(raw, conn.msgtype)
-            gt = bagconv.image_depth_m(msg)
-            stamp = bagconv.stamp_ns(msg.header.stamp)
-        except Exception:  # noqa: BLE001 - bad GT is counted, the frame stays unscored
-            self.summary.gt_bad += 1
-            return
-        if stamp in self.pred:
-            self._score(stamp, gt, *self.pred.pop(stamp))
-        elif stamp in image_stamps:
-            self.gt[stamp] = gt
-        else:
-            self.summary.gt_unmatched += 1
-
-    def add_pred(self, index: int, entry: _ImageEntry, depth: np.ndarray, rgb: np.ndarray,
-                 bag_start: int, keep_rgb: bool) -> None:
-        t_s = (entry.log_ns - bag_start) / 1e9
-        item = (index, t_s, depth, rgb if keep_rgb else None)
-        if entry.stamp_ns in self.gt:
-            self._score(entry.stamp_ns, self.gt.pop(entry.stamp_ns), *item)
-        else:
-            self.pred[entry.stamp_ns] = item
-
-    def _score(self, stamp: int, gt: np.ndarray, index: int, t_s: float, depth: np.ndarray,
-               rgb: np.ndarray | None) -> None:
-        m = self.m
-        # apply_depth_range zeroes NaN and +-Inf itself; nan_to_num would have turned +Inf
-        # (REP 118: "too far") into a valid 3.4e38 m GT pixel.
-        capped = m.apply_depth_range(gt, self.opt.gt_min_depth, self.opt.gt_max_depth)
-        pred, g = m.dense_pair(depth, capped, None)
-        im = m.image_metrics(pred, g)
-        self.summary.scores.append(FrameScore(index, stamp, t_s, im.as_dict()))
-        self.summary.frames_scored += 1
-        if rgb is not None:
-            self.summary.report_frames.append({"index": index, "rgb": rgb, "pred": depth,
-                                               "gt": np.where(g > 0, g, np.nan),
-                                               "stamp_ns": stamp})
-
-    def finish(self, gt_stamps: set[int]) -> None:
-        self.summary.scores.sort(key=lambda s: s.index)
-        self.summary.report_frames.sort(key=lambda f: f["index"])
-        self.summary.gt_unmatched += len(self.gt)
-        if self.pred:
-            self.summary.warnings.append(f"{len(self.pred)} processed frame(s) had no GT depth "
-                                         "with the same stamp")
-        scores = [self.m.ImageMetrics(**s.metrics) for s in self.summary.scores]
-        if scores:
-            self.summary.aggregate = self.m.aggregate(scores).as_dict()
 
 
 class _AnswerQueue:

@@ -1,4 +1,10 @@
-"""Small rosbag2 bags of RGB-D frames: for tests, the demo and ``depthvlm make-sample-bag``."""
+"""Small rosbag2 bags of RGB-D frames: for tests, the demo and ``depthvlm make-sample-bag``.
+
+:func:`write_frames_bag` writes this package's own layout (raw rgb8 + camera_info + GT);
+:func:`write_robot_bag` the layout of a robot's recording (realsense2_camera or ZED topic
+names, compressed colour, compressedDepth at the depth sensor's own resolution, /tf_static and
+an IMU stream beside them).
+"""
 
 from __future__ import annotations
 
@@ -9,12 +15,13 @@ from typing import Iterable
 import numpy as np
 
 from ..core.camera import Intrinsics
+from ..core.codecs import encode_color, encode_compressed_depth, metres_to_millimetres
 from ..core.errors import InputError
 from . import messages as bagconv
 from .typestore import make_typestore, open_writer
 
 __all__ = ["SAMPLE_TOPICS", "SAMPLE_START_NS", "SampleFrame", "write_frames_bag",
-           "write_sample_bag"]
+           "write_sample_bag", "ROBOT_LAYOUTS", "write_robot_bag"]
 
 #: Topics of :func:`write_sample_bag` / ``depthvlm make-sample-bag``.
 SAMPLE_TOPICS = {"image": "/camera/image_raw", "camera_info": "/camera/camera_info",
@@ -30,12 +37,15 @@ class SampleFrame:
         intrinsics: the camera's intrinsics (None: no camera_info is written for this frame).
         depth: GT depth in metres (0 or NaN invalid), or None for no GT message.
         stamp_ns: header stamp and log time.
+        depth_intrinsics: intrinsics of ``depth`` when it comes from a depth sensor of its own
+            (:func:`write_robot_bag`); None: ``depth`` is on the colour grid.
     """
 
     rgb: np.ndarray
     intrinsics: Intrinsics | None
     depth: np.ndarray | None
     stamp_ns: int
+    depth_intrinsics: Intrinsics | None = None
 
 
 def write_frames_bag(path: str | Path, frames: Iterable[SampleFrame], storage: str = "mcap",
@@ -118,3 +128,120 @@ def write_sample_bag(path: str | Path, frames: int = 20, width: int = 320, heigh
             yield SampleFrame(sc.rgb, intr, sc.depth, SAMPLE_START_NS + i * period)
 
     return write_frames_bag(path, gen(), storage)
+
+
+#: Topic layouts of :func:`write_robot_bag`: colour and depth base topics (image_transport
+#: appends ``/compressed`` and ``/compressedDepth``), camera_info beside each, the IMU, the
+#: optical frames, and the depth encoding each driver publishes.
+ROBOT_LAYOUTS = {
+    "realsense": {"color": "/camera/camera/color/image_raw",
+                  "depth": "/camera/camera/depth/image_rect_raw",
+                  "imu": "/camera/camera/imu", "color_frame": "camera_color_optical_frame",
+                  "depth_frame": "camera_depth_optical_frame", "depth_encoding": "16UC1"},
+    "zed": {"color": "/zed/zed_node/rgb/image_rect_color",
+            "depth": "/zed/zed_node/depth/depth_registered", "imu": "/zed/zed_node/imu/data",
+            "color_frame": "zed_left_camera_frame_optical",
+            "depth_frame": "zed_left_camera_frame_optical", "depth_encoding": "32FC1"},
+}
+
+
+def _sibling_info(base: str) -> str:
+    return base.rsplit("/", 1)[0] + "/camera_info"
+
+
+def write_robot_bag(path: str | Path, frames: Iterable[SampleFrame], layout: str = "realsense",
+                    storage: str = "mcap", color: str = "jpeg", depth: str = "png",
+                    depth_stamp_offset_ns: int = 0, typestore=None) -> dict[str, str]:
+    """Write frames the way a robot records its RGB-D camera.
+
+    Per frame: colour on ``<color>/compressed`` (``color`` = ``jpeg`` or ``png``, format
+    ``rgb8; jpeg compressed bgr8``) or raw rgb8 on ``<color>`` (``color`` = ``raw``), its
+    camera_info; GT depth on ``<depth>/compressedDepth`` (``depth`` = ``png`` or ``rvl``) or
+    raw on ``<depth>`` (``raw``: 16UC1 millimetres or 32FC1 metres, the layout's encoding),
+    stamped ``depth_stamp_offset_ns`` after the colour (separate sensors), with the depth
+    sensor's camera_info (``frame.depth_intrinsics``, else the colour's); an IMU message; and
+    one ``/tf_static`` at the start.
+
+    Returns:
+        The topics written: ``image``, ``camera_info``, ``gt_depth``, ``gt_camera_info``,
+        ``imu``, ``tf_static``.
+
+    Raises:
+        InputError: unknown layout or codec.
+    """
+    if layout not in ROBOT_LAYOUTS:
+        raise InputError(f"layout must be one of {', '.join(ROBOT_LAYOUTS)}, got {layout!r}")
+    if color not in ("jpeg", "png", "raw") or depth not in ("png", "rvl", "raw"):
+        raise InputError("color must be jpeg, png or raw and depth png, rvl or raw")
+    ts = typestore or make_typestore()
+    lay = ROBOT_LAYOUTS[layout]
+    image_type = "sensor_msgs/msg/Image" if color == "raw" else "sensor_msgs/msg/CompressedImage"
+    depth_type = "sensor_msgs/msg/Image" if depth == "raw" else "sensor_msgs/msg/CompressedImage"
+    topics = {"image": lay["color"] + ("" if color == "raw" else "/compressed"),
+              "camera_info": _sibling_info(lay["color"]),
+              "gt_depth": lay["depth"] + ("" if depth == "raw" else "/compressedDepth"),
+              "gt_camera_info": _sibling_info(lay["depth"]), "imu": lay["imu"],
+              "tf_static": "/tf_static"}
+    info_type = "sensor_msgs/msg/CameraInfo"
+    types = {"image": image_type, "camera_info": info_type, "gt_depth": depth_type,
+             "gt_camera_info": info_type, "imu": "sensor_msgs/msg/Imu",
+             "tf_static": "tf2_msgs/msg/TFMessage"}
+    with open_writer(path, storage) as writer:
+        conns = {k: writer.add_connection(topics[k], types[k], typestore=ts) for k in topics}
+
+        def write(key: str, ns: int, msg) -> None:
+            writer.write(conns[key], ns, ts.serialize_cdr(msg, types[key]))
+
+        first = True
+        for f in frames:
+            if first:
+                write("tf_static", f.stamp_ns, _tf_static(ts, f.stamp_ns, lay))
+                first = False
+            hdr = bagconv.make_header(ts, f.stamp_ns, lay["color_frame"])
+            if color == "raw":
+                img = bagconv.make_image(ts, hdr, np.ascontiguousarray(f.rgb, np.uint8), "rgb8")
+            else:
+                img = bagconv.make_compressed_image(ts, hdr, *encode_color(f.rgb, color))
+            write("image", f.stamp_ns, img)
+            if f.intrinsics is not None:
+                write("camera_info", f.stamp_ns, bagconv.make_camera_info(ts, hdr, f.intrinsics))
+            write("imu", f.stamp_ns, _imu(ts, hdr))
+            if f.depth is None:
+                continue
+            d_ns = f.stamp_ns + depth_stamp_offset_ns
+            d_hdr = bagconv.make_header(ts, d_ns, lay["depth_frame"])
+            d_intr = f.depth_intrinsics or f.intrinsics
+            write("gt_depth", d_ns, _depth_msg(ts, d_hdr, f.depth, lay["depth_encoding"], depth))
+            if d_intr is not None:
+                write("gt_camera_info", d_ns, bagconv.make_camera_info(ts, d_hdr, d_intr))
+    return topics
+
+
+def _depth_msg(ts, header, depth_m: np.ndarray, encoding: str, codec: str):
+    if codec != "raw":
+        return bagconv.make_compressed_image(
+            ts, header, *encode_compressed_depth(depth_m, encoding, codec, depth_max=60.0))
+    if encoding == "16UC1":
+        return bagconv.make_image(ts, header, metres_to_millimetres(depth_m), "16UC1")
+    return bagconv.make_depth_image(ts, header, depth_m)
+
+
+def _imu(ts, header):
+    types = ts.types
+    vec = types["geometry_msgs/msg/Vector3"]
+    return types["sensor_msgs/msg/Imu"](
+        header=header, orientation=types["geometry_msgs/msg/Quaternion"](x=0.0, y=0.0, z=0.0,
+                                                                         w=1.0),
+        orientation_covariance=np.zeros(9), angular_velocity=vec(x=0.0, y=0.0, z=0.0),
+        angular_velocity_covariance=np.zeros(9), linear_acceleration=vec(x=0.0, y=9.81, z=0.0),
+        linear_acceleration_covariance=np.zeros(9))
+
+
+def _tf_static(ts, ns: int, lay: dict):
+    types = ts.types
+    tf = types["geometry_msgs/msg/TransformStamped"](
+        header=bagconv.make_header(ts, ns, lay["color_frame"]), child_frame_id=lay["depth_frame"],
+        transform=types["geometry_msgs/msg/Transform"](
+            translation=types["geometry_msgs/msg/Vector3"](x=0.015, y=0.0, z=0.0),
+            rotation=types["geometry_msgs/msg/Quaternion"](x=0.0, y=0.0, z=0.0, w=1.0)))
+    return types["tf2_msgs/msg/TFMessage"](transforms=[tf])

@@ -83,8 +83,24 @@ class DepthVLMConfig:
     image_qos: str = _f("sensor_data", "QoS of the image and camera_info subscriptions: "
                         "sensor_data (best effort) or reliable.",
                         choices=("sensor_data", "reliable"))
+    image_transport: str = _f("raw", "How images arrive: raw (sensor_msgs/Image on 'image') or "
+                              "compressed (sensor_msgs/CompressedImage, JPEG or PNG, on "
+                              "'image/compressed' under the remapped name of 'image', as "
+                              "image_transport names it).", choices=("raw", "compressed"))
+    depth_encoding: str = _f("32FC1", "Encoding of 'depth/image': 32FC1 (metres, NaN invalid) "
+                             "or 16UC1 (millimetres, 0 invalid); REP 118 allows both.",
+                             choices=("32FC1", "16UC1"))
     publish_points: bool = _f(True, "Publish the organized point cloud on 'points'.")
     points_rgb: bool = _f(True, "Add packed rgb to the point cloud.")
+    points_stride: int = _f(1, "Keep every Nth pixel of every Nth row in the point cloud "
+                            "(1 = every pixel); a costmap rarely needs more than a few "
+                            "thousand points.", range=(1, 64))
+    points_min_range: float = _f(0.0, "Cloud points nearer than this distance from the camera "
+                                 "(metres) become NaN (0 = no limit); the depth image is not "
+                                 "affected.", range=(0.0, 1000.0))
+    points_max_range: float = _f(0.0, "Cloud points farther than this distance from the "
+                                 "camera (metres) become NaN (0 = no limit beyond max_depth); "
+                                 "the depth image is not affected.", range=(0.0, 10000.0))
     publish_colorized: bool = _f(False, "Publish an rgb8 preview on 'depth/colorized'.")
     fallback_hfov_deg: float = _f(0.0, "Horizontal field of view used when no camera_info "
                                   "arrives (0 = wait for camera_info).", range=(0.0, 179.0))
@@ -143,6 +159,8 @@ class DepthVLMConfig:
                 problems.append(f"{spec.name}={value!r} not one of {', '.join(spec.choices)}")
         if self.min_depth >= self.max_depth:
             problems.append("min_depth must be smaller than max_depth")
+        if self.points_max_range and self.points_min_range >= self.points_max_range:
+            problems.append("points_min_range must be smaller than points_max_range")
         if self.min_image_tokens > self.max_image_tokens:
             problems.append("min_image_tokens must not exceed max_image_tokens")
         dev = self.device

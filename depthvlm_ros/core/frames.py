@@ -15,6 +15,13 @@ apply to a frame, so that the same input gives the same depth, camera_info and c
 * :func:`cloud_buffer`: the organized point-cloud layout (float32 x, y, z + packed rgb, 16-byte
   points, NaN invalid) that both the live and the bag PointCloud2 builders wrap.
 * :func:`record_intrinsics`: the intrinsics of a benchmark / training record's stored image.
+* :func:`color_frame`: the RGB pixels of an image message, raw ``sensor_msgs/Image`` or
+  ``sensor_msgs/CompressedImage`` (JPEG / PNG, :mod:`~depthvlm_ros.core.codecs`), or the drop
+  (``bad_encoding`` / ``bad_image``) it is counted under.
+* :func:`depth_on_grid`: a depth map of another sensor's resolution and intrinsics resampled
+  onto the colour image's pixel grid (ground truth of a separate depth sensor).
+* :func:`cloud_points`: the points of a robot-side cloud: every ``stride``-th pixel, points
+  outside a range band set invalid.
 
 ROS-free: messages are read by attribute (``k``, ``p``, ``width``, ``roi``, ...), so rclpy
 messages and rosbags' deserialised messages both work; the callers build their own message
@@ -24,11 +31,12 @@ types from the returned values.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Iterable
+from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 import numpy as np
 
 from .camera import Intrinsics, backproject
+from .codecs import EncodingError, decode_color
 from .errors import AnnotationError, InputError
 
 if TYPE_CHECKING:  # the bench package imports this module
@@ -36,7 +44,8 @@ if TYPE_CHECKING:  # the bench package imports this module
 
 __all__ = ["ASPECT_TOLERANCE", "DROP_REASONS", "MAX_IMAGE_SIDE", "FrameDropped", "CameraInfoFields",
            "check_size", "camera_info_intrinsics", "frame_intrinsics", "output_camera_info",
-           "nearest_stamp", "CLOUD_FIELDS", "cloud_buffer", "depth_cloud", "record_intrinsics"]
+           "nearest_stamp", "CLOUD_FIELDS", "cloud_buffer", "depth_cloud", "record_intrinsics",
+           "is_compressed_message", "color_frame", "depth_on_grid", "cloud_points"]
 
 #: Relative aspect-ratio difference under which a camera_info of another size is rescaled to
 #: the image (a binned or resized stream) rather than rejected (another camera, or a crop).
@@ -319,3 +328,132 @@ def record_intrinsics(record: "BenchRecord", width: int, height: int) -> Intrins
     if (w0, h0) != (width, height):
         intr = intr.scaled(width, height)
     return intr
+
+
+def is_compressed_message(msg: Any) -> bool:
+    """Whether an image message is a ``sensor_msgs/CompressedImage`` (``format`` + ``data``)
+    rather than a raw ``sensor_msgs/Image`` (``encoding``, ``height``, ``width``, ...)."""
+    return hasattr(msg, "format") and not hasattr(msg, "encoding")
+
+
+def color_frame(msg: Any, decode_raw: Callable[[Any], np.ndarray]) -> np.ndarray:
+    """The (H, W, 3) uint8 RGB pixels of a colour image message, raw or compressed.
+
+    A ``CompressedImage`` is decoded by :func:`depthvlm_ros.core.codecs.decode_color` (JPEG or
+    PNG named by its ``format``); a raw ``Image`` by ``decode_raw`` (the caller's converter for
+    its message classes: rclpy in the node, rosbags in replay).
+
+    Raises:
+        FrameDropped: ``bad_encoding`` (an encoding or format that is not a supported colour
+            one, :class:`~depthvlm_ros.core.codecs.EncodingError`) or ``bad_image`` (data that
+            does not decode: size, step, truncated or corrupt stream).
+    """
+    try:
+        if is_compressed_message(msg):
+            return decode_color(msg.format, msg.data)
+        return decode_raw(msg)
+    except EncodingError as exc:
+        raise FrameDropped("bad_encoding", str(exc)) from None
+    except InputError as exc:
+        raise FrameDropped("bad_image", str(exc)) from None
+
+
+def depth_on_grid(depth: np.ndarray, depth_intr: Intrinsics | None,
+                  color_intr: Intrinsics) -> np.ndarray:
+    """A depth map resampled onto the colour image's pixel grid (nearest depth pixel).
+
+    With ``depth_intr`` (the depth sensor's own camera_info) each colour pixel ``(u, v)`` reads
+    the depth pixel its ray passes through, ``u_d = cx_d + fx_d (u - cx_c) / fx_c`` (and the
+    same in v), rounded to the nearest pixel; depth values are not interpolated, so no value is
+    invented across an object edge. This assumes the two optical centres coincide and the axes
+    are parallel (no extrinsics are applied): exact for a depth map registered to the colour
+    camera (realsense ``aligned_depth_to_color``, ZED ``depth_registered``, already on the colour
+    grid and returned as is); for a separate depth sensor it leaves a parallax of
+    ``baseline * f / z`` pixels (about 9 px at 1 m for a 15 mm baseline and f = 600).
+
+    Without ``depth_intr`` a map of another size is taken as the same camera at another
+    resolution (the intrinsics scaled like the colour's).
+
+    Args:
+        depth: (Hd, Wd) float32 metres, NaN invalid.
+        depth_intr: intrinsics of ``depth`` (None: the same camera as the colour).
+        color_intr: intrinsics of the colour image whose grid the result has.
+
+    Returns:
+        (H, W) float32 metres on the colour grid; NaN where the colour ray leaves the depth
+        image or the depth has no reading.
+
+    Raises:
+        InputError: ``depth`` is not 2-D, or has another aspect ratio and no intrinsics.
+    """
+    depth = np.asarray(depth, dtype=np.float32)
+    if depth.ndim != 2:
+        raise InputError(f"depth must be 2-D, got shape {depth.shape}")
+    hd, wd = depth.shape
+    if depth_intr is None:
+        if abs((wd / hd) / (color_intr.width / color_intr.height) - 1.0) > ASPECT_TOLERANCE:
+            raise InputError(f"depth is {wd}x{hd} but the image is {color_intr.width}x"
+                             f"{color_intr.height} (another aspect ratio) and the depth has "
+                             "no camera_info of its own")
+        depth_intr = color_intr.scaled(wd, hd)
+    elif (depth_intr.width, depth_intr.height) != (wd, hd):
+        depth_intr = depth_intr.scaled(wd, hd)
+    w, h = color_intr.width, color_intr.height
+    if (wd, hd) == (w, h) and depth_intr == color_intr:
+        return depth
+    u = depth_intr.cx + depth_intr.fx * (np.arange(w) - color_intr.cx) / color_intr.fx
+    v = depth_intr.cy + depth_intr.fy * (np.arange(h) - color_intr.cy) / color_intr.fy
+    ui, vi = np.rint(u).astype(np.int64), np.rint(v).astype(np.int64)
+    u_ok, v_ok = (ui >= 0) & (ui < wd), (vi >= 0) & (vi < hd)
+    out = depth[np.clip(vi, 0, hd - 1)[:, None], np.clip(ui, 0, wd - 1)[None, :]]
+    out[~(v_ok[:, None] & u_ok[None, :])] = np.nan
+    return out
+
+
+def cloud_points(depth: np.ndarray, intr: Intrinsics, rgb: np.ndarray | None = None,
+                 stride: int = 1, min_range: float = 0.0, max_range: float = 0.0
+                 ) -> tuple[np.ndarray, np.ndarray | None]:
+    """The points (and colours) of an organized cloud for a costmap or a viewer.
+
+    Args:
+        depth: (H, W) metres, NaN invalid.
+        intr: its intrinsics.
+        rgb: optional (H, W, 3) uint8 colours.
+        stride: keep every ``stride``-th pixel of every ``stride``-th row, from (0, 0): the
+            cloud is ``ceil(H / stride)`` x ``ceil(W / stride)`` and each point is the exact
+            back-projection of its pixel (no averaging, no new camera).
+        min_range, max_range: a point whose distance from the optical centre
+            (``sqrt(x² + y² + z²)``, the "range" of a range sensor) is below ``min_range`` or
+            above ``max_range`` becomes NaN (0 = no limit). They act on the cloud only; the
+            depth image keeps ``min_depth`` / ``max_depth``.
+
+    Returns:
+        ``(points (h, w, 3) float32, rgb (h, w, 3) uint8 or None)`` for :func:`cloud_buffer`.
+
+    Raises:
+        InputError: ``stride`` below 1, or as :func:`~depthvlm_ros.core.camera.backproject`.
+    """
+    if int(stride) < 1:
+        raise InputError(f"stride must be at least 1, got {stride}")
+    s = int(stride)
+    depth = np.asarray(depth)
+    if depth.ndim != 2:
+        raise InputError(f"depth must be 2-D, got shape {depth.shape}")
+    if (depth.shape[1], depth.shape[0]) != (intr.width, intr.height):
+        intr = intr.scaled(depth.shape[1], depth.shape[0])
+    points = backproject(np.ascontiguousarray(depth[::s, ::s]), _strided(intr, s, depth.shape))
+    if min_range > 0 or max_range > 0:
+        dist = np.sqrt(np.einsum("hwc,hwc->hw", points, points))
+        far = (dist > max_range) if max_range > 0 else np.zeros(dist.shape, dtype=bool)
+        points[(dist < min_range) | far] = np.nan
+    colours = None if rgb is None else np.ascontiguousarray(np.asarray(rgb)[::s, ::s])
+    return points, colours
+
+
+def _strided(intr: Intrinsics, s: int, shape: tuple[int, ...]) -> Intrinsics:
+    """Intrinsics under which pixel (i, j) of ``image[::s, ::s]`` is pixel (s i, s j) of the
+    image: the same rays, not a resized camera."""
+    if s == 1:
+        return intr
+    h, w = -(-shape[0] // s), -(-shape[1] // s)
+    return Intrinsics(intr.fx / s, intr.fy / s, intr.cx / s, intr.cy / s, w, h)

@@ -5,7 +5,9 @@ Conventions:
 
 * colour images come out as (H, W, 3) uint8 RGB, whatever the input channel order;
 * depth is float32 metres, z along the optical axis, NaN where invalid (REP 118, ``32FC1``);
-  ``16UC1`` input is millimetres with 0 meaning invalid;
+  ``16UC1`` is millimetres with 0 meaning invalid, in and (``depth_encoding``) out;
+* ``sensor_msgs/CompressedImage`` (JPEG / PNG colour, compressedDepth depth) is decoded by
+  :mod:`depthvlm_ros.core.codecs`;
 * point clouds are organized (one point per pixel), float32 x, y, z in the camera optical frame
   (x right, y down, z forward), optionally a packed ``rgb`` field in the PCL layout, NaN for
   invalid points, ``is_dense`` false, little-endian, 16 bytes per point.
@@ -27,9 +29,12 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from ..core.camera import Intrinsics, backproject
+from ..core.codecs import (EncodingError, decode_compressed_depth, metres_to_millimetres,
+                           millimetres_to_metres)
 from ..core.errors import InputError
 from ..core.frames import MAX_IMAGE_SIDE, CameraInfoFields, cloud_buffer, output_camera_info
 from ..core.frames import camera_info_intrinsics as camera_info_to_intrinsics
+from ..core.frames import is_compressed_message
 from ..core.frames import check_size as _check_size
 
 __all__ = [
@@ -41,6 +46,7 @@ __all__ = [
     "rgb_to_msg",
     "depth_to_msg",
     "msg_to_depth",
+    "compressed_image_msg",
     "camera_info_to_intrinsics",
     "scaled_camera_info",
     "intrinsics_to_camera_info",
@@ -147,7 +153,7 @@ def _rows(msg: Any, bytes_per_pixel: int, what: str) -> tuple[np.ndarray, int, i
 def _encoding(msg: Any) -> str:
     enc = getattr(msg, "encoding", None)
     if not isinstance(enc, str):
-        raise InputError(f"image encoding must be a string, got {enc!r}")
+        raise EncodingError(f"image encoding must be a string, got {enc!r}")
     return enc
 
 
@@ -215,7 +221,7 @@ def image_to_rgb(msg: Any) -> np.ndarray:
     """
     enc = _encoding(msg)
     if enc not in COLOR_ENCODINGS:
-        raise InputError(f"unsupported colour encoding {enc!r}; expected one of "
+        raise EncodingError(f"unsupported colour encoding {enc!r}; expected one of "
                          f"{', '.join(COLOR_ENCODINGS)}")
     channels, order = COLOR_ENCODINGS[enc]
     rows, h, w = _rows(msg, channels, f"{enc} image")
@@ -263,19 +269,22 @@ def rgb_to_msg(rgb: np.ndarray, header: Any = None, encoding: str = "rgb8"):
 # depth
 
 
-def depth_to_msg(depth: np.ndarray, header: Any = None):
-    """Encode a depth map as a ``32FC1`` ``sensor_msgs/Image`` (REP 118).
+def depth_to_msg(depth: np.ndarray, header: Any = None, encoding: str = "32FC1"):
+    """Encode a depth map as a ``sensor_msgs/Image`` (REP 118).
 
     Args:
-        depth: (H, W) real-valued depth in metres; NaN marks invalid pixels (kept as is).
+        depth: (H, W) real-valued depth in metres; NaN marks invalid pixels.
         header: header to copy (the input image's, so depth lines up with it in time and
             frame); None gives a zero stamp and empty frame.
+        encoding: ``32FC1`` (metres, NaN kept as is) or ``16UC1`` (millimetres, rounded; 0
+            where NaN, not positive or beyond 65.535 m:
+            :func:`~depthvlm_ros.core.codecs.metres_to_millimetres`).
 
     Returns:
-        A little-endian ``32FC1`` Image with ``step`` = 4 x width.
+        A little-endian Image with ``step`` = 4 x width (32FC1) or 2 x width (16UC1).
 
     Raises:
-        InputError: not 2-D, not a real dtype, or empty / oversized.
+        InputError: not 2-D, not a real dtype, empty / oversized, or another encoding.
     """
     depth = np.asarray(depth)
     if depth.ndim != 2:
@@ -283,17 +292,25 @@ def depth_to_msg(depth: np.ndarray, header: Any = None):
     if depth.dtype.kind not in "fiu":
         raise InputError(f"depth must be real-valued, got {depth.dtype}")
     h, w = _check_size(depth.shape[0], depth.shape[1], "depth")
+    if encoding == "32FC1":
+        values = depth.astype("<f4", copy=False)
+    elif encoding == "16UC1":
+        values = metres_to_millimetres(depth).astype("<u2", copy=False)
+    else:
+        raise InputError(f"depth encoding must be 32FC1 or 16UC1, got {encoding!r}")
     _, _, Image, *_ = _msgs()
-    return Image(header=_header(header), height=h, width=w, encoding="32FC1", is_bigendian=0,
-                 step=4 * w, data=_byte_array(depth.astype("<f4", copy=False)))
+    return Image(header=_header(header), height=h, width=w, encoding=encoding, is_bigendian=0,
+                 step=values.itemsize * w, data=_byte_array(values))
 
 
 def msg_to_depth(msg: Any) -> np.ndarray:
-    """Decode a depth ``sensor_msgs/Image`` to metres.
+    """Decode a depth ``sensor_msgs/Image`` (or compressedDepth ``CompressedImage``) to metres.
 
     Args:
         msg: Image with encoding ``32FC1`` (metres) or ``16UC1`` / ``mono16`` (millimetres,
-            0 = no reading). ``step`` padding and ``is_bigendian`` are honoured.
+            0 = no reading); ``step`` padding and ``is_bigendian`` are honoured. Or a
+            ``CompressedImage`` in compressed_depth_image_transport's layout
+            (:func:`~depthvlm_ros.core.codecs.decode_compressed_depth`).
 
     Returns:
         A new (H, W) float32 array in metres, native byte order. Millimetre zeros become NaN;
@@ -303,20 +320,30 @@ def msg_to_depth(msg: Any) -> np.ndarray:
         InputError: unsupported encoding, bad sizes, ``step`` not a whole number of elements
             or too small, or ``data`` too short.
     """
+    if is_compressed_message(msg):
+        return decode_compressed_depth(msg.format, msg.data)
     enc = _encoding(msg)
     if enc not in DEPTH_ENCODINGS:
-        raise InputError(f"unsupported depth encoding {enc!r}; expected one of "
-                         f"{', '.join(DEPTH_ENCODINGS)}")
-    kind, to_metres = DEPTH_ENCODINGS[enc]
+        raise EncodingError(f"unsupported depth encoding {enc!r}; expected one of "
+                            f"{', '.join(DEPTH_ENCODINGS)}")
+    kind, _ = DEPTH_ENCODINGS[enc]
     dtype = np.dtype((">" if getattr(msg, "is_bigendian", 0) else "<") + kind)
     rows, h, w = _rows(msg, dtype.itemsize, f"{enc} depth")
     # .copy() makes the rows contiguous so they can be reinterpreted as elements.
     values = rows.copy().view(dtype).reshape(h, w)
     if kind == "f4":
         return values.astype(np.float32)
-    depth = values.astype(np.float32) * np.float32(to_metres)
-    depth[values == 0] = np.nan
-    return depth
+    return millimetres_to_metres(values)
+
+
+def compressed_image_msg(fmt: str, data: bytes, header: Any = None):
+    """A ``sensor_msgs/CompressedImage`` with ``format`` and ``data`` (e.g. from
+    :func:`~depthvlm_ros.core.codecs.encode_color`) under a copy of ``header``."""
+    from sensor_msgs.msg import CompressedImage
+
+    out = array.array("B")
+    out.frombytes(bytes(data))
+    return CompressedImage(header=_header(header), format=str(fmt), data=out)
 
 
 # --------------------------------------------------------------------------------------------

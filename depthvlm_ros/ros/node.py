@@ -10,10 +10,15 @@ The node is a translation layer. :mod:`depthvlm_ros.ros.convert` turns messages 
 dir    topic                   type                                QoS
 =====  ======================  ==================================  =========================
 in     image                   sensor_msgs/Image                   ``image_qos``
+in     image/compressed        sensor_msgs/CompressedImage         ``image_qos``, instead of
+                                                                   ``image`` when
+                                                                   ``image_transport`` is
+                                                                   ``compressed``
 in     camera_info             sensor_msgs/CameraInfo              ``image_qos``
 in     query                   depthvlm_ros/SpatialQuery           reliable, depth 1000
 in     query_text              std_msgs/String                     reliable, depth 1000
-out    depth/image             sensor_msgs/Image (32FC1, metres)   reliable, depth 5
+out    depth/image             sensor_msgs/Image (32FC1 m / 16UC1  reliable, depth 5
+                               mm, ``depth_encoding``)
 out    depth/camera_info       sensor_msgs/CameraInfo              reliable, depth 5
 out    points                  sensor_msgs/PointCloud2             reliable, depth 2
 out    depth/colorized         sensor_msgs/Image (rgb8)            reliable, depth 2
@@ -40,12 +45,13 @@ from rclpy.exceptions import InvalidParameterTypeException, InvalidParameterValu
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.impl.implementation_singleton import rclpy_implementation as _rclpy_impl
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
-from sensor_msgs.msg import CameraInfo, Image, PointCloud2
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 from std_msgs.msg import Header, String
 
 from depthvlm_ros.msg import SpatialAnswer, SpatialQuery
 
-from ..core.frames import FrameDropped, frame_intrinsics, output_camera_info
+from ..core.frames import (FrameDropped, cloud_points, color_frame, frame_intrinsics,
+                           output_camera_info)
 from ..core.config import DepthVLMConfig, field_specs
 from ..core.errors import DepthVLMError, InputError
 from ..core.answers import answer_question
@@ -60,7 +66,8 @@ __all__ = ["DepthVLMNode", "main", "LIVE_PARAMETERS", "STARTUP_PARAMETERS"]
 #: Parameters applied as soon as they are set; all others take effect at the next configure.
 LIVE_PARAMETERS = frozenset({"publish_points", "points_rgb", "publish_colorized",
                              "warn_throttle_s", "max_new_tokens", "sync_tolerance_s",
-                             "fallback_hfov_deg", "answer_mode"})
+                             "fallback_hfov_deg", "answer_mode", "depth_encoding",
+                             "points_stride", "points_min_range", "points_max_range"})
 
 #: Parameters only read when the node starts (read-only afterwards).
 STARTUP_PARAMETERS = frozenset({"autostart"})
@@ -227,8 +234,9 @@ class DepthVLMNode(LifecycleNode):
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
         cfg = self._cfg
         image_qos = qos.image_input(cfg.image_qos)
+        image_type, image_topic = self._image_input(cfg.image_transport)
         self._subs = [
-            self.create_subscription(Image, "image", self._on_image, image_qos),
+            self.create_subscription(image_type, image_topic, self._on_image, image_qos),
             self.create_subscription(CameraInfo, "camera_info", self._on_camera_info, image_qos),
             self.create_subscription(SpatialQuery, "query", self._on_query, qos.REQUEST_REPLY),
             self.create_subscription(String, "query_text", self._on_query_text,
@@ -238,10 +246,21 @@ class DepthVLMNode(LifecycleNode):
         self._stats.snapshot()  # start the first rate period now
         self._worker.start()
         self._active = True
-        self.get_logger().info("active: waiting for images on "
-                               f"{self.resolve_topic_name('image')}")
+        self.get_logger().info(f"active: waiting for {cfg.image_transport} images on "
+                               f"{self.resolve_topic_name(image_topic)}")
         # Enables the lifecycle publishers.
         return super().on_activate(state)
+
+    def _image_input(self, transport: str) -> tuple[type, str]:
+        """Message type and topic of the image subscription for an image transport.
+
+        ``compressed`` follows image_transport: the base topic ``image`` is resolved first
+        (namespace and remaps, so ``-r image:=/camera/color/image_raw`` reads
+        ``/camera/color/image_raw/compressed``), then the transport's name is appended.
+        """
+        if transport == "compressed":
+            return CompressedImage, self.resolve_topic_name("image") + "/compressed"
+        return Image, "image"
 
     def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
         self._stop_flow(publish=True)
@@ -324,8 +343,8 @@ class DepthVLMNode(LifecycleNode):
                                 f"{type(exc).__name__}: {exc}")
 
     # --------------------------------------------------------------------------------------
-    # inputs (executor thread: cheap bookkeeping only; the model runs on the worker)
-    def _on_image(self, msg: Image) -> None:
+    # inputs (executor thread: cheap bookkeeping only; decoding and the model run on the worker)
+    def _on_image(self, msg: Image | CompressedImage) -> None:
         if not self._active:
             return
         self._stats.inc("frames_received")
@@ -400,14 +419,10 @@ class DepthVLMNode(LifecycleNode):
     def _run_frame(self, job: FrameJob) -> Optional[HeldFrame]:
         cfg, msg = self._cfg, job.image
         try:
-            rgb = convert.image_to_rgb(msg)
-        except InputError as exc:
-            reason = ("bad_encoding" if msg.encoding not in convert.COLOR_ENCODINGS
-                      else "bad_image")
-            self._drop(reason, str(exc))
-            return None
-        h, w = rgb.shape[:2]
-        try:
+            # Raw or compressed: a JPEG / PNG is decoded here, on the worker, never on the
+            # executor thread, so a large frame cannot delay questions or camera_info.
+            rgb = color_frame(msg, convert.image_to_rgb)
+            h, w = rgb.shape[:2]
             intr = frame_intrinsics(w, h, job.info, cfg.fallback_hfov_deg)
         except FrameDropped as exc:
             self._drop(exc.reason, str(exc))
@@ -427,13 +442,15 @@ class DepthVLMNode(LifecycleNode):
 
     def _publish_frame(self, header, depth, intr, rgb, info_msg) -> None:
         cfg = self._cfg
-        self._pubs["depth"].publish(convert.depth_to_msg(depth, header))
+        self._pubs["depth"].publish(convert.depth_to_msg(depth, header, cfg.depth_encoding))
         self._pubs["info"].publish(convert.camera_info_msg(output_camera_info(intr, info_msg),
                                                            header))
         # The cloud is the most expensive message; build it only for an audience.
         if cfg.publish_points and self._pubs["points"].get_subscription_count() > 0:
-            self._pubs["points"].publish(convert.depth_to_pointcloud2(
-                depth, intr, header, rgb if cfg.points_rgb else None))
+            points, colours = cloud_points(depth, intr, rgb if cfg.points_rgb else None,
+                                           cfg.points_stride, cfg.points_min_range,
+                                           cfg.points_max_range)
+            self._pubs["points"].publish(convert.make_pointcloud2(points, header, colours))
             self._stats.inc("points_published")
         if cfg.publish_colorized and self._pubs["colorized"].get_subscription_count() > 0:
             self._pubs["colorized"].publish(convert.rgb_to_msg(colorize_depth(depth), header))
