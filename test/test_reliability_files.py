@@ -174,7 +174,7 @@ def test_broken_model_folder_is_one_error_line(cmd, defect, broken, inputs, tmp_
 
 
 def test_matrix_size():
-    # The matrix above is what the issue asks for: 4 commands x 11 folder defects, plus 3
+    # The matrix above: 4 commands x 11 folder defects, plus 3
     # commands x 4 defects only the full model load sees.
     assert len(MATRIX) == 4 * len(FOLDER_DEFECTS) + 3 * len(PIPELINE_DEFECTS) == 56
 

@@ -60,7 +60,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="untimed frames per variant of --arch (default 3 on GPU, 1 on CPU)")
     g.add_argument("--budget-s", type=float, default=None,
                    help="--arch: skip variants not yet prepared after this many seconds "
-                        "(compiles are not interrupted; bounds a short GPU session)")
+                        "(compiles are not interrupted; bounds a short GPU run)")
     g.add_argument("--peak-tflops", type=float, default=989.0,
                    help="peak TFLOP/s for the compute-bound limit (default 989: H100 SXM dense "
                         "bf16; the H200 is the same chip)")

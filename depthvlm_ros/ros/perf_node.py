@@ -25,10 +25,10 @@ import numpy as np
 from ..core.camera import Intrinsics
 from ..core.perf import ratio_of_medians, summarize
 
-__all__ = ["node_unavailable_reason", "node_command", "bench_node_overhead", "bench_point_cloud",
-           "TARGET_OVERHEAD"]
+__all__ = ["node_unavailable_reason", "cloud_unavailable_reason", "node_command",
+           "bench_node_overhead", "bench_point_cloud", "TARGET_OVERHEAD"]
 
-#: Overhead budget of the node relative to the model's own time (the issue's target).
+#: Overhead budget of the node relative to the model's own time.
 TARGET_OVERHEAD = 0.10
 
 _FRAME_ID = "perf_camera_optical_frame"
@@ -46,6 +46,15 @@ def node_unavailable_reason() -> str | None:
         node_command()
     except FileNotFoundError as exc:
         return str(exc)
+    return None
+
+
+def cloud_unavailable_reason() -> str | None:
+    """Why the point-cloud benchmark cannot run here (None when it can)."""
+    try:
+        import sensor_msgs.msg  # noqa: F401 - the cloud is a sensor_msgs/PointCloud2
+    except ImportError as exc:
+        return f"sensor_msgs is not importable ({exc}): source scripts/ros_env.sh"
     return None
 
 

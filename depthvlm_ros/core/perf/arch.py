@@ -208,7 +208,7 @@ def run_arch_benchmark(arch: str = "4b", device: torch.device | str = "cuda",
         cpu_compile: run ``compile`` on a CPU too (to check the code path; not a figure).
         budget_s: seconds from the start after which variants not yet prepared are skipped
             (compiling cannot be interrupted, so this bounds the run only between variants;
-            it keeps a short GPU session from losing every figure to one slow compile).
+            it keeps a short run on a lent GPU from losing every figure to one slow compile).
         seed: weight seed.
 
     Returns:

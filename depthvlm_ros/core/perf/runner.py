@@ -113,6 +113,8 @@ class RosBenchmarks(Protocol):
 
     def node_unavailable_reason(self) -> str | None: ...
 
+    def cloud_unavailable_reason(self) -> str | None: ...
+
     def bench_point_cloud(self, pipe, rgb, intrinsics, repeats: int = 10,
                           progress: Callable[[str], None] | None = None) -> dict[str, Any]: ...
 
@@ -185,28 +187,26 @@ def _run_ratios(options: PerfOptions, say: Callable[[str], None],
     main_pipe = pipes[main_name]
     figures = _Figures(say)
 
-    if "dense" in selected:
-        for name, pipe in pipes.items():
-            figures.measure(f"dense_vs_points/{name}",
-                            f"{name}: dense map vs {settings['points']} DepthLM-style point "
-                            f"queries, {rgb_pts.shape[1]}x{rgb_pts.shape[0]}",
-                            lambda p=pipe: bench_dense_vs_points(
-                                p, rgb_pts, intr_pts, settings["points"],
-                                settings["dense_repeats"], progress=say))
-    if "prefix" in selected:
-        for name, pipe in pipes.items():
-            figures.measure(f"prefix_reuse/{name}",
-                            f"{name}: {QUESTION_TOKENS}-token question, cached prefix vs full "
-                            f"re-prefill, {rgb.shape[1]}x{rgb.shape[0]}",
-                            lambda p=pipe: bench_prefix_reuse(p, rgb, intr, repeats,
-                                                              progress=say))
-    if "answers" in selected:
-        for name, pipe in pipes.items():
-            figures.measure(f"measured_answers/{name}",
-                            f"{name}: measured answer (parse, measure, word) vs the model's "
-                            f"answer on the cached prefix, {rgb.shape[1]}x{rgb.shape[0]}",
-                            lambda p=pipe: bench_measured_answers(p, rgb, intr, repeats,
-                                                                  progress=say))
+    size, size_pts = f"{rgb.shape[1]}x{rgb.shape[0]}", f"{rgb_pts.shape[1]}x{rgb_pts.shape[0]}"
+    # Benchmarks run on every loaded model: name -> (figure group, what it measures, run).
+    per_model = {
+        "dense": ("dense_vs_points",
+                  f"dense map vs {settings['points']} DepthLM-style point queries, {size_pts}",
+                  lambda p: bench_dense_vs_points(p, rgb_pts, intr_pts, settings["points"],
+                                                  settings["dense_repeats"], progress=say)),
+        "prefix": ("prefix_reuse",
+                   f"{QUESTION_TOKENS}-token question, cached prefix vs full re-prefill, {size}",
+                   lambda p: bench_prefix_reuse(p, rgb, intr, repeats, progress=say)),
+        "answers": ("measured_answers",
+                    "measured answer (parse, measure, word) vs the model's answer on the "
+                    f"cached prefix, {size}",
+                    lambda p: bench_measured_answers(p, rgb, intr, repeats, progress=say)),
+    }
+    for bench, (group, what, run) in per_model.items():
+        if bench in selected:
+            for name, pipe in pipes.items():
+                figures.measure(f"{group}/{name}", f"{name}: {what}",
+                                lambda run=run, pipe=pipe: run(pipe))
     if "head" in selected:
         plan = main_pipe.prepare(rgb, intr).plan
         figures.measure(f"head_backends/{main_name}",
@@ -217,7 +217,7 @@ def _run_ratios(options: PerfOptions, say: Callable[[str], None],
     node_reason = (_ros_unavailable_reason(ros) or ros.node_unavailable_reason()
                    if "node" in selected else None)
     if "pointcloud" in selected:
-        cloud_reason = _ros_unavailable_reason(ros) or _cloud_unavailable_reason()
+        cloud_reason = _ros_unavailable_reason(ros) or ros.cloud_unavailable_reason()
         if cloud_reason is None:
             figures.measure(f"pointcloud/{main_name}",
                             f"{main_name}: PointCloud2 build vs model time, "
@@ -294,16 +294,6 @@ def _load_pipelines(options: PerfOptions, selected: Sequence[str], config: Depth
 def _ros_unavailable_reason(ros: RosBenchmarks | None) -> str | None:
     if ros is None:
         return "the ROS benchmarks (depthvlm_ros.ros.perf_node) were not given"
-    return None
-
-
-def _cloud_unavailable_reason() -> str | None:
-    # Only a probe, so that a shell without ROS reports the figure as skipped rather than
-    # failed; the cloud itself is built by the ROS benchmarks.
-    try:
-        import sensor_msgs.msg  # noqa: F401 - the cloud is a sensor_msgs/PointCloud2
-    except ImportError as exc:
-        return f"sensor_msgs is not importable ({exc}): source scripts/ros_env.sh"
     return None
 
 

@@ -2,7 +2,7 @@
 
 ``eager`` is the model as built. ``compile`` is ``torch.compile`` (inductor) of every vision
 block, every decoder layer and the head: "regional" compilation, one compile per distinct layer
-class instead of one for 60 unrolled layers, so it fits a short GPU session. ``cudagraphs`` is
+class instead of one for 60 unrolled layers, so it fits a short run on a lent GPU. ``cudagraphs`` is
 the same with ``mode="reduce-overhead"``, i.e. inductor plus CUDA graphs: its gain over
 ``compile`` is what the graphs add. ``trt_head`` keeps the model eager and runs the depth head
 on a TensorRT engine built for the benchmark's exact sizes. A variant that cannot run here (no
