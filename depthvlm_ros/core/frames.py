@@ -14,7 +14,8 @@ apply to a frame, so that the same input gives the same depth, camera_info and c
   within the tolerance).
 * :func:`cloud_buffer`: the organized point-cloud layout (float32 x, y, z + packed rgb, 16-byte
   points, NaN invalid) that both the live and the bag PointCloud2 builders wrap.
-* :func:`record_intrinsics`: the intrinsics of a benchmark / training record's stored image.
+* :func:`intrinsics_from_focal` / :func:`record_intrinsics`: the intrinsics of an image known
+  by its focal length (``depthvlm predict``) or of a benchmark / training record's stored image.
 * :func:`color_frame`: the RGB pixels of an image message, raw ``sensor_msgs/Image`` or
   ``sensor_msgs/CompressedImage`` (JPEG / PNG, :mod:`~depthvlm_ros.core.codecs`), or the drop
   (``bad_encoding`` / ``bad_image``) it is counted under.
@@ -44,7 +45,8 @@ if TYPE_CHECKING:  # the bench package imports this module
 
 __all__ = ["ASPECT_TOLERANCE", "DROP_REASONS", "MAX_IMAGE_SIDE", "FrameDropped", "CameraInfoFields",
            "check_size", "camera_info_intrinsics", "frame_intrinsics", "output_camera_info",
-           "nearest_stamp", "CLOUD_FIELDS", "cloud_buffer", "depth_cloud", "record_intrinsics",
+           "nearest_stamp", "CLOUD_FIELDS", "cloud_buffer", "depth_cloud", "intrinsics_from_focal",
+           "record_intrinsics",
            "is_compressed_message", "color_frame", "depth_on_grid", "cloud_points"]
 
 #: Relative aspect-ratio difference under which a camera_info of another size is rescaled to
@@ -304,25 +306,37 @@ def depth_cloud(depth: np.ndarray, intr: Intrinsics, rgb: np.ndarray | None = No
     return cloud_buffer(backproject(depth, intr), rgb)
 
 
+def intrinsics_from_focal(width: int, height: int, fx: float, fy: float | None = None,
+                          cx: float | None = None, cy: float | None = None) -> Intrinsics:
+    """Intrinsics of a ``width`` x ``height`` image from its focal length and what else is known.
+
+    Without ``fy`` the pixels are square; without a principal point it is the image centre
+    ``((W-1)/2, (H-1)/2)``.
+
+    Raises:
+        InputError: non-positive or non-finite focal lengths, or a bad size.
+    """
+    return Intrinsics(fx, fy if fy is not None else fx,
+                      cx if cx is not None else (width - 1) / 2.0,
+                      cy if cy is not None else (height - 1) / 2.0, int(width), int(height))
+
+
 def record_intrinsics(record: "BenchRecord", width: int, height: int) -> Intrinsics:
     """Intrinsics of a record's image as it is stored (``width`` x ``height``).
 
     ``original_fx`` (and ``fy``, ``cx``, ``cy`` when present) describe the image at
-    ``original_rgb_size``; without ``fy`` the pixels are taken as square and without a principal
-    point it is put at the centre of the *annotated* image, ``((W0-1)/2, (H0-1)/2)``. If the
-    stored image has another size the intrinsics are then scaled to it, so a 640x480 record
-    stored at 320x240 has its principal point at the stored image's centre, 159.5.
+    ``original_rgb_size`` (:func:`intrinsics_from_focal` fills what is missing, with the centre
+    of the *annotated* image). If the stored image has another size the intrinsics are then
+    scaled to it, so a 640x480 record stored at 320x240 has its principal point at the stored
+    image's centre, 159.5.
 
     Raises:
         AnnotationError: the annotation's focal lengths or sizes are not usable.
     """
     w0, h0 = record.original_rgb_size or (width, height)
-    fx = record.original_fx
-    fy = record.fy if record.fy is not None else fx
-    cx = record.cx if record.cx is not None else (w0 - 1) / 2.0
-    cy = record.cy if record.cy is not None else (h0 - 1) / 2.0
     try:
-        intr = Intrinsics(fx, fy, cx, cy, int(w0), int(h0))
+        intr = intrinsics_from_focal(int(w0), int(h0), record.original_fx, record.fy,
+                                     record.cx, record.cy)
     except InputError as exc:
         raise AnnotationError(f"{record.source}: {exc}") from None
     if (w0, h0) != (width, height):
