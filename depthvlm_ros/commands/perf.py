@@ -13,6 +13,7 @@ import functools
 import sys
 
 from ..core.config import DepthVLMConfig
+from ..core.errors import DepthVLMError
 
 __all__ = ["HELP", "add_arguments", "run"]
 
@@ -67,7 +68,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run the selected benchmarks and write the report; 1 when a benchmark failed."""
+    """Run the selected benchmarks and write the report; a failed benchmark is the error."""
     from ..core.perf import PerfOptions, run_perf
     from ..ros import perf_node  # imports no ROS itself; says why the node cannot run
 
@@ -78,4 +79,7 @@ def run(args: argparse.Namespace) -> int:
         budget_s=args.budget_s, peak_tflops=args.peak_tflops,
         command="depthvlm perf " + " ".join(sys.argv[2:] if sys.argv[1:2] == ["perf"] else []))
     result = run_perf(options, progress=functools.partial(print, flush=True), ros=perf_node)
-    return 1 if result.failed else 0
+    if result.failed:
+        raise DepthVLMError("a benchmark failed (its figure's status in perf.json says why); "
+                            "the other figures were written")
+    return 0

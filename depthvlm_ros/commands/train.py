@@ -25,6 +25,8 @@ import shlex
 import sys
 from typing import Any
 
+from ..core.errors import ConfigError
+
 __all__ = ["HELP", "add_arguments", "run", "config_from_args"]
 
 HELP = "Train a DepthVLM model in stages (depth + text supervision; torchrun/DDP ready)."
@@ -142,7 +144,7 @@ def run(args: argparse.Namespace) -> int:
 
     cfg = config_from_args(args)
     if args.canonical_fx == 0.0 and args.init == "scratch":
-        raise SystemExit("depthvlm train: --canonical-fx is required when training from scratch")
+        raise ConfigError("--canonical-fx is required when training from scratch")
     result = train(cfg)
     if int(os.environ.get("RANK", "0")) == 0:
         print(json.dumps({"out": args.out, "final": f"{args.out}/final",
