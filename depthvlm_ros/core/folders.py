@@ -9,9 +9,10 @@ same code; the meta file is also how the two are told apart (:func:`folder_resiz
 from __future__ import annotations
 
 import json
+import math
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Iterable
 
 import torch
 
@@ -21,11 +22,14 @@ from .model import PREPROCESSOR_DEFAULTS, DepthVLMForConditionalGeneration, tiny
 from .tokenizer import SPECIAL_TOKENS, build_tokenizer
 
 __all__ = ["EMBEDDED_DIR", "resolve_model_path", "make_tiny_model", "write_model_folder",
-           "read_preprocessor", "read_meta", "folder_resize_mode", "META_FILE"]
+           "read_preprocessor", "read_meta", "folder_resize_mode", "folder_canonical_fx",
+           "DEFAULT_CANONICAL_FX", "write_sharded_safetensors", "META_FILE"]
 
 #: Folder of the small model shipped inside the package (``model_path: embedded``).
 EMBEDDED_DIR = Path(__file__).resolve().parent.parent / "embedded"
 META_FILE = "depthvlm_meta.json"
+#: Focal (pixels) of the canonical camera of DepthVLM-4B, for folders that record none.
+DEFAULT_CANONICAL_FX = 1000.0
 
 
 def resolve_model_path(model_path: str) -> Path:
@@ -116,3 +120,79 @@ def folder_resize_mode(folder: str | os.PathLike) -> str:
         raise ModelLoadError(f"{Path(folder) / META_FILE}: resize_mode {mode!r} is not one of "
                              f"{', '.join(RESIZE_MODES)}")
     return mode
+
+
+def folder_canonical_fx(folder: str | os.PathLike) -> float:
+    """The canonical focal a model folder was trained for: what ``canonical_fx: 0`` uses.
+
+    Our folders record it in ``depthvlm_meta.json``; the release records none and was trained
+    at :data:`DEFAULT_CANONICAL_FX`.
+    """
+    value = read_meta(folder).get("canonical_fx")
+    return float(value) if value else DEFAULT_CANONICAL_FX
+
+
+def write_sharded_safetensors(
+        specs: Iterable[tuple[str, tuple[int, ...], torch.dtype]], out: str | os.PathLike,
+        make_tensor: Callable[[str, tuple[int, ...], torch.dtype], torch.Tensor],
+        max_shard_bytes: int = 4 << 30, metadata: dict[str, str] | None = None) -> list[Path]:
+    """Write tensors as safetensors shards plus ``model.safetensors.index.json``, streaming.
+
+    The layout is transformers' (``model-0000K-of-0000N.safetensors``, the index's
+    ``weight_map`` and ``metadata.total_size``). Each tensor is made by ``make_tensor`` only
+    when its bytes are written and dropped right after, so memory never holds more than one
+    tensor: a 9 GB checkpoint is written in a few hundred MB.
+
+    Args:
+        specs: (name, shape, dtype) of every tensor, in file order.
+        out: the folder.
+        make_tensor: builds the tensor of a spec (CPU, contiguous, that shape and dtype).
+        max_shard_bytes: a new shard starts before a tensor that would exceed this.
+        metadata: ``__metadata__`` of every shard (default ``{"format": "pt"}``).
+
+    Returns:
+        The shard paths.
+    """
+    from .check.headers import INDEX_FILE
+
+    names = {torch.float32: "F32", torch.bfloat16: "BF16", torch.float16: "F16"}
+    specs = list(specs)
+    shards: list[list[tuple[str, tuple[int, ...], torch.dtype, int]]] = [[]]
+    used = 0
+    for name, shape, dtype in specs:
+        nbytes = math.prod(shape) * torch.tensor([], dtype=dtype).element_size()
+        if shards[-1] and used + nbytes > max_shard_bytes:
+            shards.append([])
+            used = 0
+        shards[-1].append((name, tuple(shape), dtype, nbytes))
+        used += nbytes
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    weight_map: dict[str, str] = {}
+    paths = []
+    for k, shard in enumerate(shards, start=1):
+        path = out / f"model-{k:05d}-of-{len(shards):05d}.safetensors"
+        header: dict[str, Any] = {"__metadata__": metadata or {"format": "pt"}}
+        offset = 0
+        for name, shape, dtype, nbytes in shard:
+            header[name] = {"dtype": names[dtype], "shape": list(shape),
+                            "data_offsets": [offset, offset + nbytes]}
+            offset += nbytes
+            weight_map[name] = path.name
+        text = json.dumps(header, separators=(",", ":")).encode()
+        text += b" " * (-len(text) % 8)  # the format pads the header to 8 bytes
+        with open(path, "wb") as fh:
+            fh.write(len(text).to_bytes(8, "little"))
+            fh.write(text)
+            for name, shape, dtype, nbytes in shard:
+                tensor = make_tensor(name, shape, dtype).contiguous()
+                if tuple(tensor.shape) != shape or tensor.dtype != dtype:
+                    raise ValueError(f"make_tensor gave {name} as {tensor.dtype} "
+                                     f"{list(tensor.shape)}, not {dtype} {list(shape)}")
+                fh.write(tensor.view(torch.uint8).reshape(-1).numpy().data if nbytes else b"")
+                del tensor
+        paths.append(path)
+    total = sum(nbytes for shard in shards for *_, nbytes in shard)
+    index = {"metadata": {"total_size": total}, "weight_map": dict(sorted(weight_map.items()))}
+    (out / INDEX_FILE).write_text(json.dumps(index, indent=2) + "\n")
+    return paths

@@ -31,6 +31,9 @@ from typing import Any
 import torch
 from transformers import DynamicCache, Qwen3VLConfig, Qwen3VLForConditionalGeneration
 
+from .check.folder import PICKLE_SUFFIXES
+from .check.headers import read_weight_layout
+from .check.memory import ensure_memory_fits
 from .depth_head import DPTDepthHead
 from .errors import ModelLoadError
 
@@ -57,8 +60,6 @@ PREPROCESSOR_DEFAULTS = {
     "rescale_factor": 1 / 255,
     "do_normalize": True,
 }
-
-_PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle")
 
 
 @dataclass
@@ -281,47 +282,37 @@ def check_model_folder(path: str | os.PathLike) -> Path:
                              f"(got {data.get('model_type') if isinstance(data, dict) else data!r})")
     weights = sorted(folder.glob("*.safetensors"))
     if not weights:
-        pickles = [p.name for p in folder.iterdir() if p.suffix in _PICKLE_SUFFIXES]
+        pickles = [p.name for p in folder.iterdir() if p.suffix in PICKLE_SUFFIXES]
         if pickles:
             raise ModelLoadError(f"{folder} holds only pickle weights ({', '.join(pickles)}); "
                                  "pickles are refused because loading them can run code — convert "
                                  "them to safetensors")
         raise ModelLoadError(f"{folder} has no .safetensors weights")
-    for w in weights:
-        _check_safetensors_header(w)
+    # A truncated, corrupt or missing shard otherwise surfaces as a deep Rust error mid-load.
+    problems = read_weight_layout(folder).problems
+    if problems:
+        raise ModelLoadError(f"{folder}: {problems[0]}")
     return folder
 
 
-def _check_safetensors_header(path: Path) -> None:
-    # A truncated or corrupt file otherwise surfaces as a deep Rust error mid-load.
-    try:
-        size = path.stat().st_size
-        with open(path, "rb") as fh:
-            raw = fh.read(8)
-            if len(raw) < 8:
-                raise ValueError("file shorter than its header")
-            n = int.from_bytes(raw, "little")
-            if n <= 0 or n > min(size - 8, 100_000_000):
-                raise ValueError("header length out of range")
-            header = json.loads(fh.read(n))
-        end = max((v["data_offsets"][1] for k, v in header.items() if k != "__metadata__"),
-                  default=0)
-        if 8 + n + end > size:
-            raise ValueError(f"truncated: needs {8 + n + end} bytes, has {size}")
-    except (OSError, ValueError, KeyError, TypeError, json.JSONDecodeError) as exc:
-        raise ModelLoadError(f"{path} is not a valid safetensors file: {exc}") from None
-
-
 def load_depthvlm(path: str | os.PathLike, dtype: torch.dtype = torch.float32,
-                  device: str | torch.device = "cpu") -> DepthVLMForConditionalGeneration:
+                  device: str | torch.device = "cpu", image_tokens: int | None = None,
+                  frame_history: int | None = None) -> DepthVLMForConditionalGeneration:
     """Load a DepthVLM folder (safetensors only) with strict key matching.
 
+    Before any weight is read, the memory the model needs on ``device`` in ``dtype`` (weights,
+    the KV cache of ``frame_history`` frames of ``image_tokens`` tokens, activations) is
+    estimated from the headers and compared with what the device has free
+    (:func:`~depthvlm_ros.core.check.memory.ensure_memory_fits`).
+
     Raises:
-        ModelLoadError: missing/corrupt/unsafe folder, or any weight left unmatched.
+        ModelLoadError: missing/corrupt/unsafe folder, not enough memory, or any weight left
+            unmatched.
     """
     from transformers.utils import logging as hf_logging
 
     folder = check_model_folder(path)
+    ensure_memory_fits(folder, dtype, device, image_tokens, frame_history)
     verbosity = hf_logging.get_verbosity()
     # transformers logs a multi-line load report before raising on mismatched shapes; it
     # would bury the one-line error below (and we report missing/unexpected keys ourselves).
