@@ -105,28 +105,10 @@ def _write_bag(path):
 
 @pytest.fixture
 def node_factory(tiny_model_dir):
-    from rclpy.context import Context
-    from rclpy.parameter import Parameter
+    from inprocess_node import inprocess_nodes
 
-    from depthvlm_ros.ros.harness import domain_id
-    from depthvlm_ros.ros.node import DepthVLMNode
-
-    ctx = Context()
-    rclpy.init(context=ctx, domain_id=domain_id("frame_rules"))
-    made = []
-
-    def make():
-        params = [Parameter("autostart", value=False),
-                  Parameter("model_path", value=str(tiny_model_dir)),
-                  Parameter("device", value="cpu"), Parameter("head_backend", value="torch")]
-        node = DepthVLMNode(context=ctx, parameter_overrides=params)
-        made.append(node)
-        return node
-
-    yield make
-    for node in made:
-        node.destroy_node()
-    rclpy.shutdown(context=ctx)
+    with inprocess_nodes(tiny_model_dir, "frame_rules") as make:
+        yield make
 
 
 def test_one_bag_through_node_and_replay_gives_the_same_outputs(tmp_path, tiny_model_dir,

@@ -533,3 +533,20 @@ def test_fuzz_pointcloud2_reader(point_step, row_step, height, width, bigendian,
     except InputError:
         return
     assert out.points.shape == (height, width, 3) and out.points.dtype == np.float32
+
+
+def test_depth_16uc1_output_and_compressed_depth_input():
+    from depthvlm_ros.core import codecs
+
+    depth = np.array([[0.5, np.nan, 70.0], [1.2344, -1.0, 2.0]], np.float32)
+    msg = convert.depth_to_msg(depth, encoding="16UC1")
+    assert (msg.encoding, msg.step) == ("16UC1", 6)
+    np.testing.assert_array_equal(np.frombuffer(bytes(msg.data), "<u2").reshape(2, 3),
+                                  [[500, 0, 0], [1234, 0, 2000]])  # 0 = invalid (REP 118)
+    back = convert.msg_to_depth(msg)
+    np.testing.assert_array_equal(np.isnan(back), [[False, True, True], [False, True, False]])
+    with pytest.raises(InputError):
+        convert.depth_to_msg(depth, encoding="8UC1")
+    fmt, data = codecs.encode_compressed_depth(np.nan_to_num(depth, nan=0.0), "16UC1", "rvl")
+    packed = convert.compressed_image_msg(fmt, data)
+    np.testing.assert_array_equal(convert.msg_to_depth(packed), back)
