@@ -7,8 +7,6 @@ import dataclasses
 import json
 import math
 import os
-import socket
-import subprocess
 import sys
 from pathlib import Path
 
@@ -16,6 +14,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from torchrun_support import free_port, run_process_tree
 
 from depthvlm_ros.core.bench.jsonl import load_gt_depth, load_rgb, read_jsonl
 from depthvlm_ros.core.bench.metrics import METRIC_NAMES, DatasetMetrics, image_metrics
@@ -252,54 +251,9 @@ def test_set_trainable_stages():
 
 
 # ------------------------------------------------------------------------------------------------
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _descendants(root: int) -> list[int]:
-    """Every live process below ``root`` (from /proc; children first-found order)."""
-    parents = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        parents.setdefault(int(fields[1]), []).append(int(stat.parent.name))
-    out, todo = [], [root]
-    while todo:
-        for child in parents.get(todo.pop(), []):
-            out.append(child)
-            todo.append(child)
-    return out
-
-
-def _run(cmd, env, timeout=170):
-    """Run a training job in its own process group; on timeout kill the whole group, so no
-    orphaned rank is left waiting on a collective after the launcher is gone."""
-    import signal
-
-    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True)
-    try:
-        out, err = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        # torchrun starts each rank in a session of its own, so killing the launcher's group
-        # leaves the ranks (and the pipes they hold open) behind: kill the whole tree.
-        for pid in [*_descendants(proc.pid), proc.pid]:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        out, err = proc.communicate(timeout=30)
-        pytest.fail(f"training job timed out after {timeout} s: {err[-2000:]}")
-    return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
-
-
 def _train_cmd(train, val, out, stages, extra=()):
     return [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
-            "--master_addr", "127.0.0.1", "--master_port", str(_free_port()),
+            "--master_addr", "127.0.0.1", "--master_port", str(free_port()),
             "-m", "depthvlm_ros.cli", "train", "--train", str(train), "--eval", str(val),
             "--out", str(out), "--arch", "test", "--canonical-fx", "100",
             "--max-image-tokens", "64", "--stages", stages, "--batch-size", "2",
@@ -312,7 +266,7 @@ def test_ddp_two_processes_identical_and_loss_falls(plane_data, tmp_path):
     train, val = plane_data
     out = tmp_path / "run"
     env = dict(os.environ, OMP_NUM_THREADS="1", DEPTHVLM_TRAIN_DUMP_PARAMS="1")
-    res = _run(_train_cmd(train, val, out, "0:12:3e-3,1:2:1e-3,2:2:1e-3"), env)
+    res = run_process_tree(_train_cmd(train, val, out, "0:12:3e-3,1:2:1e-3,2:2:1e-3"), env)
     assert res.returncode == 0, res.stderr[-3000:]
     # Both ranks dumped a digest of their final parameters: they must be identical.
     digests = [json.loads((out / f"params_rank{r}.json").read_text()) for r in range(2)]
@@ -352,7 +306,7 @@ def test_memorised_images_score_high_through_the_inference_pipeline(tmp_path):
            "--hflip", "0", "--jitter", "0", "--crop", "0", "--workers", "0", "--threads", "1",
            "--log-every", "10", "--ckpt-every", "1000", "--eval-every", "1000",
            "--eval-images", "4", "--eval-markers", "0", "--device", "cpu"]
-    res = _run(cmd, dict(os.environ, OMP_NUM_THREADS="1"))
+    res = run_process_tree(cmd, dict(os.environ, OMP_NUM_THREADS="1"))
     assert res.returncode == 0, res.stderr[-3000:]
     rows = [json.loads(x) for x in (out / "train_log.jsonl").read_text().splitlines()]
     (final,) = [r for r in rows if r["type"] == "eval"]
@@ -389,7 +343,7 @@ def test_resume_continues_exactly(plane_data, tmp_path):
 
     def run(out, stages, *extra):
         cmd = [str(out) if a == "OUT" else a for a in base] + ["--stages", stages, *extra]
-        r = _run(cmd, env)
+        r = run_process_tree(cmd, env)
         assert r.returncode == 0, r.stderr[-3000:]
 
     run(tmp_path / "full", "0:6:2e-3")
@@ -412,7 +366,7 @@ def test_fsdp_two_processes_one_stage(plane_data, tmp_path):
     env = dict(os.environ, OMP_NUM_THREADS="1", DEPTHVLM_TRAIN_DUMP_PARAMS="1")
     cmd = _train_cmd(train, val, out, "0:4:3e-3", ("--strategy", "fsdp"))
     cmd[cmd.index("--eval-every") + 1] = "4"
-    res = _run(cmd, env)
+    res = run_process_tree(cmd, env)
     assert res.returncode == 0, res.stderr[-3000:]
     digests = [json.loads((out / f"params_rank{r}.json").read_text()) for r in range(2)]
     assert digests[0]["params"] == digests[1]["params"]

@@ -109,5 +109,6 @@ def run(args: argparse.Namespace) -> int:
         limit=args.limit, constant_baseline=not args.no_constant_baseline,
         n_samples=args.samples, progress=not args.no_progress, strict_range=args.strict_range,
         sparse_sampling=args.sparse_sampling)
-    print("\n".join(summary_lines(result, paths)))
+    if result.is_main:
+        print("\n".join(summary_lines(result, paths)))
     return 0

@@ -92,7 +92,9 @@ def run_and_report(datasets: Sequence[DatasetSpec], out: str | os.PathLike, *,
         **options: the other keyword arguments of :func:`~.runner.run_benchmark`.
 
     Returns:
-        The result and the written paths (keys ``results``, ``markdown``, ``html``).
+        The result and the written paths (keys ``results``, ``markdown``, ``html``); under
+        ``torchrun`` the records are split over the ranks and only rank 0 gets the merged
+        result and writes the report (the other ranks get an empty result and no paths).
     """
     depth_fn = point_fn = qa_fn = None
     if model:
@@ -105,6 +107,10 @@ def run_and_report(datasets: Sequence[DatasetSpec], out: str | os.PathLike, *,
                            **options)
     if qa_fn is not None:
         # Spatial QA needs a model to ask; saved predictions have none.
-        result.results["spatial_qa"] = run_spatial_qa(
-            datasets, qa_fn, limit=options.get("limit"), progress=options.get("progress", True))
+        qa = run_spatial_qa(datasets, qa_fn, limit=options.get("limit"),
+                            progress=options.get("progress", True))
+        if result.is_main:
+            result.results["spatial_qa"] = qa
+    if not result.is_main:  # under torchrun, rank 0 writes the one report
+        return result, {}
     return result, write_report(result, out)

@@ -43,16 +43,17 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 
 from ..camera import Intrinsics
+from ..distributed import gather_to_main, init_distributed, shard_indices
 from ..errors import ConfigError, InputError
 from ..frames import record_intrinsics
 from .answers import point_metrics
 from .datasets import DatasetSpec, predictions_from_dir
 from .depthlm import PointFn, ask_points, depthlm_points
 from .jsonl import BenchRecord, apply_gt_masks, load_gt_depth, load_rgb, read_jsonl
-from .metrics import (METRIC_DEFINITIONS, METRIC_PROVENANCE, DepthBins, ImageMetrics,
-                      SparseTargets, aggregate, apply_depth_range, dense_pair, group_average,
-                      image_metrics, points_inside, resize_linear, resize_nearest, sample_points,
-                      sparse_targets)
+from .tally import GROUPS, ROWS, Sample, Tally
+from .metrics import (METRIC_DEFINITIONS, METRIC_PROVENANCE, SparseTargets, apply_depth_range,
+                      dense_pair, image_metrics, points_inside, resize_linear, resize_nearest,
+                      sample_points, sparse_targets)
 
 __all__ = [
     "PROTOCOLS",
@@ -92,77 +93,22 @@ SPARSE_SAMPLING = {
     "auto": "raw for saved predictions (--predictions), resize for a model run here",
 }
 
-#: The group means of every row, after its datasets: unweighted over the real test sets.
-GROUPS = ("indoor", "outdoor", "overall")
-
-#: The rows of a protocol's results: the evaluated model (labelled with its name) and the
-#: baselines, with what each is, written into results.json and the report.
-ROWS = {
-    "model": "the evaluated model",
-    "const_median": "one constant depth per dataset: train_median_m from the config when set, "
-                    "else the median of the pooled valid test GT (a dataset-level prior, never "
-                    "per image)",
-    "depthlm": "DepthLM-style VLM asked one question per point with a marker drawn on the "
-               "image; unusable answers count as wrong for the deltas",
-    "model@points": "the evaluated model scored on the same points as depthlm",
-}
-
 #: qa_type labels of our generator's spatial-QA lines (see bench.synthetic.QA_TYPES).
 SYNTHETIC_QA_TYPES = frozenset({"point_depth", "region_mean", "region_median", "nearer",
                                 "distance_3d"})
 
 
 @dataclass
-class Sample:
-    """A downsized image with its GT and predictions on the evaluation grid, for reports."""
-
-    dataset: str
-    name: str
-    rgb: np.ndarray
-    gt: np.ndarray
-    pred: np.ndarray
-
-
-@dataclass
 class BenchResult:
-    """Everything a report needs: the ``results.json`` document and sample images."""
+    """Everything a report needs: the ``results.json`` document and sample images.
+
+    Under ``torchrun`` only rank 0 holds them (``is_main``); the other ranks' results are
+    empty, their records having been gathered to rank 0.
+    """
 
     results: dict
     samples: list[Sample] = field(default_factory=list)
-
-
-class _Row:
-    """Per-dataset image metrics and depth bins for one row (model or baseline) of one protocol."""
-
-    def __init__(self) -> None:
-        self.images: dict[str, list[ImageMetrics]] = {}
-        self.bins: dict[str, DepthBins] = {}
-        self.scored_as: dict[str, dict[str, int]] = {}
-
-    def add(self, ds: str, m: ImageMetrics, pred: np.ndarray | None = None,
-            gt: np.ndarray | None = None, mode: str = "sparse") -> None:
-        self.images.setdefault(ds, []).append(m)
-        counts = self.scored_as.setdefault(ds, {"sparse": 0, "dense": 0})
-        counts[mode] += 1
-        if pred is not None:
-            self.bins.setdefault(ds, DepthBins()).add(pred, gt)
-
-    def summary(self, specs: Sequence[DatasetSpec]) -> dict:
-        per = {s.name: aggregate(self.images[s.name]) for s in specs if s.name in self.images}
-        out: dict[str, Any] = {"datasets": {}}
-        for k, v in per.items():
-            # Which protocol each image of the dataset was scored with (auto mixes them).
-            out["datasets"][k] = dict(v.as_dict(), scored_as=dict(self.scored_as[k]))
-        # Group means cover the real test sets only: an extra (synthetic) set would shift the
-        # indoor / outdoor / overall numbers away from the paper's definition.
-        real = [s for s in specs if not s.extra]
-        members = {"indoor": [s.name for s in real if s.domain == "indoor"],
-                   "outdoor": [s.name for s in real if s.domain == "outdoor"],
-                   "overall": [s.name for s in real]}
-        for group in GROUPS:
-            g = group_average(per, members[group])
-            out[group] = g.as_dict() if g is not None else None
-        return out
+    is_main: bool = True
 
 
 @dataclass(frozen=True)
@@ -174,27 +120,6 @@ class _Settings:
     strict_range: bool
     point_fn: PointFn | None
     depthlm_points: int
-
-
-@dataclass
-class _Tally:
-    """What a run accumulates over its records."""
-
-    protocols: tuple[str, ...]
-    rows: dict[str, dict[str, _Row]] = field(init=False)
-    samples: list[Sample] = field(default_factory=list)
-    model_times: dict[str, list[float]] = field(default_factory=dict)
-    point_times: dict[str, list[float]] = field(default_factory=dict)
-    point_image_times: dict[str, list[float]] = field(default_factory=dict)
-    parse_fail: dict[str, int] = field(default_factory=lambda: {"asked": 0, "failed": 0})
-    skipped: dict[str, dict[str, int]] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        self.rows = {p: {r: _Row() for r in ROWS} for p in self.protocols}
-
-    def start_dataset(self, name: str) -> None:
-        self.skipped[name] = {"dense_no_gt_map": 0, "sparse_no_points": 0}
-        self.model_times[name], self.point_times[name], self.point_image_times[name] = [], [], []
 
 
 def _downsize(a: np.ndarray, max_side: int = 320) -> np.ndarray:
@@ -261,9 +186,11 @@ class _RecordScorer:
     need them (``auto`` and ``dense``, ``auto`` and ``sparse``).
     """
 
-    def __init__(self, tally: _Tally, settings: _Settings, spec: DatasetSpec, rec: BenchRecord,
-                 rgb: np.ndarray, intr: Intrinsics, pred: np.ndarray, const: float | None) -> None:
+    def __init__(self, tally: Tally, settings: _Settings, spec: DatasetSpec, rec: BenchRecord,
+                 rgb: np.ndarray, intr: Intrinsics, pred: np.ndarray, const: float | None,
+                 order: int = 0, dataset_index: int = 0) -> None:
         self.tally, self.settings, self.spec, self.rec = tally, settings, spec, rec
+        self.order, self.dataset_index = order, dataset_index
         self.rgb, self.intr, self.pred, self.const = rgb, intr, pred, const
         h, w = rgb.shape[:2]
         self.image_size = (w, h)
@@ -308,11 +235,12 @@ class _RecordScorer:
             self.tally.skipped[name]["dense_no_gt_map"] += 1
             return
         p_grid, g_grid = self._dense()
-        rows["model"].add(name, image_metrics(p_grid, g_grid), p_grid, g_grid, mode="dense")
+        rows["model"].add(name, image_metrics(p_grid, g_grid), p_grid, g_grid, mode="dense",
+                          order=self.order)
         if self.const is not None:
             c_map = np.full_like(g_grid, self.const)
             rows["const_median"].add(name, image_metrics(c_map, g_grid), c_map, g_grid,
-                                     mode="dense")
+                                     mode="dense", order=self.order)
 
     def _score_sparse(self, proto: str) -> None:
         rows, name, rec = self.tally.rows[proto], self.spec.name, self.rec
@@ -325,10 +253,11 @@ class _RecordScorer:
             self.sparse_vals = sample_points(
                 _pred_for_points(self.pred, tg, self.settings.sampling, self.image_size), tg)
         pv, gv = self.sparse_vals
-        rows["model"].add(name, image_metrics(pv, gv), pv, gv, mode="sparse")
+        rows["model"].add(name, image_metrics(pv, gv), pv, gv, mode="sparse", order=self.order)
         if self.const is not None:
             cv = np.full_like(gv, self.const)
-            rows["const_median"].add(name, image_metrics(cv, gv), cv, gv, mode="sparse")
+            rows["const_median"].add(name, image_metrics(cv, gv), cv, gv, mode="sparse",
+                                     order=self.order)
 
     def score_depthlm(self) -> None:
         """Ask the per-point VLM and add it and ``model@points`` to every protocol."""
@@ -354,8 +283,9 @@ class _RecordScorer:
         ans_in = [a for a, k in zip(answers.metres, inside) if k]
         pv, gv = sample_points(p_pts, tg)
         for proto in self.settings.protocols:
-            tally.rows[proto]["depthlm"].add(name, point_metrics(ans_in, gv))
-            tally.rows[proto]["model@points"].add(name, image_metrics(pv, gv))
+            tally.rows[proto]["depthlm"].add(name, point_metrics(ans_in, gv), order=self.order)
+            tally.rows[proto]["model@points"].add(name, image_metrics(pv, gv),
+                                                  order=self.order)
 
     def sample(self) -> bool:
         """Keep the record as a report sample; False when it has no dense GT to show."""
@@ -364,7 +294,8 @@ class _RecordScorer:
         p_grid, g_grid = self._dense()
         self.tally.samples.append(Sample(self.spec.name, self.rec.stem,
                                          _downsize(_rgb_on_grid(self.rgb, g_grid.shape)),
-                                         _downsize(g_grid), _downsize(p_grid)))
+                                         _downsize(g_grid), _downsize(p_grid),
+                                         self.dataset_index, self.order))
         return True
 
 
@@ -439,11 +370,13 @@ def run_benchmark(datasets: Sequence[DatasetSpec], *, depth_fn: DepthFn | None =
     settings = _settings(datasets, depth_fn, predictions, protocols, point_fn, depthlm_points,
                          strict_range, sparse_sampling)
     load_pred = predictions_from_dir(predictions) if predictions is not None else None
-    tally = _Tally(settings.protocols)
+    tally = Tally(settings.protocols)
     ds_meta: dict[str, dict] = {}
     t_start = time.perf_counter()
 
-    for spec in datasets:
+    env = init_distributed(device="cpu")  # a process group only under torchrun
+    rank_tag = f" [rank {env.rank}/{env.world_size}]" if env.distributed else ""
+    for ds_index, spec in enumerate(datasets):
         records = read_jsonl(spec.jsonl, image_root=spec.image_root, depth_root=spec.depth_root)
         # Our synthetic files add spatial-QA lines (qa_type other than dense_depth) that reuse
         # an image already scored by its dense line; scoring them again would count that image
@@ -451,6 +384,7 @@ def run_benchmark(datasets: Sequence[DatasetSpec], *, depth_fn: DepthFn | None =
         records = [r for r in records if r.qa_type not in SYNTHETIC_QA_TYPES]
         if limit is not None:
             records = records[:limit]
+        # Every rank computes the set-wide constant from all records: the same on each.
         const, const_source = _constant(records, spec) if constant_baseline else (None, None)
         ds_meta[spec.name] = {"jsonl": str(spec.jsonl), "domain": spec.domain,
                               "extra": spec.extra, "in_group_averages": not spec.extra,
@@ -460,8 +394,11 @@ def run_benchmark(datasets: Sequence[DatasetSpec], *, depth_fn: DepthFn | None =
                               "constant_source": const_source}
         tally.start_dataset(spec.name)
         kept = 0
-        bar = tqdm(records, desc=spec.name, unit="img", disable=not progress, leave=False)
-        for rec in bar:
+        mine = shard_indices(len(records), env)
+        bar = tqdm(mine, desc=spec.name + rank_tag, unit="img", disable=not progress,
+                   leave=False, position=env.rank)
+        for index in bar:
+            rec = records[index]
             rgb = load_rgb(rec)
             h, w = rgb.shape[:2]
             intr = record_intrinsics(rec, w, h)
@@ -469,7 +406,7 @@ def run_benchmark(datasets: Sequence[DatasetSpec], *, depth_fn: DepthFn | None =
             pred = load_pred(rec, spec.name) if load_pred is not None else depth_fn(rgb, intr)
             tally.model_times[spec.name].append(time.perf_counter() - t0)
             scorer = _RecordScorer(tally, settings, spec, rec, rgb, intr,
-                                   _check_pred(pred, rec.source), const)
+                                   _check_pred(pred, rec.source), const, index, ds_index)
             scorer.score()
             if settings.point_fn is not None:
                 scorer.score_depthlm()
@@ -477,15 +414,23 @@ def run_benchmark(datasets: Sequence[DatasetSpec], *, depth_fn: DepthFn | None =
                 kept += 1
         bar.close()
 
+    tallies = gather_to_main(tally, env)
+    if tallies is None:
+        return BenchResult({}, [], is_main=False)
+    tally = tallies[0]
+    for other in tallies[1:]:
+        tally.merge(other, n_samples)
     wall = time.perf_counter() - t_start
     return BenchResult(_results_document(tally, settings, datasets, ds_meta, wall, model_name,
-                                         sparse_sampling, predictions is not None, limit),
+                                         sparse_sampling, predictions is not None, limit,
+                                         env.world_size),
                        tally.samples)
 
 
-def _results_document(tally: _Tally, settings: _Settings, datasets: Sequence[DatasetSpec],
+def _results_document(tally: Tally, settings: _Settings, datasets: Sequence[DatasetSpec],
                       ds_meta: dict[str, dict], wall: float, model_name: str,
-                      sparse_sampling: str, saved: bool, limit: int | None) -> dict:
+                      sparse_sampling: str, saved: bool, limit: int | None,
+                      processes: int = 1) -> dict:
     """The ``results.json`` document: metadata, then results and depth bins per protocol."""
     use_depthlm = settings.point_fn is not None
     results = {
@@ -499,6 +444,7 @@ def _results_document(tally: _Tally, settings: _Settings, datasets: Sequence[Dat
             "metric_provenance": METRIC_PROVENANCE,
             "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
             "limit": limit,
+            "processes": processes,
             "depthlm_points": settings.depthlm_points if use_depthlm else 0,
             "strict_range": settings.strict_range,
             "definitions": dict(METRIC_DEFINITIONS,

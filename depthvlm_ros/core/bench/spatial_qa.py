@@ -24,6 +24,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
+from ..distributed import gather_to_main, init_distributed, shard_indices
 from ..errors import AnnotationError
 from ..frames import record_intrinsics
 from .answers import parse_metres
@@ -94,17 +95,32 @@ def _inside(point: tuple[float, float], box: Sequence[float]) -> bool:
     return box[0] <= point[0] <= box[2] and box[1] <= point[1] <= box[3]
 
 
+def _hits_and_asked() -> list[int]:
+    return [0, 0]
+
+
 class _Counts:
     """Right / asked per (dataset, qa_type, source), plus pointing hits."""
 
     def __init__(self) -> None:
         self.asked: dict[tuple[str, str], int] = defaultdict(int)
         self.right: dict[tuple[str, str, str], int] = defaultdict(int)
-        self.pointing: dict[str, list[int]] = defaultdict(lambda: [0, 0])  # [hits, asked]
+        self.pointing: dict[str, list[int]] = defaultdict(_hits_and_asked)  # picklable factory
         self.seconds: list[float] = []
         self.examples: list[dict] = []
 
-    def add(self, dataset: str, rec: BenchRecord, outcome: QAOutcome) -> None:
+    def merge(self, other: "_Counts") -> None:
+        """Add another rank's counts (examples: the first ones in image order)."""
+        for mine, theirs in ((self.asked, other.asked), (self.right, other.right)):
+            for key, n in theirs.items():
+                mine[key] += n
+        for ds, (hits, asked) in other.pointing.items():
+            self.pointing[ds][0] += hits
+            self.pointing[ds][1] += asked
+        self.seconds += other.seconds
+        self.examples = sorted(self.examples + other.examples, key=lambda e: e["order"])[:8]
+
+    def add(self, dataset: str, rec: BenchRecord, outcome: QAOutcome, order: tuple) -> None:
         truth = rec.extra["answer"]
         self.asked[dataset, rec.qa_type] += 1
         texts = {"model": outcome.model_text, "measured": outcome.measured_text}
@@ -117,7 +133,7 @@ class _Counts:
             self.pointing[dataset][0] += int(hit)
             self.pointing[dataset][1] += 1
         if len(self.examples) < 8:
-            self.examples.append({"dataset": dataset, "qa_type": rec.qa_type,
+            self.examples.append({"order": order, "dataset": dataset, "qa_type": rec.qa_type,
                                   "question": rec.prompt, "truth": truth, **texts,
                                   "model_right": verdict["model"],
                                   "measured_right": verdict["measured"]})
@@ -161,9 +177,10 @@ def run_spatial_qa(datasets: Sequence[DatasetSpec], qa_fn: QAFn, *, limit: int |
     """
     from tqdm import tqdm
 
+    env = init_distributed(device="cpu")  # a process group only under torchrun
     counts = _Counts()
     names = []
-    for spec in datasets:
+    for ds_index, spec in enumerate(datasets):
         items = [r for r in read_jsonl(spec.jsonl, image_root=spec.image_root,
                                        depth_root=spec.depth_root) if _is_item(r)]
         if not items:
@@ -173,8 +190,10 @@ def run_spatial_qa(datasets: Sequence[DatasetSpec], qa_fn: QAFn, *, limit: int |
         for rec in items:
             by_image[str(rec.image)].append(rec)
         images = list(by_image.values())[:limit] if limit is not None else list(by_image.values())
-        for recs in tqdm(images, desc=f"{spec.name} QA", unit="img", disable=not progress,
-                         leave=False):
+        tag = f" [rank {env.rank}/{env.world_size}]" if env.distributed else ""
+        for i in tqdm(shard_indices(len(images), env), desc=f"{spec.name} QA{tag}", unit="img",
+                      disable=not progress, leave=False, position=env.rank):
+            recs = images[i]
             rgb = load_rgb(recs[0])
             h, w = rgb.shape[:2]
             if recs[0].original_rgb_size and tuple(recs[0].original_rgb_size) != (w, h):
@@ -184,8 +203,18 @@ def run_spatial_qa(datasets: Sequence[DatasetSpec], qa_fn: QAFn, *, limit: int |
             t0 = time.perf_counter()
             outcomes = qa_fn(rgb, record_intrinsics(recs[0], w, h), [r.prompt for r in recs])
             counts.seconds.append(time.perf_counter() - t0)
-            for rec, outcome in zip(recs, outcomes):
-                counts.add(spec.name, rec, outcome)
+            for j, (rec, outcome) in enumerate(zip(recs, outcomes)):
+                counts.add(spec.name, rec, outcome, (ds_index, i, j))
+    gathered = gather_to_main((counts, names), env)
+    if gathered is None:
+        return {}
+    counts, names = gathered[0]
+    for other, other_names in gathered[1:]:
+        counts.merge(other)
+        names += [n for n in other_names if n not in names]
+    names = [s.name for s in datasets if s.name in names]
+    for e in counts.examples:
+        e.pop("order", None)
     n_items = sum(counts.asked.values())
     return {
         "definitions": {

@@ -1,4 +1,5 @@
-"""Process-group setup and model wrapping for ``torchrun`` (DDP, or FSDP for large models).
+"""Model wrapping for ``torchrun`` (DDP, or FSDP for large models); the process group itself is
+:mod:`depthvlm_ros.core.distributed`.
 
 ``torchrun`` starts one process per device and sets ``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``,
 ``MASTER_ADDR`` and ``MASTER_PORT``. Without them (a plain ``python`` run) everything here
@@ -8,15 +9,14 @@ The backend is NCCL on CUDA and Gloo on CPU (tests run two Gloo processes on CPU
 
 from __future__ import annotations
 
-import os
 from contextlib import contextmanager, nullcontext
-from dataclasses import dataclass
-from datetime import timedelta
 from typing import Iterator
 
 import torch
-import torch.distributed as dist
 from torch import nn
+
+from ..distributed import (DistEnv, all_reduce_mean, barrier, broadcast_object, init_distributed,
+                           shutdown_distributed)
 
 __all__ = ["STRATEGIES", "DistEnv", "init_distributed", "shutdown_distributed", "wrap_model",
            "unwrap_model", "all_reduce_mean", "barrier", "broadcast_object", "no_sync",
@@ -24,60 +24,6 @@ __all__ = ["STRATEGIES", "DistEnv", "init_distributed", "shutdown_distributed", 
 
 #: Data-parallel strategies :func:`wrap_model` knows.
 STRATEGIES = ("ddp", "fsdp")
-
-
-@dataclass(frozen=True)
-class DistEnv:
-    """Where this process stands: rank, world size, its device and the backend in use."""
-
-    rank: int
-    world_size: int
-    local_rank: int
-    device: torch.device
-    backend: str | None
-
-    @property
-    def is_main(self) -> bool:
-        return self.rank == 0
-
-    @property
-    def distributed(self) -> bool:
-        return self.world_size > 1 or self.backend is not None
-
-
-def init_distributed(device: str = "auto", timeout_s: float = 600.0) -> DistEnv:
-    """Join the ``torchrun`` process group when launched by it; otherwise run alone.
-
-    Args:
-        device: ``auto`` (this rank's GPU when CUDA is available, else CPU), ``cpu`` or
-            ``cuda``. On CUDA each rank takes GPU ``LOCAL_RANK``.
-        timeout_s: collective timeout; a rank that dies then fails the others instead of
-            hanging them forever.
-    """
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    rank = int(os.environ.get("RANK", "0"))
-    local = int(os.environ.get("LOCAL_RANK", "0"))
-    use_cuda = torch.cuda.is_available() if device == "auto" else device.startswith("cuda")
-    if use_cuda and not torch.cuda.is_available():
-        raise RuntimeError(f"device {device} requested but CUDA is not available")
-    if use_cuda:
-        torch.cuda.set_device(local)
-        dev = torch.device("cuda", local)
-    else:
-        dev = torch.device("cpu")
-    backend = None
-    if "RANK" in os.environ and "MASTER_ADDR" in os.environ:
-        backend = "nccl" if dev.type == "cuda" else "gloo"
-        if not dist.is_initialized():
-            dist.init_process_group(backend=backend, timeout=timedelta(seconds=timeout_s),
-                                    **({"device_id": dev} if dev.type == "cuda" else {}))
-    return DistEnv(rank, world, local, dev, backend)
-
-
-def shutdown_distributed() -> None:
-    """Leave the process group (if any) so the launcher sees a clean exit."""
-    if dist.is_available() and dist.is_initialized():
-        dist.destroy_process_group()
 
 
 def wrap_model(module: nn.Module, env: DistEnv, strategy: str = "ddp",
@@ -147,31 +93,3 @@ def no_sync(module: nn.Module, active: bool) -> Iterator[None]:
             yield
 
 
-def all_reduce_mean(values: dict[str, float], env: DistEnv) -> dict[str, float]:
-    """Average scalar logs over ranks (identity in a single process)."""
-    if not env.distributed or not values:
-        return dict(values)
-    keys = sorted(values)
-    t = torch.tensor([float(values[k]) for k in keys], dtype=torch.float64,
-                     device=env.device if env.backend == "nccl" else "cpu")
-    dist.all_reduce(t, op=dist.ReduceOp.SUM)
-    t /= env.world_size
-    return {k: float(v) for k, v in zip(keys, t.tolist())}
-
-
-def barrier(env: DistEnv) -> None:
-    """Wait for every rank (no-op in a single process)."""
-    if env.distributed and dist.is_initialized():
-        if env.backend == "nccl":
-            dist.barrier(device_ids=[env.local_rank])
-        else:
-            dist.barrier()
-
-
-def broadcast_object(obj, env: DistEnv):
-    """Send a picklable object from rank 0 to every rank (used for small control data only)."""
-    if not env.distributed:
-        return obj
-    box = [obj]
-    dist.broadcast_object_list(box, src=0)
-    return box[0]
