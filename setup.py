@@ -29,6 +29,7 @@ setup(
     extras_require={
         "export": ["onnx", "onnxscript", "onnxruntime"],
         "bags": ["rosbags", "mcap"],
+        "codecs": ["simplejpeg"],
         "test": ["pytest", "hypothesis"],
     },
     entry_points={

@@ -42,7 +42,7 @@ def _positive(value) -> bool:
 @pytest.fixture(scope="module")
 def quick_report(tiny_model_dir, tmp_path_factory):
     out = tmp_path_factory.mktemp("perf")
-    return _run_perf(tiny_model_dir, out, "dense,prefix,answers,head,pointcloud"), out
+    return _run_perf(tiny_model_dir, out, "dense,prefix,answers,decode,head,pointcloud"), out
 
 
 def test_report_header(quick_report):
@@ -99,6 +99,18 @@ def test_measured_answers_cost(quick_report):
             assert q["model"]["n"] == q["measure"]["n"] == 2
             assert _positive(q["ratio_measure_vs_model"])
     assert "measured answer (region) / model answer" in (out / "perf.md").read_text()
+
+
+def test_jpeg_decode(quick_report):
+    report, out = quick_report
+    (r,) = report["figures"]["jpeg_decode"].values()
+    assert r["status"] == "ok", r
+    assert [(z["width"], z["height"]) for z in r["sizes"]] == [(640, 480), (1920, 1080)]
+    for z in r["sizes"]:
+        assert z["pillow"]["n"] >= 3 and z["bytes"] > 0
+        if z["simplejpeg"] is not None:
+            assert z["identical"] and _positive(z["ratio"])
+    assert "JPEG decode 1920x1080" in (out / "perf.md").read_text()
 
 
 def test_head_backends(quick_report):

@@ -123,6 +123,16 @@ def _rows(report: dict) -> list[tuple[str, str, str, str, str, str, int | str]]:
                          f"{r['image'][0]}x{r['image'][1]}", model, _ms(q["measure"]),
                          _ms(q["model"]), f"{q['ratio_measure_vs_model'] * 100:.2f}%",
                          f"<= 5% {'met' if q['meets_target'] else 'MISSED'}", r["repeats"]))
+    for _, r in figs.get("jpeg_decode", {}).items():
+        if r.get("status") != "ok":
+            rows.append(("JPEG decode", "-", "-", "-", r["status"], "", "-"))
+            continue
+        for z in r["sizes"]:
+            rows.append((f"JPEG decode {z['width']}x{z['height']}: Pillow vs simplejpeg "
+                         f"(package uses {r['backend']})", "-", _ms(z["pillow"]),
+                         _ms(z["simplejpeg"]) if z["simplejpeg"] else "not installed",
+                         _x(z["ratio"]) if z["simplejpeg"] else "-", "",
+                         z["pillow"]["n"]))
     for model, r in figs.get("node_overhead", {}).items():
         if r.get("status") != "ok":
             rows.append(("node overhead", model, "-", "-", r["status"], "", "-"))

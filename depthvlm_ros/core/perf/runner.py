@@ -29,6 +29,7 @@ from typing import Any, Callable, Protocol, Sequence
 from ..config import DepthVLMConfig
 from ..errors import ConfigError
 from .arch import run_arch_benchmark
+from .decode import bench_jpeg_decode
 from .flops import H100_BF16_DENSE_FLOPS
 from .inputs import synthetic_camera_frame
 from .ratios import (PERF_MODEL_SIZES, QUESTION_TOKENS, QUICK_MODEL_SIZES, bench_dense_vs_points,
@@ -39,7 +40,7 @@ from .variants import VARIANTS
 __all__ = ["BENCHMARKS", "PerfOptions", "PerfRun", "RosBenchmarks", "run_perf"]
 
 #: Benchmark names of :attr:`PerfOptions.only`, in the order they run.
-BENCHMARKS = ("dense", "prefix", "answers", "head", "pointcloud", "node")
+BENCHMARKS = ("dense", "prefix", "answers", "decode", "head", "pointcloud", "node")
 
 # Image settings. Full: a 640 x 480 camera (fx = fy = 500) and the paper's 256 x 192 image for
 # the per-point comparison (the same camera, scaled). Quick: small images and a small token
@@ -207,6 +208,10 @@ def _run_ratios(options: PerfOptions, say: Callable[[str], None],
             for name, pipe in pipes.items():
                 figures.measure(f"{group}/{name}", f"{name}: {what}",
                                 lambda run=run, pipe=pipe: run(pipe))
+    if "decode" in selected:
+        figures.measure("jpeg_decode/-", "JPEG decode, Pillow vs simplejpeg, 640x480 and "
+                        "1920x1080", lambda: bench_jpeg_decode(repeats=max(3, 3 * repeats),
+                                                               progress=say))
     if "head" in selected:
         plan = main_pipe.prepare(rgb, intr).plan
         figures.measure(f"head_backends/{main_name}",
