@@ -9,6 +9,11 @@ image, runs the pipeline and writes ``depth/image``, ``depth/camera_info``, opti
 ``points``, and the ``answer`` messages of the questions that refer to it. Every image is
 processed (no drops), in bag order, so the output is deterministic.
 
+Under ``torchrun`` the images are shared out between the ranks (every ``world_size``-th image
+from the rank's own), each rank infers and answers its share, and rank 0 receives every
+frame's outcome and writes the one output bag, summary and report, exactly as one process
+would; the other ranks return a summary with ``is_main`` false.
+
 Images may be raw ``sensor_msgs/Image`` or ``sensor_msgs/CompressedImage`` (JPEG / PNG), GT
 raw or compressedDepth, at the image's resolution or the depth sensor's own
 (:mod:`~depthvlm_ros.bags.scoring`); every other topic is copied through untouched. Which
@@ -30,6 +35,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..core.camera import Intrinsics
+from ..core.distributed import gather_to_main, init_distributed
 from ..core.errors import InputError
 from ..core.frames import FrameDropped, cloud_points, color_frame, frame_intrinsics
 from ..core.answers import STATUS_ERROR, SpatialResult, answer_question
@@ -139,6 +145,7 @@ class ReplaySummary:
     answers_log: list[dict] = field(default_factory=list)
     aggregate: dict | None = None
     report_frames: list[dict] = field(default_factory=list, repr=False)
+    is_main: bool = field(default=True, repr=False)
 
     def drop(self, reason: str) -> None:
         """Count one image not processed, under the node's drop ``reason``."""
@@ -152,6 +159,7 @@ class ReplaySummary:
         """JSON-ready dict (NaN -> None; report images left out)."""
         d = asdict(self)
         d.pop("report_frames")
+        d.pop("is_main")
         return _json_clean(d)
 
 
@@ -320,7 +328,26 @@ def replay_bag(bag: str | Path, out_bag: str | Path, pipeline, options: ReplayOp
         scorer = (GroundTruthScorer(options, summary, gt_stamps, StampIndex(gt_infos, tolerance_ns))
                   if gt_conns else None)
 
-        # ---- pass 2: copy, infer, write ----------------------------------------------------
+        # ---- under torchrun: every rank infers its share of the frames, rank 0 writes ------
+        outcomes = None
+        env = init_distributed(device="cpu")  # a process group only under torchrun
+        if env.distributed:
+            mine: dict[int, _Outcome] = {}
+            bar = _progress(len(range(env.rank, len(entries), env.world_size)),
+                            options.progress, f"replay [rank {env.rank}/{env.world_size}]",
+                            env.rank)
+            for i, (conn, _, raw) in enumerate(reader.messages(connections=img_conns)):
+                if i % env.world_size == env.rank:
+                    mine[i] = _infer(ts, conn, raw, entries[i], i, pipeline, options)[0]
+                    bar.update(1)
+            bar.close()
+            shares = gather_to_main(mine, env)
+            if shares is None:
+                summary.is_main = False
+                return summary
+            outcomes = {i: o for share in shares for i, o in share.items()}
+
+        # ---- pass 2: copy, infer (unless done above), write ---------------------------------
         writer = open_writer(out_bag, options.storage)
         writer.open()
         out_conn: dict[tuple[str, str], Any] = {}
@@ -373,44 +400,30 @@ def replay_bag(bag: str | Path, out_bag: str | Path, pipeline, options: ReplayOp
                 progress.update(1)
                 entry = entries[img_i]
                 summary.frames_total += 1
-                if entry.stamp_ns is None:
-                    summary.drop("bad_image")
+                if outcomes is None:
+                    out, rgb, msg = _infer(ts, conn, raw, entry, img_i, pipeline, options)
+                else:
+                    out, rgb, msg = outcomes.get(img_i) or _Outcome(drop="bad_image"), None, None
+                if out.drop is not None:
+                    summary.drop(out.drop)
+                    if out.warning:
+                        summary.warnings.append(out.warning)
+                    if out.fail_reason is not None:  # unpaired frames carry no questions
+                        _fail_queries(ts, entry, out.fail_reason, summary, answers, bag_start)
                     continue
-                try:
+                if msg is None:  # inferred on another rank: only the bytes are decoded here
                     msg = ts.deserialize_cdr(raw, conn.msgtype)
-                    rgb = color_frame(msg, bagconv.image_rgb)
-                except Exception as exc:  # noqa: BLE001 - undecodable image: count it, go on
-                    summary.drop(exc.reason if isinstance(exc, FrameDropped) else "bad_image")
-                    _fail_queries(ts, entry, "the image could not be decoded", summary, answers,
-                                  bag_start)
-                    continue
-                h, w = rgb.shape[:2]
-                template = entry.info_msg
-                try:
-                    intr = frame_intrinsics(w, h, template, options.fallback_hfov_deg)
-                except FrameDropped as exc:
-                    summary.drop(exc.reason)
-                    if exc.reason != "no_camera_info":  # unpaired frames carry no questions
-                        summary.warnings.append(f"frame {img_i}: {exc}")
-                        _fail_queries(ts, entry, str(exc), summary, answers, bag_start)
-                    continue
-                entry.fallback = template is None
-                try:
-                    result = pipeline.process_frame(rgb, intr, keep_context=bool(entry.queries))
-                except InputError as exc:
-                    summary.drop("bad_image")
-                    summary.warnings.append(f"frame {img_i}: {exc}")
-                    _fail_queries(ts, entry, str(exc), summary, answers, bag_start)
-                    continue
+                    needs_rgb = (options.points and options.points_rgb) or img_i in report_idx
+                    rgb = color_frame(msg, bagconv.image_rgb) if needs_rgb else None
+                entry.fallback = out.fallback
                 summary.frames_processed += 1
-                summary.frames_fallback += int(entry.fallback)
-                frame_times.append(result.timings.get("total", float("nan")))
-                header = msg.header
-                depth = result.depth
+                summary.frames_fallback += int(out.fallback)
+                frame_times.append(out.seconds)
+                header, depth, intr = msg.header, out.depth, out.intr
                 emit(derived["depth"], log_ns, bagconv.make_depth_image(ts, header, depth),
                      "sensor_msgs/msg/Image")
                 emit(derived["camera_info"], log_ns,
-                     bagconv.make_camera_info(ts, header, intr, template),
+                     bagconv.make_camera_info(ts, header, intr, entry.info_msg),
                      "sensor_msgs/msg/CameraInfo")
                 if options.points:
                     xyz, colours = cloud_points(depth, intr, rgb if options.points_rgb else None,
@@ -419,12 +432,9 @@ def replay_bag(bag: str | Path, out_bag: str | Path, pipeline, options: ReplayOp
                     emit(derived["points"], log_ns,
                          bagconv.make_pointcloud2(ts, header, xyz, colours),
                          "sensor_msgs/msg/PointCloud2")
-                for q in entry.queries:
-                    res = answer_question(pipeline, result.context, depth, intr, q.question,
-                                          q.pixels, q.regions, mode=options.answer_mode)
+                for q, res in zip(entry.queries, out.answers):
                     answers.push(_query_log_ns(q, entry, bag_start),
                                  _answer_msg(ts, q, header, res, summary))
-                result.context = None  # free the KV cache now, not at the next frame
                 if scorer is not None:
                     scorer.add_pred(img_i, entry.stamp_ns, entry.gt_stamp,
                                     (entry.log_ns - bag_start) / 1e9, depth, intr,
@@ -450,6 +460,56 @@ def replay_bag(bag: str | Path, out_bag: str | Path, pipeline, options: ReplayOp
             "skipped (use --fallback-hfov or --sync-tolerance)")
     summary.wall_s = time.perf_counter() - t_start
     return summary
+
+
+@dataclass
+class _Outcome:
+    """What became of one image: a drop (with the reason its questions fail with, if any), or
+    its depth, intrinsics and answers. Small and picklable, so ranks can send it to rank 0."""
+
+    drop: str | None = None
+    warning: str | None = None
+    fail_reason: str | None = None
+    depth: np.ndarray | None = None
+    intr: Intrinsics | None = None
+    fallback: bool = False
+    answers: list[SpatialResult] = field(default_factory=list)
+    seconds: float = math.nan
+
+
+def _infer(ts, conn, raw, entry: _ImageEntry, img_i: int, pipeline, options: ReplayOptions):
+    """Decode, apply the frame rules, infer and answer one image.
+
+    Returns:
+        ``(outcome, rgb, msg)``; ``rgb`` and ``msg`` are None for a drop.
+    """
+    if entry.stamp_ns is None:
+        return _Outcome(drop="bad_image"), None, None
+    try:
+        msg = ts.deserialize_cdr(raw, conn.msgtype)
+        rgb = color_frame(msg, bagconv.image_rgb)
+    except Exception as exc:  # noqa: BLE001 - undecodable image: count it, go on
+        return _Outcome(drop=exc.reason if isinstance(exc, FrameDropped) else "bad_image",
+                        fail_reason="the image could not be decoded"), None, None
+    h, w = rgb.shape[:2]
+    try:
+        intr = frame_intrinsics(w, h, entry.info_msg, options.fallback_hfov_deg)
+    except FrameDropped as exc:
+        if exc.reason == "no_camera_info":
+            return _Outcome(drop=exc.reason), None, None
+        return _Outcome(drop=exc.reason, warning=f"frame {img_i}: {exc}",
+                        fail_reason=str(exc)), None, None
+    try:
+        result = pipeline.process_frame(rgb, intr, keep_context=bool(entry.queries))
+    except InputError as exc:
+        return _Outcome(drop="bad_image", warning=f"frame {img_i}: {exc}",
+                        fail_reason=str(exc)), None, None
+    answers = [answer_question(pipeline, result.context, result.depth, intr, q.question,
+                               q.pixels, q.regions, mode=options.answer_mode)
+               for q in entry.queries]
+    result.context = None  # free the KV cache now, not at the next frame
+    return _Outcome(depth=result.depth, intr=intr, fallback=entry.info_msg is None,
+                    answers=answers, seconds=result.timings.get("total", math.nan)), rgb, msg
 
 
 def _answer_msg(ts, q: ScriptedQuery, header, res: SpatialResult, summary: ReplaySummary):
@@ -512,9 +572,9 @@ class _NoProgress:
         pass
 
 
-def _progress(total: int, enabled: bool):
+def _progress(total: int, enabled: bool, desc: str = "replay", position: int = 0):
     if not enabled:
         return _NoProgress()
     from tqdm import tqdm
 
-    return tqdm(total=total, unit="frame", desc="replay", dynamic_ncols=True)
+    return tqdm(total=total, unit="frame", desc=desc, dynamic_ncols=True, position=position)

@@ -101,6 +101,8 @@ def run(args: argparse.Namespace) -> int:
     pipe = DepthVLMPipeline.from_config(pipeline_config(args))
     out.mkdir(parents=True, exist_ok=True)
     summary = replay_bag(args.bag, out_bag, pipe, options)
+    if not summary.is_main:  # under torchrun, rank 0 writes the bag and the report
+        return 0
     files = write_report(summary, out, options)
     print(f"frames: {summary.frames_total} in bag, {summary.frames_processed} processed "
           f"({summary.frames_fallback} with fallback intrinsics), {summary.frames_unpaired} "
@@ -115,6 +117,5 @@ def run(args: argparse.Namespace) -> int:
         print(f"warning: {w}")
     print(f"output bag: {out_bag}\nreport: {files['markdown']} {files['html']} {files['results']}")
     if summary.frames_processed == 0:
-        print("depthvlm replay: error: no frame could be processed")
-        return 1
+        raise InputError(f"no frame could be processed (report: {files['markdown']})")
     return 0
