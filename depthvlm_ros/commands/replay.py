@@ -57,7 +57,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..core.pipeline import DepthVLMPipeline
+    import dataclasses
+
     from ..bags import ReplayOptions, discover_cameras, load_queries, replay_bag
+    from ..core.distributed import rank_device
     from ..bags.report import write_report
 
     if not Path(args.bag).exists():
@@ -98,7 +101,10 @@ def run(args: argparse.Namespace) -> int:
         sync_tolerance_s=args.sync_tolerance, gt_min_depth=args.gt_min_depth,
         gt_max_depth=args.gt_max_depth, report_frames=args.report_frames,
         progress=not args.no_progress)
-    pipe = DepthVLMPipeline.from_config(pipeline_config(args))
+    config = pipeline_config(args)
+    # Under torchrun each rank's model goes on its own GPU.
+    pipe = DepthVLMPipeline.from_config(dataclasses.replace(config,
+                                                            device=rank_device(config.device)))
     out.mkdir(parents=True, exist_ok=True)
     summary = replay_bag(args.bag, out_bag, pipe, options)
     if not summary.is_main:  # under torchrun, rank 0 writes the bag and the report

@@ -17,7 +17,7 @@ import torch
 import torch.distributed as dist
 
 __all__ = ["DistEnv", "init_distributed", "shutdown_distributed", "all_reduce_mean", "barrier",
-           "broadcast_object", "gather_to_main", "shard_indices"]
+           "broadcast_object", "gather_to_main", "shard_indices", "rank_device"]
 
 
 @dataclass(frozen=True)
@@ -122,3 +122,15 @@ def shard_indices(n: int, env: DistEnv) -> range:
     Interleaved rather than in blocks, so ranks get similar mixes of a sorted list.
     """
     return range(env.rank, n, env.world_size)
+
+
+def rank_device(device: str | None) -> str | None:
+    """The torch device a rank's model goes on: under ``torchrun`` with CUDA, ``cuda`` and
+    ``auto`` mean this rank's GPU (``cuda:LOCAL_RANK``), so that ranks do not share GPU 0.
+
+    Anything else (an explicit ``cuda:N``, ``cpu``, a single process) is returned unchanged.
+    """
+    if device in (None, "auto", "cuda") and int(os.environ.get("WORLD_SIZE", "1")) > 1 \
+            and torch.cuda.is_available():
+        return f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}"
+    return device

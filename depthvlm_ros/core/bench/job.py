@@ -39,11 +39,13 @@ def load_model_callables(model: str, device: str | None = None
     """
     from ..answers import answer_question
     from ..config import DepthVLMConfig
+    from ..distributed import rank_device
     from ..pipeline import DepthVLMPipeline
 
     # The benchmark applies each dataset's own GT caps; the node's publishing range (100 m by
     # default) must not blank far predictions on outdoor sets capped at 120 m.
     changes: dict[str, Any] = {"model_path": model, "max_depth": 1000.0}
+    device = rank_device(device)
     if device is not None:
         changes["device"] = device
     pipe = DepthVLMPipeline.from_config(DepthVLMConfig(**changes))
