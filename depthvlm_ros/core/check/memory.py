@@ -7,9 +7,12 @@ The estimate is made before loading, from the safetensors headers and ``config.j
 * KV cache: ``2 x layers x kv_heads x head_dim`` values per token, for every held frame
   (``frame_history`` prefixes of system prompt + image tokens), plus one question and answer;
 * activations: the largest stage of one frame (vision tower over ``4 x tokens`` patches,
-  LLM prefill, depth head at 32 x the token grid), counted with attention scores
-  materialised (the math fallback of scaled-dot-product attention), plus the process's own
-  runtime (torch, tokenizer, Python).
+  LLM prefill with its causal mask, depth head at 32 x the token grid: the largest for
+  DepthVLM-4B), plus the process's own runtime (torch, tokenizer, Python).
+
+Peak RSS measured on a CPU also counts the page cache of the memory-mapped safetensors files
+(reclaimable, and counted as available by the kernel), so it can exceed this estimate
+while loading bf16 files into float32.
 
 Loading refuses with one line when the estimate exceeds what the device has free
 (``MemAvailable`` of ``/proc/meminfo`` on a CPU, ``torch.cuda.mem_get_info`` on a GPU),
@@ -134,15 +137,13 @@ def estimate_memory(config: Any, parameters: int, dtype: torch.dtype, image_toke
     frames = max(1, int(frame_history))
     tokens = int(image_tokens) + _TEXT_TOKENS
     kv_cache = kv_per_token * tokens * frames
-    # Attention scores are at least float32 in the math fallback.
-    score = max(size, 4)
     patches = 4 * int(image_tokens)  # merge 2 x 2
-    v_hidden, v_heads = int(vision.hidden_size), int(vision.num_heads)
-    vision_bytes = (patches * (6 * v_hidden + 2 * int(vision.intermediate_size)) * size
-                    + patches * patches * v_heads * score)
+    # Scaled-dot-product attention runs fused kernels (no score matrix) on CPU and GPU; the
+    # LLM's causal mask is the one tokens x tokens tensor that remains.
+    vision_bytes = patches * (6 * int(vision.hidden_size) + 2 * int(vision.intermediate_size)) * size
     llm_bytes = (tokens * (4 * hidden + (heads + 2 * int(text.num_key_value_heads)) * head_dim
                            + 3 * int(text.intermediate_size)) * size
-                 + tokens * tokens * heads * score)
+                 + tokens * tokens * size)
     features = int(_get(config, "depth_head_features", None) or DEFAULT_FEATURES)
     head_bytes = int(image_tokens * 32 * 32 * features * _HEAD_LIVE_FEATURES * size)
     activations = max(vision_bytes, llm_bytes, head_bytes) + _RUNTIME_BYTES
