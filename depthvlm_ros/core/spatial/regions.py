@@ -192,16 +192,17 @@ def measure_region(depth: np.ndarray, intrinsics: Intrinsics, roi: Region, label
                                  math.nan, nan3, math.nan, math.nan, math.nan)
     # Closed forms over row and column sums instead of gathering every valid pixel: a
     # full-image region of a VGA frame costs a few milliseconds this way, not tens.
-    zs = np.where(ok, sub, 0.0).astype(np.float64)
-    sum_z = float(zs.sum())
+    zs = np.where(ok, sub, sub.dtype.type(0))
+    col_z = zs.sum(axis=0, dtype=np.float64)  # sums in float64 whatever the map's dtype
+    sum_z = float(col_z.sum())
     u = np.arange(roi.width, dtype=np.float64) + x0
     v = np.arange(roi.height, dtype=np.float64) + y0
-    sum_uz = float(zs.sum(axis=0) @ u)
-    sum_vz = float(zs.sum(axis=1) @ v)
+    sum_uz = float(col_z @ u)
+    sum_vz = float(zs.sum(axis=1, dtype=np.float64) @ v)
     near = int(np.argmin(np.where(ok, sub, np.inf)))  # row-major: ties go to the first pixel
     nr, nc = divmod(near, roi.width)
     z_near = float(sub[nr, nc])
-    median = float(np.median(sub[ok].astype(np.float64)))
+    median = float(np.median(sub[ok]))
     cols = np.flatnonzero(ok.any(axis=0))
     rows = np.flatnonzero(ok.any(axis=1))
     x_near = (u[nc] - intrinsics.cx) * z_near / intrinsics.fx
