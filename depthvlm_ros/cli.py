@@ -17,7 +17,7 @@ from .core.errors import DepthVLMError
 __all__ = ["main", "COMMANDS"]
 
 COMMANDS = ("demo", "predict", "bench", "make_synthetic", "train", "export", "replay", "play",
-            "make_sample_bag", "perf")
+            "make_sample_bag", "perf", "check")
 
 
 def _load(name: str):

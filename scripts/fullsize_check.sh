@@ -29,8 +29,7 @@ if [ ! -f "$FOLDER/model.safetensors.index.json" ]; then
     python scripts/make_fullsize_fixture.py "$FOLDER" ${QWEN_TOKENIZER:+--qwen-tokenizer "$QWEN_TOKENIZER"}
 fi
 
-if depthvlm --help | grep -qw check; then CHECK=(depthvlm check); else
-  CHECK=(python -m depthvlm_ros.commands.check); fi
+CHECK=(python -m depthvlm_ros.cli check)
 echo "== check"
 /usr/bin/time -f "check: %e s wall (with imports), peak RSS %M KB" "${CHECK[@]}" "$FOLDER" | tee "$OUT/check.txt"
 "${CHECK[@]}" "$FOLDER" --dtype bfloat16 | grep memory

@@ -14,7 +14,7 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from depthvlm_ros.commands.check import main as check_main
+from depthvlm_ros.cli import main as cli_main
 from depthvlm_ros.core.check import (INDEX_FILE, SKIP_MEMORY_CHECK_ENV, estimate_memory,
                                      expected_weight_shapes, read_safetensors_header,
                                      validate_model_folder)
@@ -159,11 +159,11 @@ def test_config_tokenizer_and_processor_faults(tmp_path, tiny_model_dir):
 
 
 def test_check_command_exit_codes(tmp_path, tiny_model_dir, capsys):
-    assert check_main([str(tiny_model_dir), "--device", "cpu"]) == 0
+    assert cli_main(["check", str(tiny_model_dir), "--device", "cpu"]) == 0
     assert "OK: 0 error(s)" in capsys.readouterr().out
     folder = _copy(tiny_model_dir, tmp_path / "f")
     (folder / "model.safetensors").unlink()
-    assert check_main([str(folder)]) == 1
+    assert cli_main(["check", str(folder)]) == 1
     assert "FAILED" in capsys.readouterr().out
 
 

@@ -21,8 +21,9 @@ __all__ = ["add_pipeline_arguments", "pipeline_config", "PIPELINE_OPTIONS", "BAG
            "add_bag_argument", "add_bag_storage_argument"]
 
 #: Option -> DepthVLMConfig field, for :func:`add_pipeline_arguments`.
-PIPELINE_OPTIONS = {"--model": "model_path", "--device": "device", "--head-backend": "head_backend",
-                    "--max-image-tokens": "max_image_tokens", "--resize-mode": "resize_mode"}
+PIPELINE_OPTIONS = {"--model": "model_path", "--device": "device", "--dtype": "dtype",
+                    "--head-backend": "head_backend", "--max-image-tokens": "max_image_tokens",
+                    "--resize-mode": "resize_mode"}
 
 # Help where the field's own description would read oddly on a command line.
 _PIPELINE_HELP = {

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
-__all__ = ["HELP", "add_arguments", "run", "main"]
+__all__ = ["HELP", "add_arguments", "run"]
 
 HELP = "Validate a model folder (config, weights, shards, tokenizer, processor, memory) without loading it."
 
@@ -37,14 +36,3 @@ def run(args: argparse.Namespace) -> int:
                                    frame_history=args.frame_history)
     print(report.format())
     return 0 if report.ok else 1
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m depthvlm_ros.commands.check MODEL``: the command on its own."""
-    parser = argparse.ArgumentParser(prog="depthvlm check", description=HELP)
-    add_arguments(parser)
-    return run(parser.parse_args(argv))
-
-
-if __name__ == "__main__":
-    sys.exit(main())
