@@ -85,7 +85,7 @@ FOLDER_DEFECTS = {
                       "not valid JSON"),
     "wrong_model_type": (lambda d: _edit_config(d, _retype), "model_type must be 'qwen3_vl'"),
     "wrong_dims": (lambda d: _edit_config(d, _wider), "not match"),
-    "truncated_weights": (_truncate, "not a valid safetensors file"),
+    "truncated_weights": (_truncate, "is truncated"),
     "garbage_weights": (_garbage, "not a valid safetensors file"),
 }
 
@@ -256,7 +256,7 @@ def test_cli_subprocess_errors_are_one_line(broken, inputs, tmp_path):
         ("predict", _command("predict", str(broken["tokenizer_missing"]), inputs,
                              tmp_path / "b"), "tokenizer"),
         ("export", _command("export", str(broken["truncated_weights"]), inputs, tmp_path / "c"),
-         "not a valid safetensors file"),
+         "is truncated"),
         ("export", _command("export", str(broken["wrong_dims"]), inputs, tmp_path / "d"),
          "not match"),
         ("bench", ["bench", "--data", str(tmp_path / "none.jsonl"), "--model", "embedded",
