@@ -170,13 +170,18 @@ class DepthVLMPipeline:
         """Load the model named by ``config.model_path`` on the configured device and dtype."""
         from transformers import AutoTokenizer
 
+        from .check.memory import default_image_tokens
+
         config.validate()
         folder = resolve_model_path(config.model_path)
         # Before the (slow) load, so a bad depthvlm_meta.json fails at once.
         mode = folder_resize_mode(folder) if config.resize_mode == "auto" else None
         device = resolve_device(config.device)
         dtype = resolve_dtype(config.dtype, device)
-        model = load_depthvlm(folder, dtype=dtype, device=device)
+        # The memory check before loading counts the KV cache of the frames this pipeline holds.
+        model = load_depthvlm(folder, dtype=dtype, device=device,
+                              image_tokens=default_image_tokens(config.max_image_tokens),
+                              frame_history=config.frame_history)
         try:
             tokenizer = AutoTokenizer.from_pretrained(str(folder), local_files_only=True,
                                                       trust_remote_code=False)
