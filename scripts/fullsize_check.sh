@@ -10,9 +10,12 @@
 #    with one error line;
 # 3. one 256x192 frame and one question in bfloat16 (scripts/fullsize_predict.py: load time,
 #    peak RSS, per-stage times, KV cache per held frame);
-# 4. `depthvlm predict` on the same frame as the command runs it on a CPU (float32): it either
+# 4. the same frame and question through depthvlm_node (its own process, over DDS) in
+#    bfloat16 (scripts/fullsize_node.py: time to ACTIVE, to depth and to the answer, the
+#    node's peak RSS against the weights);
+# 5. `depthvlm predict` on the same frame as the command runs it on a CPU (float32): it either
 #    runs or is refused before loading, with one line, when the memory estimate does not fit;
-# 5. the head exported to ONNX fp32 and fp16 and checked against torch (scripts/fullsize_export.py).
+# 6. the head exported to ONNX fp32 and fp16 and checked against torch (scripts/fullsize_export.py).
 # Needs ~10 GB of free RAM and 10 GB of disk; takes about 10 minutes on 2 cores.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -47,13 +50,17 @@ echo "== bfloat16: one frame, one question"
   --out "$OUT/predict_bf16.json" 2> "$OUT/predict_bf16.time" | tail -40
 grep -E "Maximum resident|Elapsed" "$OUT/predict_bf16.time"
 
+echo "== depthvlm_node, bfloat16: one frame and one question over DDS"
+. scripts/ros_env.sh
+python scripts/fullsize_node.py "$FOLDER" --dtype bfloat16 --out "$OUT/node_bf16.json" | tail -25
+
 echo "== depthvlm predict (float32 on a CPU)"
 python -c "
 from PIL import Image
 from depthvlm_ros.core.perf.inputs import synthetic_camera_frame
 Image.fromarray(synthetic_camera_frame(256, 192, 500.0)[0]).save('$OUT/frame.png')"
 set +e
-/usr/bin/time -v depthvlm predict "$OUT/frame.png" --fx 500 --model "$FOLDER" --device cpu \
+/usr/bin/time -v python -m depthvlm_ros.cli predict "$OUT/frame.png" --fx 500 --model "$FOLDER" --device cpu \
   --head-backend torch --question "How far is the object at pixel (u=128, v=96)?" \
   --out "$OUT/predict_fp32" 2> "$OUT/predict_fp32.time"
 echo "depthvlm predict exit status $?"
