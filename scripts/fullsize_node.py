@@ -12,13 +12,14 @@ depth statistics. ``scripts/fullsize_check.sh`` runs it after the predict step.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
+
+from fullsize_predict import frame_arguments  # this folder is on sys.path when run as a script
 
 from depthvlm_ros.core.check import validate_model_folder
 from depthvlm_ros.core.perf.inputs import synthetic_camera_frame
@@ -35,16 +36,8 @@ def vm_hwm_bytes(pid: int) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("model")
-    p.add_argument("--dtype", default="bfloat16", choices=("float32", "bfloat16", "float16"))
-    p.add_argument("--width", type=int, default=256)
-    p.add_argument("--height", type=int, default=192)
-    p.add_argument("--fx", type=float, default=500.0)
-    p.add_argument("--question", default="How far is the point at pixel (u=128, v=96)?")
-    p.add_argument("--threads", type=int, default=2)
+    p = frame_arguments(__doc__.splitlines()[0])
     p.add_argument("--timeout", type=float, default=900.0, help="seconds for each wait")
-    p.add_argument("--out", required=True, help="JSON file to write")
     args = p.parse_args(argv)
 
     report = validate_model_folder(args.model, dtype=args.dtype, device="cpu")

@@ -38,8 +38,10 @@ def cache_bytes(cache) -> int:
                if getattr(layer, "keys", None) is not None)
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def frame_arguments(description: str) -> argparse.ArgumentParser:
+    """The options of the full-size runs: model, dtype, the frame, the question, threads, out
+    (shared with scripts/fullsize_node.py, so both runs see the same frame and question)."""
+    p = argparse.ArgumentParser(description=description)
     p.add_argument("model")
     p.add_argument("--dtype", default="bfloat16", choices=("float32", "bfloat16", "float16"))
     p.add_argument("--width", type=int, default=256)
@@ -48,7 +50,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--question", default="How far is the object at pixel (u=128, v=96)?")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--out", required=True, help="JSON file to write")
-    args = p.parse_args(argv)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = frame_arguments(__doc__.splitlines()[0]).parse_args(argv)
     torch.set_num_threads(args.threads)
 
     config = DepthVLMConfig(model_path=args.model, device="cpu", dtype=args.dtype,
