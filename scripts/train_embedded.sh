@@ -3,8 +3,10 @@
 #
 #   scripts/train_embedded.sh [RUN_DIR]          # default runs/embedded
 #
-# 1. renders the synthetic DepthVLM-Bench (indoor + outdoor): a training split (seed 1) and a
-#    held-out split with new seeds (seed 7001) that training never sees;
+# 1. renders the synthetic DepthVLM-Bench (indoor + outdoor) in world WORLD (default v2: real-
+#    world sizes, generator 2.0; v1: generator 1.0, the world the shipped model was trained
+#    in): a training split (seed 1) and a held-out split with new seeds (seed 7001) that
+#    training never sees, plus the generator 1.0 held-out split (heldout_v1) for comparison;
 # 2. trains from random weights with `depthvlm train` under torchrun (DDP; one CPU process by
 #    default, NPROC=N for more): stage 0 (whole model, depth + text; needed because there is
 #    no pretrained backbone), then the paper's stage 1 (head only, SILog) and stage 2 (vision
@@ -25,33 +27,38 @@ N_EVAL=${N_EVAL:-30}         # images per kind in the held-out split
 STAGES=${STAGES:-0:1400:6e-4,1:120:3e-4,2:380:1.5e-4}
 STAGES2=${STAGES2:-0:3000:8e-4,1:150:3e-4,2:600:1.5e-4}
 PHASE2=${PHASE2:-0}
+EVAL_EVERY=${EVAL_EVERY:-450}  # steps between held-out evaluations (phase 1)
+WORLD=${WORLD:-v2}           # synthetic world of the training and held-out splits
+THREADS=${THREADS:-2}        # torch threads per process (1 on a shared machine)
+NICE=${NICE:-10}
 PY=${PYTHON:-python}
 mkdir -p "$RUN"
 
-gen() {  # gen DIR N SEED
+gen() {  # gen DIR N SEED WORLD
   if [ ! -f "$1/synthetic.jsonl" ]; then
     "$PY" -c "from depthvlm_ros.core.bench.synthetic import write_benchmark as w; \
-w('$1', $2, $2, seed=$3, progress=False, workers=2)"
+w('$1', $2, $2, seed=$3, progress=False, workers=2, world='$4')"
   fi
 }
-gen "$RUN/data/train" "$N_TRAIN" 1
-gen "$RUN/data/heldout" "$N_EVAL" 7001
+gen "$RUN/data/train" "$N_TRAIN" 1 "$WORLD"
+gen "$RUN/data/heldout" "$N_EVAL" 7001 "$WORLD"
+gen "$RUN/data/heldout_v1" "$N_EVAL" 7001 v1
 
 # canonical_fx 256: a 640x480 image with fx 525 becomes 320x224 (70 tokens); the token budget
 # of 128 bounds the widest views (their depth is rescaled by depth_scale, so it stays metric).
 train() {  # train OUT INIT STAGES EVAL_EVERY SEED [extra args]
   local out=$1 init=$2 stages=$3 every=$4 seed=$5
   shift 5
-  nice -n 10 "$PY" -m torch.distributed.run --standalone --nproc_per_node "$NPROC" \
+  nice -n "$NICE" "$PY" -m torch.distributed.run --standalone --nproc_per_node "$NPROC" \
     -m depthvlm_ros.cli train \
     --train "$RUN/data/train/synthetic.jsonl" --eval "$RUN/data/heldout/synthetic.jsonl" \
     --out "$out" --init "$init" --canonical-fx 256 --max-image-tokens 128 \
     --stages "$stages" --warmup 100 --batch-size 8 --grad-accum 1 --depth-weight 1.0 \
     --lm-weight 0.5 --hflip 0.5 --jitter 0.2 --crop 0.3 --text-mix dense=1,point=1,marker=2,qa=2 \
-    --workers 1 --threads 2 --eval-every "$every" --ckpt-every 50 --log-every 10 \
+    --workers 1 --threads "$THREADS" --eval-every "$every" --ckpt-every 50 --log-every 10 \
     --eval-images 60 --eval-markers 2 --seed "$seed" --resume auto "$@"
 }
-train "$RUN" scratch "$STAGES" 450 0 --arch embedded
+train "$RUN" scratch "$STAGES" "$EVAL_EVERY" 0 --arch embedded
 if [ "$PHASE2" = 1 ]; then
   train "$RUN/phase2" "$RUN/best" "$STAGES2" 750 1
   # Both phases on one step axis (the README figure), phase 2 drawn from the step it

@@ -145,20 +145,22 @@ def test_random_intrinsics_in_range():
     assert len(sizes) >= 4
 
 
-def test_indoor_depth_within_10m_and_dense():
+@pytest.mark.parametrize("world", S.WORLDS)
+def test_indoor_depth_within_10m_and_dense(world):
     for seed in range(12):
-        sc = S.render_scene(seed, "indoor", width=W, height=H)
+        sc = S.render_scene(seed, "indoor", width=W, height=H, world=world)
         assert sc.max_depth == 10.0
         assert np.all(sc.depth > 0), "a closed room leaves no invalid pixel"
         assert sc.depth.max() <= 10.0
         assert len(sc.objects) <= 46
 
 
-def test_outdoor_depth_capped_and_sky_invalid():
+@pytest.mark.parametrize("world", S.WORLDS)
+def test_outdoor_depth_capped_and_sky_invalid(world):
     with_sky = 0
     for seed in range(12):
-        cam, objs, _, _ = S.build_scene(seed, "outdoor", width=W, height=H)
-        sc = S.render_scene(seed, "outdoor", width=W, height=H)
+        cam, objs, _, _ = S.build_scene(seed, "outdoor", width=W, height=H, world=world)
+        sc = S.render_scene(seed, "outdoor", width=W, height=H, world=world)
         t, ids, _ = S.raycast(cam, objs)
         assert np.all(sc.depth <= 80.0)
         assert np.all(sc.depth[ids < 0] == 0)              # sky
@@ -183,6 +185,51 @@ def test_bad_arguments_raise_input_error():
         S.Box((0, 0, 0), (1, -1, 1))
     with pytest.raises(InputError):
         S.write_benchmark("/nonexistent-never", 0, 0)
+    with pytest.raises(InputError):
+        S.render_scene(0, "indoor", world="v3")
+    with pytest.raises(InputError):
+        S.write_benchmark("/nonexistent-never", 1, 0, world="v3")
+
+
+def _sizes(objs) -> list[tuple[float, float, float]]:
+    """Extent of every box, as (smaller footprint side, larger footprint side, top)."""
+    return [tuple(sorted((b.hi[0] - b.lo[0], b.hi[1] - b.lo[1]))) + (b.hi[2],)
+            for b in objs if isinstance(b, S.Box)]
+
+
+def test_world_v2_camera_heights_are_a_robots():
+    for seed in range(40):
+        indoor, *_ = S.build_scene(seed, "indoor")
+        outdoor, *_ = S.build_scene(seed, "outdoor")
+        assert 0.3 <= indoor.position[2] <= 1.5 and 0.5 <= outdoor.position[2] <= 2.0
+
+
+def test_world_v2_things_have_their_real_sizes():
+    # Every v2 room has a door of 0.8-0.9 x 2.0-2.1 m; every ceiling is 2.4-3.0 m high;
+    # tables stand 0.72-0.76 m high; every street's kerb is 0.12-0.16 m.
+    tables = kerbs = 0
+    for seed in range(30):
+        _, objs, _, _ = S.build_scene(seed, "indoor")
+        ceiling = [p.offset for p in objs if isinstance(p, S.Plane) and p.normal == (0, 0, 1)]
+        assert 2.4 <= max(ceiling) <= 3.0
+        sizes = _sizes(objs)
+        assert any(0.8 <= b <= 0.9 and 2.0 <= top <= 2.1 for _, b, top in sizes)
+        tables += sum(1 for a, b, top in sizes if 0.72 <= top <= 0.76 and a >= 0.7)
+        _, out, _, _ = S.build_scene(seed, "outdoor")
+        kerbs += sum(1 for a, b, top in _sizes(out) if b > 100 and 0.12 <= top <= 0.16)
+    assert tables >= 5 and kerbs >= 2 * 10
+
+
+def test_world_v1_writer_reproduces_generator_1(tmp_path, bench_dir):
+    meta = S.write_benchmark(tmp_path, 1, 1, seed=3, width=W, height=H, progress=False,
+                             world="v1")
+    assert meta["generator_version"] == "1.0" and meta["world"] == "v1"
+    line = json.loads((tmp_path / "synthetic.jsonl").read_text().splitlines()[0])
+    assert line["generator"] == "depthvlm_ros.synthetic 1.0"
+    v1 = S.render_scene(line["scene_seed"], "indoor", width=W, height=H, world="v1")
+    assert np.array_equal(np.asarray(Image.open(tmp_path / line["image"])), v1.rgb)
+    v2 = np.asarray(Image.open(bench_dir[0] / "rgb" / "indoor_000000.png"))
+    assert not np.array_equal(v2, v1.rgb)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -266,7 +313,8 @@ def test_writer_files_and_meta(bench_dir):
     saved = json.loads((out / "meta.json").read_text())
     assert saved == meta
     assert meta["n_indoor"] == 2 and meta["n_outdoor"] == 2
-    assert meta["generator_version"] == S.GENERATOR_VERSION and meta["seed"] == 3
+    assert meta["generator_version"] == S.GENERATOR_VERSION == "2.0" and meta["seed"] == 3
+    assert meta["world"] == "v2"
     assert meta["frames_per_s"] > 0
     lines = (out / "synthetic.jsonl").read_text().splitlines()
     assert len(lines) == meta["n_lines"] == 4 * 6
@@ -364,12 +412,15 @@ def _rounded(x):
     return round(x, 6) if isinstance(x, float) else x
 
 
-@pytest.mark.parametrize("kind,seed,digest,n_objects,size", [
-    ("indoor", 3, "b61093da9ef29697", 18, (384, 216)),
-    ("outdoor", 5, "5cabf30e02a999c6", 18, (448, 336)),
+@pytest.mark.parametrize("world,kind,seed,digest,n_objects,size", [
+    # World v1 must keep reproducing generator 1.0 (the shipped model's training data).
+    ("v1", "indoor", 3, "b61093da9ef29697", 18, (384, 216)),
+    ("v1", "outdoor", 5, "5cabf30e02a999c6", 18, (448, 336)),
+    ("v2", "indoor", 3, "681a7538d6cc0bcb", 32, (384, 216)),
+    ("v2", "outdoor", 5, "e823ab1a15f4b0ee", 40, (448, 336)),
 ])
-def test_scene_description_of_a_seed_is_pinned(kind, seed, digest, n_objects, size):
-    cam, objs, light, look = S.build_scene(seed, kind)
+def test_scene_description_of_a_seed_is_pinned(world, kind, seed, digest, n_objects, size):
+    cam, objs, light, look = S.build_scene(seed, kind, world=world)
     assert (len(objs), (cam.width, cam.height)) == (n_objects, size)
     text = repr(_rounded((cam, objs, light, look))).encode()
     assert hashlib.sha256(text).hexdigest()[:16] == digest

@@ -12,14 +12,16 @@ Modules, in the order a frame flows through them:
 * :mod:`.scene`: the scene description (materials, primitives, camera, light, result);
 * :mod:`.raycast`: one ray per pixel, the nearest hit and its z-depth;
 * :mod:`.shading`: normals, procedural albedo, lighting, the 8-bit image;
-* :mod:`.layouts`: random intrinsics, appearance and indoor / outdoor layouts, and
-  :func:`build_scene` / :func:`render_scene`;
+* :mod:`.draws`: random intrinsics, colours, materials and lights;
+* :mod:`.world_v2`: indoor / outdoor layouts with real-world sizes (the default world);
+* :mod:`.world_v1`: the generator 1.0 layouts, kept to reproduce its files exactly;
+* :mod:`.layouts`: :func:`build_scene` / :func:`render_scene` for either world;
 * :mod:`.qa`: spatial questions and answers from a depth map;
 * :mod:`.writer`: the DepthVLM-Bench folder (images, depth PNGs, JSONL, meta.json).
 """
 
 from .constants import (DENSE_PROMPT, DENSE_SOLUTION, DEPTH_SCALE, GENERATOR_VERSION, KINDS,
-                        MAX_DEPTH, QA_TYPES)
+                        MAX_DEPTH, QA_TYPES, WORLDS)
 from .layouts import build_scene, render_scene
 from .qa import QAItem, backproject_pixel, make_qa
 from .raycast import raycast
@@ -30,7 +32,7 @@ from .writer import benchmark_summary, write_benchmark
 
 __all__ = [
     # constants
-    "GENERATOR_VERSION", "KINDS", "MAX_DEPTH", "DEPTH_SCALE", "DENSE_PROMPT", "DENSE_SOLUTION",
+    "GENERATOR_VERSION", "WORLDS", "KINDS", "MAX_DEPTH", "DEPTH_SCALE", "DENSE_PROMPT", "DENSE_SOLUTION",
     "QA_TYPES",
     # scene description, ray casting and shading
     "Material", "Plane", "Box", "Cylinder", "Camera", "Light", "Scene", "camera_rotation",

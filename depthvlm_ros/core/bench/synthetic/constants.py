@@ -8,6 +8,7 @@ from __future__ import annotations
 
 __all__ = [
     "GENERATOR_VERSION",
+    "WORLDS",
     "KINDS",
     "MAX_DEPTH",
     "DEPTH_SCALE",
@@ -16,8 +17,12 @@ __all__ = [
     "QA_TYPES",
 ]
 
-#: Bumped whenever the same seed would give different pixels.
-GENERATOR_VERSION = "1.0"
+#: Bumped whenever the same seed would give different pixels (in the default world).
+GENERATOR_VERSION = "2.0"
+
+#: Layout rules by name, with the generator version whose files each reproduces: ``v2`` gives
+#: things their real-world sizes (the default), ``v1`` is kept to reproduce 1.0 files exactly.
+WORLDS = {"v1": "1.0", "v2": "2.0"}
 
 KINDS = ("indoor", "outdoor")
 

@@ -16,8 +16,8 @@ from typing import Iterable, NamedTuple
 import numpy as np
 
 from ...errors import InputError
-from .constants import (DENSE_PROMPT, DENSE_SOLUTION, DEPTH_SCALE, GENERATOR_VERSION, KINDS,
-                        MAX_DEPTH, QA_TYPES)
+from .constants import (DENSE_PROMPT, DENSE_SOLUTION, DEPTH_SCALE, KINDS, MAX_DEPTH, QA_TYPES,
+                        WORLDS)
 from .layouts import build_scene, render_scene
 from .qa import make_qa
 from .scene import Scene
@@ -39,6 +39,7 @@ class _ImageTask(NamedTuple):
     image_format: str
     n_points: int
     n_qa: int
+    world: str
 
 
 def _quantise(depth: np.ndarray, scale: float) -> np.ndarray:
@@ -83,7 +84,7 @@ def _image_fields(sc: Scene, task: _ImageTask, stem: str, img_rel: str, dep_rel:
         "domain": task.kind,
         "dataset": f"synthetic_{task.kind}",
         "scene_seed": task.scene_seed,
-        "generator": f"depthvlm_ros.synthetic {GENERATOR_VERSION}",
+        "generator": f"depthvlm_ros.synthetic {WORLDS[task.world]}",
     }
 
 
@@ -117,7 +118,7 @@ def _one_image(task: _ImageTask) -> tuple[list[dict], tuple[float, float]]:
     """Render, save and annotate one image (runs in a worker process when workers > 1)."""
     t0, c0 = time.perf_counter(), time.process_time()
     sc = render_scene(task.scene_seed, task.kind, width=task.width, height=task.height,
-                      fx=task.fx)
+                      fx=task.fx, world=task.world)
     # Wall and CPU time: on a shared machine the CPU time is the fairer speed measure.
     t_render = (time.perf_counter() - t0, time.process_time() - c0)
     stem = f"{task.kind}_{task.index:06d}"
@@ -204,7 +205,8 @@ def write_benchmark(out_dir: str | os.PathLike, n_indoor: int, n_outdoor: int, s
                     width: int | None = None, height: int | None = None,
                     fx: float | None = None, image_format: str = "png", points_per_image: int = 10,
                     qa_per_image: int = 4, workers: int = 1, progress: bool = True,
-                    jsonl_name: str = "synthetic.jsonl", split_by_kind: bool = True) -> dict:
+                    jsonl_name: str = "synthetic.jsonl", split_by_kind: bool = True,
+                    world: str = "v2") -> dict:
     """Generate a synthetic DepthVLM-Bench folder.
 
     Layout::
@@ -231,6 +233,7 @@ def write_benchmark(out_dir: str | os.PathLike, n_indoor: int, n_outdoor: int, s
         progress: show a tqdm bar.
         jsonl_name: name of the combined annotation file.
         split_by_kind: also write ``synthetic_<kind>.jsonl``.
+        world: ``v2`` (real-world sizes, generator 2.0) or ``v1`` (reproduces 1.0 files).
 
     Returns:
         The metadata written to ``meta.json``: ``frames_per_s`` is frames per second of
@@ -238,15 +241,17 @@ def write_benchmark(out_dir: str | os.PathLike, n_indoor: int, n_outdoor: int, s
         (fairer on a busy machine), ``wall_frames_per_s`` end to end with file writing.
 
     Raises:
-        InputError: negative counts, nothing to do, bad format or worker count.
+        InputError: negative counts, nothing to do, bad format, worker count or world.
     """
     _check_arguments(n_indoor, n_outdoor, seed, width, height, fx, image_format,
                      points_per_image, qa_per_image, workers)
+    if world not in WORLDS:
+        raise InputError(f"world must be one of {tuple(WORLDS)}, got {world!r}")
     out = Path(out_dir)
     (out / "rgb").mkdir(parents=True, exist_ok=True)
     (out / "depth").mkdir(parents=True, exist_ok=True)
     tasks = [_ImageTask(str(out), kind, i, scene_seed(seed, kind, i), width, height, fx,
-                        image_format, points_per_image, qa_per_image)
+                        image_format, points_per_image, qa_per_image, world)
              for kind, count in (("indoor", n_indoor), ("outdoor", n_outdoor))
              for i in range(count)]
     t0 = time.perf_counter()
@@ -257,7 +262,8 @@ def write_benchmark(out_dir: str | os.PathLike, n_indoor: int, n_outdoor: int, s
     n = len(tasks)
     meta = {
         "generator": "depthvlm_ros.core.bench.synthetic",
-        "generator_version": GENERATOR_VERSION,
+        "generator_version": WORLDS[world],
+        "world": world,
         "seed": int(seed),
         "scene_seed_rule": "numpy SeedSequence([seed, kind_id (indoor 1, outdoor 2), index])"
                            ".generate_state(1, uint32)[0]",
