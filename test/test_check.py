@@ -191,3 +191,21 @@ def test_loading_is_refused_before_it_starts_when_memory_is_short(monkeypatch, t
     assert validate_model_folder(tiny_model_dir, device="none").ok  # estimate only
     monkeypatch.setenv(SKIP_MEMORY_CHECK_ENV, "1")
     assert load_depthvlm(tiny_model_dir) is not None
+
+
+def test_the_pipeline_load_runs_the_folder_check_first(tmp_path, tiny_model_dir):
+    """The node's configure step, replay and bench load through ``from_config``: a fault only
+    the folder check sees (the weights alone would load) fails there with the check's line."""
+    from depthvlm_ros.core.config import DepthVLMConfig
+    from depthvlm_ros.core.pipeline import DepthVLMPipeline
+
+    folder = _copy(tiny_model_dir, tmp_path / "patch")
+    pre = json.loads((folder / "preprocessor_config.json").read_text())
+    pre["patch_size"] = 14
+    (folder / "preprocessor_config.json").write_text(json.dumps(pre))
+    assert load_depthvlm(folder) is not None
+    with pytest.raises(ModelLoadError, match="processor: .*patch_size=14"):
+        DepthVLMPipeline.from_config(DepthVLMConfig(model_path=str(folder), device="cpu"))
+    good = DepthVLMPipeline.from_config(DepthVLMConfig(model_path=str(tiny_model_dir),
+                                                       device="cpu"))
+    assert good.check_report is not None and good.check_report.ok

@@ -150,6 +150,8 @@ class DepthVLMPipeline:
         self.pixel_limits = release_pixel_limits(pre)
         self.head_runtime = head_runtime or model.depth_head
         self.head_backend_name = head_backend_name
+        #: What ``depthvlm check`` found before loading (set by :meth:`from_config`).
+        self.check_report = None
         param = next(model.parameters())
         self.device, self.dtype = param.device, param.dtype
         mc = model.config
@@ -172,15 +174,22 @@ class DepthVLMPipeline:
 
         from .check.memory import default_image_tokens
 
+        from .check import validate_model_folder
+
         config.validate()
         folder = resolve_model_path(config.model_path)
-        # Before the (slow) load, so a bad depthvlm_meta.json fails at once.
-        mode = folder_resize_mode(folder) if config.resize_mode == "auto" else None
         device = resolve_device(config.device)
         dtype = resolve_dtype(config.dtype, device)
-        # The memory check before loading counts the KV cache of the frames this pipeline holds.
-        model = load_depthvlm(folder, dtype=dtype, device=device,
-                              image_tokens=default_image_tokens(config.max_image_tokens),
+        image_tokens = default_image_tokens(config.max_image_tokens)
+        # What `depthvlm check` reports, from file headers only (seconds for a 4B folder): a
+        # wrong shape, tokenizer, processor, depthvlm_meta.json or not enough memory (the KV
+        # cache of the frames this pipeline holds included) fails here, before the slow load.
+        report = validate_model_folder(folder, dtype=config.dtype, device=str(device),
+                                       image_tokens=image_tokens,
+                                       frame_history=config.frame_history)
+        report.raise_if_failed()
+        mode = folder_resize_mode(folder) if config.resize_mode == "auto" else None
+        model = load_depthvlm(folder, dtype=dtype, device=device, image_tokens=image_tokens,
                               frame_history=config.frame_history)
         try:
             tokenizer = AutoTokenizer.from_pretrained(str(folder), local_files_only=True,
@@ -204,8 +213,10 @@ class DepthVLMPipeline:
 
             runtime, name = select_head_runtime(model, config, folder)
         meta_fx = read_meta(folder).get("canonical_fx")
-        return cls(model, tokenizer, config, read_preprocessor(folder), runtime, name,
-                   float(meta_fx) if meta_fx else None, mode)
+        pipeline = cls(model, tokenizer, config, read_preprocessor(folder), runtime, name,
+                       float(meta_fx) if meta_fx else None, mode)
+        pipeline.check_report = report  # its warnings are worth a log line in the caller
+        return pipeline
 
     # ----------------------------------------------------------------------------------------
     def prepare(self, rgb: np.ndarray, intrinsics: Intrinsics) -> ModelImage:

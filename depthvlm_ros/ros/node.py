@@ -208,6 +208,8 @@ class DepthVLMNode(LifecycleNode):
         except DepthVLMError as exc:
             self.get_logger().error(f"configure failed: cannot load the model: {exc}")
             return TransitionCallbackReturn.FAILURE
+        for warning in pipeline.check_report.warnings if pipeline.check_report else ():
+            self.get_logger().warning(f"model folder: {warning}")
         self.get_logger().info(
             f"model '{cfg.model_path}' loaded in {time.perf_counter() - t0:.1f} s on "
             f"{pipeline.device} ({pipeline.dtype}, head: {pipeline.head_backend_name})")
