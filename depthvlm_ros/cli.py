@@ -61,6 +61,17 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"depthvlm {args.command}: interrupted", file=sys.stderr)
         return 130
+    finally:
+        _leave_process_group()
+
+
+def _leave_process_group() -> None:
+    """Under torchrun, every rank leaves the process group together before exiting."""
+    if "torch.distributed" not in sys.modules:  # never joined one; keep --help free of torch
+        return
+    from .core.distributed import shutdown_distributed
+
+    shutdown_distributed(wait=True)
 
 
 if __name__ == "__main__":

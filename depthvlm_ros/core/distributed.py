@@ -68,9 +68,18 @@ def init_distributed(device: str = "auto", timeout_s: float = 600.0) -> DistEnv:
     return DistEnv(rank, world, local, dev, backend)
 
 
-def shutdown_distributed() -> None:
-    """Leave the process group (if any) so the launcher sees a clean exit."""
+def shutdown_distributed(wait: bool = False) -> None:
+    """Leave the process group (if any) so the launcher sees a clean exit.
+
+    Args:
+        wait: meet every rank at a barrier first. Ranks that finish early (the workers of a
+            sharded replay, while rank 0 still writes the bag) must not tear their Gloo
+            connections down under a peer: exiting with a live process group can abort the
+            process, and torchrun then kills the ranks still working.
+    """
     if dist.is_available() and dist.is_initialized():
+        if wait:
+            dist.barrier()
         dist.destroy_process_group()
 
 

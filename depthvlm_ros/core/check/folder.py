@@ -169,8 +169,8 @@ def _count(n: int) -> str:
 def _check_pickles(folder: Path, report: CheckReport) -> None:
     pickles = sorted(p.name for p in folder.iterdir() if p.suffix in PICKLE_SUFFIXES)
     if pickles:
-        report.add("error", "pickle", f"pickle file(s) present: {_listed(pickles)}; refused, "
-                   "because unpickling can run code: DepthVLM loads safetensors only "
+        report.add("error", "pickle", f"pickle file(s) present: {_listed(pickles)}; pickles are "
+                   "refused because unpickling can run code: DepthVLM loads safetensors only "
                    "(convert or remove them)")
 
 
@@ -230,8 +230,9 @@ def _architecture_problems(config: Any, data: dict) -> list[str]:
     t, v = config.text_config, config.vision_config
     lines = []
     if v.out_hidden_size != t.hidden_size:
-        lines.append(f"vision_config.out_hidden_size {v.out_hidden_size} != text_config."
-                     f"hidden_size {t.hidden_size} (the merger must output LLM-width tokens)")
+        lines.append(f"vision_config.out_hidden_size {v.out_hidden_size} does not match "
+                     f"text_config.hidden_size {t.hidden_size} (the merger must output "
+                     "LLM-width tokens)")
     taps = list(v.deepstack_visual_indexes)
     if len(taps) != 3 or not all(0 <= i < v.depth for i in taps):
         lines.append(f"deepstack_visual_indexes {taps} must be 3 layers of the {v.depth}-layer "
