@@ -132,24 +132,25 @@ def test_one_bag_through_node_and_replay_gives_the_same_outputs(tmp_path, tiny_m
     node = node_factory()
     assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
     published: dict[str, list] = {"depth": [], "info": [], "points": []}
+    cam = node._cameras[""]  # the one unnamed camera
     for key in published:
-        node._pubs[key].publish = published[key].append
-    node._pubs["points"].get_subscription_count = lambda: 1
+        cam.pubs[key].publish = published[key].append
+    cam.pubs["points"].get_subscription_count = lambda: 1
     node._active = True
     node._worker.submit_frame = lambda job: node._run_frame(job) and None
     reader = open_reader(tmp_path / "in")
     try:
         for conn, _, raw in reader.messages():
             if conn.topic == INFO:
-                node._on_camera_info(deserialize_message(bytes(raw), CameraInfo))
+                node._on_camera_info(deserialize_message(bytes(raw), CameraInfo), cam)
             else:
-                node._on_image(deserialize_message(bytes(raw), Image))
+                node._on_image(deserialize_message(bytes(raw), Image), cam)
     finally:
         reader.close()
         node._active = False
 
     # Drop counters under the same names.
-    drops = {k: v for k, v in node._stats.snapshot()["drops"].items() if v}
+    drops = {k: v for k, v in cam.stats.snapshot()["drops"].items() if v}
     assert drops == summary.drops == {"camera_info_size": 1, "bad_encoding": 1, "bad_image": 1}
     assert summary.frames_processed == len(published["depth"]) == 3
 

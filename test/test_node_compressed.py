@@ -61,11 +61,18 @@ def make_node(tiny_model_dir):
 
 
 def test_compressed_subscription_follows_the_remapped_image_topic(make_node):
+    from depthvlm_ros.ros.node import _Camera
+
+    unnamed, front = _Camera("", None), _Camera("front", None)
     node = make_node(remaps=["image:=/camera/camera/color/image_raw"])
-    assert node._image_input("compressed") == (CompressedImage,
-                                               "/camera/camera/color/image_raw/compressed")
-    assert node._image_input("raw")[1] == "image"
-    assert make_node()._image_input("compressed")[1] == "/image/compressed"
+    assert node._image_input("compressed", unnamed) == (
+        CompressedImage, "/camera/camera/color/image_raw/compressed")
+    assert node._image_input("raw", unnamed)[1] == "image"
+    assert make_node()._image_input("compressed", unnamed)[1] == "/image/compressed"
+    # A named camera's base topic is remapped like any other.
+    node = make_node(remaps=["front/image:=/cams/front/color"])
+    assert node._image_input("compressed", front)[1] == "/cams/front/color/compressed"
+    assert node._image_input("raw", front)[1] == "front/image"
 
 
 def test_executor_only_stores_and_the_worker_decodes_and_drops(make_node):
@@ -75,9 +82,10 @@ def test_executor_only_stores_and_the_worker_decodes_and_drops(make_node):
                      points_max_range=5.0, points_rgb=False)
     assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
     published: dict[str, list] = {"depth": [], "points": []}
+    cam = node._cameras[""]  # the one unnamed camera
     for key in published:
-        node._pubs[key].publish = published[key].append
-    node._pubs["points"].get_subscription_count = lambda: 1
+        cam.pubs[key].publish = published[key].append
+    cam.pubs["points"].get_subscription_count = lambda: 1
     node._active = True
     jobs = []
     node._worker.submit_frame = lambda job: jobs.append(job)  # what the executor hands over
@@ -86,16 +94,16 @@ def test_executor_only_stores_and_the_worker_decodes_and_drops(make_node):
     try:
         for msg in stream:
             info = info_msg(INTR, msg.header.stamp, "cam_optical")
-            node._on_camera_info(info)
-            node._on_image(msg)
+            node._on_camera_info(info, cam)
+            node._on_image(msg, cam)
         # The executor thread decoded nothing: every message is a job, no drop counted yet.
         assert [j.image for j in jobs] == stream
-        assert not any(node._stats.snapshot()["drops"].values())
+        assert not any(cam.stats.snapshot()["drops"].values())
         for job in jobs:
             node._run_frame(job)
     finally:
         node._active = False
-    drops = {k: v for k, v in node._stats.snapshot()["drops"].items() if v}
+    drops = {k: v for k, v in cam.stats.snapshot()["drops"].items() if v}
     assert drops == {"bad_image": 2, "bad_encoding": 2}
     assert [m.header.stamp.sec for m in published["depth"]] == [1, 6]
     depth = published["depth"][0]

@@ -24,8 +24,9 @@ class Recorder:
         if self.gate is not None:
             self.gate.wait(5)
         time.sleep(self.frame_s)
-        self.log.append(("frame", job.stamp_ns))
-        return HeldFrame(job.stamp_ns, None, None, np.zeros((1, 1)), None)
+        self.log.append(("frame", job.stamp_ns) if not job.camera else
+                        ("frame", job.camera, job.stamp_ns))
+        return HeldFrame(job.stamp_ns, None, None, np.zeros((1, 1)), None, camera=job.camera)
 
     def run_query(self, job, frame, error):
         self.log.append(("query", job.qid, frame.stamp_ns if frame else None, error))
@@ -48,7 +49,7 @@ def test_newer_frame_replaces_waiting_one():
     w = LatestFrameWorker(rec.run_frame, rec.run_query, 4, 4)
     w.start()
     assert w.submit_frame(FrameJob(1, None, None)) is None
-    _wait(lambda: w._frame is None)          # frame 1 is running (blocked on the gate)
+    _wait(lambda: w.waiting_frames() == 0)          # frame 1 is running (blocked on the gate)
     assert w.submit_frame(FrameJob(2, None, None)) is None
     replaced = w.submit_frame(FrameJob(3, None, None))
     assert replaced is not None and replaced.stamp_ns == 2
@@ -63,8 +64,8 @@ def test_query_queue_is_bounded_and_stop_returns_leftovers():
     # Not started: queries only accumulate.
     assert w.submit_query(_q("a")) and w.submit_query(_q("b"))
     assert not w.submit_query(_q("c"))
-    left, frame = w.stop()
-    assert [q.qid for q in left] == ["a", "b"] and frame is None
+    left, frames = w.stop()
+    assert [q.qid for q in left] == ["a", "b"] and frames == []
 
 
 def test_query_before_any_frame_waits_then_is_answered():
@@ -117,7 +118,7 @@ def test_queries_have_priority_but_cannot_starve_frames():
     w = LatestFrameWorker(rec.run_frame, rec.run_query, 3, 4)
     w.start()
     w.submit_frame(FrameJob(1, None, None))
-    _wait(lambda: w._frame is None)
+    _wait(lambda: w.waiting_frames() == 0)
     w.submit_frame(FrameJob(2, None, None))
     for i in range(3):
         assert w.submit_query(_q(f"q{i}"))
@@ -135,7 +136,7 @@ def test_worker_survives_exceptions():
         raise RuntimeError("boom")
 
     w = LatestFrameWorker(bad_frame, lambda *a: None, 2, 2,
-                          on_error=lambda where, exc: errors.append((where, str(exc))))
+                          on_error=lambda where, exc, job: errors.append((where, str(exc))))
     w.start()
     w.submit_frame(FrameJob(1, None, None))
     w.submit_frame(FrameJob(2, None, None))
@@ -188,3 +189,59 @@ def test_counters_snapshot_rates_and_reset():
     snap2 = c.snapshot()
     assert snap2["period"] == {} and snap2["totals"]["frames_received"] == 4
     assert snap2["latency_last"]["model"] == 1.5
+
+
+def test_cameras_take_turns_so_a_slow_camera_is_not_starved():
+    """A camera sending a frame before every model run next to one sending rarely: the rare
+    camera's frame runs next, not after the busy camera's stream."""
+    rec = Recorder(frame_s=0.01)
+    w = LatestFrameWorker(rec.run_frame, rec.run_query, 4, 4)
+    # Not started yet: both cameras have a frame waiting; 'fast' asked first.
+    w.submit_frame(FrameJob(1, None, None, camera="fast"))
+    w.submit_frame(FrameJob(100, None, None, camera="slow"))
+    w.start()
+    _wait(lambda: len(rec.log) == 2)
+    # The busy camera keeps a frame waiting at every pick; the slow one sends one more.
+    for stamp in range(2, 8):
+        w.submit_frame(FrameJob(stamp, None, None, camera="fast"))
+        if stamp == 4:
+            w.submit_frame(FrameJob(101, None, None, camera="slow"))
+        _wait(lambda: w.waiting_frames() == 0)
+    w.stop()
+    slow = [i for i, e in enumerate(rec.log) if e[1] == "slow"]
+    assert [rec.log[i][2] for i in slow] == [100, 101]
+    assert slow[1] - slow[0] <= 3, rec.log  # served within one round of its arrival
+    fast = [e[2] for e in rec.log if e[1] == "fast"]
+    assert fast == sorted(fast) and fast[0] == 1  # in order, each camera on its own
+
+
+def test_a_superseded_frame_is_replaced_only_by_its_own_camera():
+    w = LatestFrameWorker(lambda j: None, lambda *a: None, 2, 4)
+    assert w.submit_frame(FrameJob(1, None, None, camera="a")) is None
+    assert w.submit_frame(FrameJob(2, None, None, camera="b")) is None
+    replaced = w.submit_frame(FrameJob(3, None, None, camera="a"))
+    assert replaced.stamp_ns == 1
+    _, frames = w.stop()
+    assert sorted((f.camera, f.stamp_ns) for f in frames) == [("a", 3), ("b", 2)]
+
+
+def test_queries_are_answered_from_the_frames_of_their_own_camera():
+    rec = Recorder()
+    w = LatestFrameWorker(rec.run_frame, rec.run_query, 8, 2, frame_wait_s=0.3)
+    w.start()
+    w.submit_frame(FrameJob(10, None, None, camera="left"))
+    _wait(lambda: w.latest("left") is not None)
+    w.submit_frame(FrameJob(20, None, None, camera="right"))
+    _wait(lambda: w.latest("right") is not None)
+    w.submit_query(_q("latest-left", camera="left"))
+    w.submit_query(_q("stamped-right", stamp=20, camera="right"))
+    w.submit_query(_q("left-stamp-on-right", stamp=10, camera="right"))
+    _wait(lambda: len([e for e in rec.log if e[0] == "query"]) == 3, timeout=3)
+    w.stop()
+    answers = {e[1]: e[2:] for e in rec.log if e[0] == "query"}
+    assert answers["latest-left"] == (10, None)
+    assert answers["stamped-right"] == (20, None)
+    # Stamp 10 belongs to the left camera: never answered from it when the right one is asked.
+    assert answers["left-stamp-on-right"][0] is None and "not held" in \
+        answers["left-stamp-on-right"][1]
+    assert [f.stamp_ns for f in w.history("left")] == [10]

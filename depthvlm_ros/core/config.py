@@ -11,6 +11,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
+from .cameras import parse_camera_names
 from .errors import ConfigError
 
 __all__ = ["DepthVLMConfig", "FieldSpec", "field_specs"]
@@ -87,6 +88,10 @@ class DepthVLMConfig:
                               "compressed (sensor_msgs/CompressedImage, JPEG or PNG, on "
                               "'image/compressed' under the remapped name of 'image', as "
                               "image_transport names it).", choices=("raw", "compressed"))
+    cameras: str = _f("", "Cameras served by this one model, as comma-separated names (e.g. "
+                      "'front,left,right'); each camera's topics stand under its name "
+                      "(front/image, front/camera_info, front/depth/image, ...). Empty: one "
+                      "unnamed camera on the plain topics.")
     depth_encoding: str = _f("32FC1", "Encoding of 'depth/image': 32FC1 (metres, NaN invalid) "
                              "or 16UC1 (millimetres, 0 invalid); REP 118 allows both.",
                              choices=("32FC1", "16UC1"))
@@ -163,6 +168,10 @@ class DepthVLMConfig:
             problems.append("points_min_range must be smaller than points_max_range")
         if self.min_image_tokens > self.max_image_tokens:
             problems.append("min_image_tokens must not exceed max_image_tokens")
+        try:
+            parse_camera_names(self.cameras)
+        except ConfigError as exc:
+            problems.append(str(exc))
         dev = self.device
         if not (dev in ("auto", "cpu", "cuda") or (dev.startswith("cuda:") and dev[5:].isdigit())):
             problems.append(f"device={dev!r} must be auto, cpu, cuda or cuda:N")

@@ -6,8 +6,12 @@ place while the node stays a thin translation layer.
 
 Policies:
 
-* **Latest frame.** The worker holds at most one waiting frame. A newer frame replaces it and the
-  replaced one is counted as dropped (``superseded``); frames never queue behind the model.
+* **Latest frame.** The worker holds at most one waiting frame per camera. A newer frame of the
+  same camera replaces it and the replaced one is counted as dropped (``superseded``); frames
+  never queue behind the model.
+* **Cameras in turn.** With several cameras, the waiting frame of the camera served longest ago
+  runs next, so a 30 Hz camera next to a 5 Hz one cannot starve it: each gets at least one
+  frame in every round of as many frames as there are cameras with frames waiting.
 * **Queries first.** Between two frames the worker answers every answerable query, but never more
   than ``query_queue_size`` in a row while a frame is waiting, so a query flood cannot freeze the
   depth stream.
@@ -16,7 +20,8 @@ Policies:
 * **Queries wait for their frame, boundedly.** A query about the latest frame (stamp 0) that
   arrives before any frame was processed, or one stamped later than the newest processed frame,
   waits up to ``frame_wait_s`` for that frame; then it is answered with an error. A query about
-  a frame older than the ones still held (``frame_history``) is answered with an error at once.
+  a frame older than the ones still held (``frame_history`` per camera) is answered with an
+  error at once. A query is only ever answered from a frame of the camera it names.
 """
 
 from __future__ import annotations
@@ -46,6 +51,7 @@ class FrameJob:
     image: Any
     info: Any
     received: float = field(default_factory=time.monotonic)
+    camera: str = ""
 
 
 @dataclass
@@ -60,6 +66,7 @@ class QueryJob:
         regions: ``(x_offset, y_offset, width, height)`` regions referenced by the question.
         received: ``time.monotonic()`` at arrival (latency is measured from here).
         deadline: monotonic time after which waiting for the frame ends in an error.
+        camera: name of the camera asked about ('' = the unnamed camera).
     """
 
     stamp_ns: int
@@ -69,6 +76,7 @@ class QueryJob:
     regions: tuple = ()
     received: float = field(default_factory=time.monotonic)
     deadline: float = 0.0
+    camera: str = ""
 
 
 @dataclass
@@ -80,6 +88,7 @@ class HeldFrame:
     context: Any
     depth: np.ndarray
     intrinsics: Any
+    camera: str = ""
 
 
 class StampPairer:
@@ -222,18 +231,18 @@ class LatestFrameWorker:
         run_query: ``(job, frame, error) -> None``; answers with ``frame`` or, when ``frame``
             is None, publishes an error answer with reason ``error``.
         query_queue_size: most waiting queries.
-        frame_history: processed frames kept for stamped questions.
+        frame_history: processed frames kept for stamped questions, per camera.
         stamp_tolerance_ns: largest stamp difference when looking a query's frame up.
         frame_wait_s: longest wait of a query for its frame.
-        on_error: ``(where, exception) -> None`` for unexpected exceptions in the callbacks; the
-            worker keeps running after them.
+        on_error: ``(where, exception, job) -> None`` for unexpected exceptions in the
+            callbacks; the worker keeps running after them.
     """
 
     def __init__(self, run_frame: Callable[[FrameJob], Optional[HeldFrame]],
                  run_query: Callable[[QueryJob, Optional[HeldFrame], Optional[str]], None],
                  query_queue_size: int, frame_history: int, stamp_tolerance_ns: int = 0,
                  frame_wait_s: float = FRAME_WAIT_S,
-                 on_error: Optional[Callable[[str, BaseException], None]] = None) -> None:
+                 on_error: Optional[Callable[[str, BaseException, Any], None]] = None) -> None:
         self._run_frame = run_frame
         self._run_query = run_query
         self.query_queue_size = int(query_queue_size)
@@ -241,18 +250,24 @@ class LatestFrameWorker:
         self.frame_wait_s = float(frame_wait_s)
         self._on_error = on_error
         self._cond = threading.Condition()
-        self._frame: Optional[FrameJob] = None
+        self.frame_history = int(frame_history)
+        self._frames: dict[str, FrameJob] = {}  # camera -> its one waiting frame
+        self._served: dict[str, int] = {}  # camera -> sequence number of its last frame run
+        self._sequence = 0
         self._queries: Deque[QueryJob] = collections.deque()
-        self.history: Deque[HeldFrame] = collections.deque(maxlen=int(frame_history))
+        #: Camera -> its processed frames still held for questions, oldest first.
+        self.histories: dict[str, Deque[HeldFrame]] = {}
         self._stop = False
         self._thread: Optional[threading.Thread] = None
         self._queries_in_row = 0
 
     # --- producer side (executor thread) ------------------------------------------------------
     def submit_frame(self, job: FrameJob) -> Optional[FrameJob]:
-        """Hand a frame over; returns the waiting frame it replaced (to be counted as dropped)."""
+        """Hand a frame over; returns the waiting frame of the same camera it replaced (to be
+        counted as dropped)."""
         with self._cond:
-            replaced, self._frame = self._frame, job
+            replaced = self._frames.pop(job.camera, None)
+            self._frames[job.camera] = job
             self._cond.notify()
             return replaced
 
@@ -271,10 +286,21 @@ class LatestFrameWorker:
         with self._cond:
             return len(self._queries)
 
-    def latest(self) -> Optional[HeldFrame]:
-        """The newest processed frame, if any."""
+    def waiting_frames(self) -> int:
+        """Frames handed over and not yet run (at most one per camera)."""
         with self._cond:
-            return self.history[-1] if self.history else None
+            return len(self._frames)
+
+    def latest(self, camera: str = "") -> Optional[HeldFrame]:
+        """The newest processed frame of ``camera``, if any."""
+        with self._cond:
+            history = self.histories.get(camera)
+            return history[-1] if history else None
+
+    def history(self, camera: str = "") -> list[HeldFrame]:
+        """The processed frames of ``camera`` still held, oldest first."""
+        with self._cond:
+            return list(self.histories.get(camera, ()))
 
     # --- lifecycle ----------------------------------------------------------------------------
     def start(self) -> None:
@@ -285,8 +311,8 @@ class LatestFrameWorker:
         self._thread = threading.Thread(target=self._loop, name="depthvlm_worker", daemon=True)
         self._thread.start()
 
-    def stop(self, timeout: Optional[float] = None) -> tuple[list[QueryJob], Optional[FrameJob]]:
-        """Stop after the current job; returns the queries and the frame that never ran."""
+    def stop(self, timeout: Optional[float] = None) -> tuple[list[QueryJob], list[FrameJob]]:
+        """Stop after the current job; returns the queries and the frames that never ran."""
         with self._cond:
             self._stop = True
             self._cond.notify_all()
@@ -294,41 +320,42 @@ class LatestFrameWorker:
             self._thread.join(timeout)
             self._thread = None
         with self._cond:
-            queries, frame = list(self._queries), self._frame
+            queries, frames = list(self._queries), list(self._frames.values())
             self._queries.clear()
-            self._frame = None
-        return queries, frame
+            self._frames.clear()
+        return queries, frames
 
     def clear_history(self) -> None:
         with self._cond:
-            self.history.clear()
+            self.histories.clear()
 
     # --- the thread ---------------------------------------------------------------------------
     def _resolve(self, q: QueryJob, now: float):
         """The frame a query is about, ``_WAIT``, or an error string (caller holds the lock)."""
+        history = self.histories.get(q.camera, ())
         if q.stamp_ns == 0:
-            if self.history:
-                return self.history[-1]
+            if history:
+                return history[-1]
             if now < q.deadline:
                 return _WAIT
             return f"no frame was processed within {self.frame_wait_s:g} s of the question"
         best, best_dt = None, None
-        for f in self.history:
+        for f in history:
             dt = abs(f.stamp_ns - q.stamp_ns)
             if dt <= self.stamp_tolerance_ns and (best_dt is None or dt < best_dt):
                 best, best_dt = f, dt
         if best is not None:
             return best
-        newest = self.history[-1].stamp_ns if self.history else None
+        newest = history[-1].stamp_ns if history else None
         stamp_s = q.stamp_ns * 1e-9
         if newest is None or q.stamp_ns > newest:
             if now < q.deadline:
                 return _WAIT
             return (f"no frame with stamp {stamp_s:.9f} was processed within "
                     f"{self.frame_wait_s:g} s (dropped, or never received)")
-        oldest = self.history[0].stamp_ns
+        oldest = history[0].stamp_ns
         return (f"the frame with stamp {stamp_s:.9f} is not held: the last "
-                f"{len(self.history)} processed frames span {oldest * 1e-9:.9f} to "
+                f"{len(history)} processed frames span {oldest * 1e-9:.9f} to "
                 f"{newest * 1e-9:.9f}")
 
     def _next_job(self):
@@ -345,13 +372,17 @@ class LatestFrameWorker:
                     pick = (q, r)
                     break
                 # Queries first, but a waiting frame gets its turn after a full queue's worth.
-                if pick is not None and (self._frame is None
+                if pick is not None and (not self._frames
                                          or self._queries_in_row < self.query_queue_size):
                     self._queries.remove(pick[0])
                     self._queries_in_row += 1
                     return ("query",) + pick
-                if self._frame is not None:
-                    job, self._frame = self._frame, None
+                if self._frames:
+                    # Cameras in turn: the one served longest ago (never served: first).
+                    camera = min(self._frames, key=lambda c: self._served.get(c, -1))
+                    job = self._frames.pop(camera)
+                    self._sequence += 1
+                    self._served[camera] = self._sequence
                     self._queries_in_row = 0
                     return ("frame", job)
                 self._cond.wait(None if wake is None else max(wake - now, 0.0) + 1e-3)
@@ -367,7 +398,9 @@ class LatestFrameWorker:
                     held = self._run_frame(item[1])
                     if held is not None:
                         with self._cond:
-                            self.history.append(held)
+                            self.histories.setdefault(
+                                held.camera,
+                                collections.deque(maxlen=self.frame_history)).append(held)
                             # Queries waiting for this frame can now be answered.
                             self._cond.notify_all()
                 else:
@@ -379,6 +412,6 @@ class LatestFrameWorker:
             except Exception as exc:  # noqa: BLE001 - one bad job must not end the worker
                 if self._on_error is not None:
                     try:
-                        self._on_error(item[0], exc)
+                        self._on_error(item[0], exc, item[1])
                     except Exception:  # noqa: BLE001
                         pass

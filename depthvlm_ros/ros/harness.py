@@ -325,10 +325,12 @@ def camera_info(intr: Intrinsics, st: Time, frame_id: str = ""):
     return convert.intrinsics_to_camera_info(intr, Header(stamp=st, frame_id=frame_id))
 
 
-def pipeline_values(msg) -> dict[str, str] | None:
-    """The key/values of the node's depth-pipeline status in a ``DiagnosticArray`` (or None)."""
+def pipeline_values(msg, camera: str = "") -> dict[str, str] | None:
+    """The key/values of the depth-pipeline status of ``camera`` ('' = the unnamed camera) in
+    a ``DiagnosticArray`` (or None)."""
+    suffix = "depth pipeline" + (f" {camera}" if camera else "")
     for status in msg.status:
-        if "depth pipeline" in status.name:
+        if status.name.endswith(suffix):
             return {kv.key: kv.value for kv in status.values}
     return None
 
@@ -478,13 +480,14 @@ class Client:
             raise TimeoutError(f"timed out after {timeout:g} s waiting for {count} {key} "
                                f"message(s); got {got}") from None
 
-    def diag_values(self, msg=None) -> dict[str, str]:
-        """The depth-pipeline values of a recorded diagnostics message (default: the last)."""
+    def diag_values(self, msg=None, camera: str = "") -> dict[str, str]:
+        """The depth-pipeline values of ``camera`` in a recorded diagnostics message (default:
+        the last)."""
         if msg is None:
             msgs = self.messages("diag")
             assert msgs, "no diagnostics received"
             msg = msgs[-1]
-        values = pipeline_values(msg)
+        values = pipeline_values(msg, camera)
         assert values is not None, f"no depth pipeline status in {msg}"
         return values
 
@@ -519,15 +522,35 @@ class Client:
                   all(self.node.count_publishers(t) > 0 for t in outputs),
                   "the node's topics to be discovered", timeout)
 
+    # -- cameras of a multi-camera node
+
+    def add_camera(self, name: str, record: Iterable[str] = ("depth",),
+                   keep: Mapping[str, Callable[[Any], Any]] | None = None) -> None:
+        """Talk to camera ``name`` of a node serving several cameras: publishers of its inputs
+        (``<name>/image``, ``<name>/camera_info``, ``<name>/query``, ``<name>/query_text``,
+        under those keys in :attr:`publishers`) and recorders of its :data:`OUTPUTS` ``record``
+        (under ``<name>/<key>``)."""
+        for key in ("image", "camera_info", "query", "query_text"):
+            topic, type_name, profile = INPUTS[key]
+            self.publishers[f"{name}/{key}"] = self.node.create_publisher(
+                _message_type(type_name), f"{name}/{topic}", profile)
+        for key in record:
+            topic, type_name = OUTPUTS[key]
+            self.record(f"{name}/{key}", keep=(keep or {}).get(key), topic=f"{name}/{topic}",
+                        msg_type=_message_type(type_name))
+
     # -- sending
 
     def send_frame(self, rgb, intr_or_info, sec: int, nanosec: int = 0, encoding: str = "rgb8",
-                   info_first: bool = True, frame_id: str | None = None):
+                   info_first: bool = True, frame_id: str | None = None, camera: str = ""):
         """Publish an image and its camera_info (built from intrinsics, or a CameraInfo that
         gets the image's header; None sends none); returns the image message.
 
-        ``info_first=False`` sends the camera_info 0.3 s after the image.
+        ``info_first=False`` sends the camera_info 0.3 s after the image. ``camera`` names a
+        camera added with :meth:`add_camera` ('' = the plain ``image`` / ``camera_info``).
         """
+        pub_image = self.publishers[f"{camera}/image"] if camera else self.pub_image
+        pub_info = self.publishers[f"{camera}/camera_info"] if camera else self.pub_info
         st, frame = stamp(sec, nanosec), self.frame_id if frame_id is None else frame_id
         img = image(rgb, st, frame, encoding)
         info = (camera_info(intr_or_info, st, frame) if isinstance(intr_or_info, Intrinsics)
@@ -535,11 +558,11 @@ class Client:
         if info is not None:
             info.header.stamp, info.header.frame_id = st, frame
         if info_first and info is not None:
-            self.pub_info.publish(info)
-        self.pub_image.publish(img)
+            pub_info.publish(info)
+        pub_image.publish(img)
         if not info_first and info is not None:
             time.sleep(0.3)
-            self.pub_info.publish(info)
+            pub_info.publish(info)
         return img
 
     # -- lifecycle services

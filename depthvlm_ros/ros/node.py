@@ -26,14 +26,24 @@ out    answer                  depthvlm_ros/SpatialAnswer          reliable, dep
 out    /diagnostics            diagnostic_msgs/DiagnosticArray     reliable, depth 10
 =====  ======================  ==================================  =========================
 
+With ``cameras`` naming several cameras (``front,left,right``), one model serves them all:
+every topic above except ``answer`` and ``/diagnostics`` stands under each camera's name
+(``front/image``, ``front/depth/image``, ``front/query``, ...), each camera has its own stamp
+pairing, frame history and diagnostics status, and the worker runs the newest frame of each
+camera in turn. ``query`` and ``query_text`` without a camera prefix stay: a SpatialQuery there
+names its camera (``camera``, or the ``frame_id`` of its header), a plain question there is about
+the first camera. Every answer names its camera.
+
 Lifecycle: parameters are read and validated and the model is loaded in ``configure``; topics
 flow only while ``active``; with ``autostart`` (default) the node configures and activates itself.
 """
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
+from dataclasses import dataclass, field
 from typing import Any, Optional
 
 import numpy as np
@@ -50,6 +60,7 @@ from std_msgs.msg import Header, String
 
 from depthvlm_ros.msg import SpatialAnswer, SpatialQuery
 
+from ..core.cameras import camera_topic, choose_camera, parse_camera_names
 from ..core.frames import (FrameDropped, cloud_points, color_frame, frame_intrinsics,
                            output_camera_info)
 from ..core.config import DepthVLMConfig, field_specs
@@ -85,6 +96,20 @@ def _copy_header(header) -> Header:
     return out
 
 
+@dataclass
+class _Camera:
+    """One camera's state on the node: its pairing, counters, publishers and latest frame."""
+
+    name: str
+    pairer: StampPairer
+    stats: Counters = field(default_factory=Counters)
+    pubs: dict = field(default_factory=dict)
+    last_frame_id: str = ""
+
+    def topic(self, relative: str) -> str:
+        return camera_topic(self.name, relative)
+
+
 def _descriptor(spec) -> ParameterDescriptor:
     desc = ParameterDescriptor(description=spec.description,
                                read_only=spec.name in STARTUP_PARAMETERS)
@@ -104,7 +129,7 @@ def _descriptor(spec) -> ParameterDescriptor:
 
 
 class DepthVLMNode(LifecycleNode):
-    """Lifecycle node publishing metric depth, point clouds and spatial answers for one camera.
+    """Lifecycle node publishing metric depth, point clouds and spatial answers for its cameras.
 
     Args:
         node_name: name of the node.
@@ -121,15 +146,15 @@ class DepthVLMNode(LifecycleNode):
         self._cfg: Optional[DepthVLMConfig] = None
         self._pipeline = None
         self._worker: Optional[LatestFrameWorker] = None
-        self._pairer: Optional[StampPairer] = None
+        #: Camera name -> its state, in configured order ('' = the one unnamed camera).
+        self._cameras: dict[str, _Camera] = {}
         self._pair_lock = threading.Lock()
-        self._stats = Counters()
+        self._stats = Counters()  # questions, over all cameras
         self._warned: dict[str, float] = {}
         self._subs: list = []
         self._pubs: dict[str, Any] = {}
         self._diag_timer = None
         self._active = False
-        self._last_frame_id = ""
 
         self._autostart_timer = None
         if self.get_parameter("autostart").value:
@@ -171,9 +196,10 @@ class DepthVLMNode(LifecycleNode):
         live = {k: v for k, v in changes.items() if k in LIVE_PARAMETERS}
         if self._cfg is not None and live:
             self._cfg = self._cfg.replace(**live)
-            if self._pairer is not None and "sync_tolerance_s" in live:
+            if "sync_tolerance_s" in live:
                 with self._pair_lock:
-                    self._pairer.tolerance_ns = int(live["sync_tolerance_s"] * 1e9)
+                    for cam in self._cameras.values():
+                        cam.pairer.tolerance_ns = int(live["sync_tolerance_s"] * 1e9)
             if self._worker is not None and "sync_tolerance_s" in live:
                 self._worker.stamp_tolerance_ns = int(live["sync_tolerance_s"] * 1e9)
         later = sorted(set(changes) - LIVE_PARAMETERS)
@@ -215,54 +241,83 @@ class DepthVLMNode(LifecycleNode):
             f"{pipeline.device} ({pipeline.dtype}, head: {pipeline.head_backend_name})")
         self._cfg, self._pipeline = cfg, pipeline
         self._stats = Counters()
-        self._pairer = StampPairer(cfg.camera_info_buffer, int(cfg.sync_tolerance_s * 1e9))
+        self._cameras = {}
+        for name in parse_camera_names(cfg.cameras):  # validated with the config
+            cam = _Camera(name, StampPairer(cfg.camera_info_buffer,
+                                            int(cfg.sync_tolerance_s * 1e9)))
+            cam.pubs = {
+                "depth": self.create_lifecycle_publisher(Image, cam.topic("depth/image"),
+                                                         qos.DEPTH_OUT),
+                "info": self.create_lifecycle_publisher(CameraInfo,
+                                                        cam.topic("depth/camera_info"),
+                                                        qos.DEPTH_OUT),
+                "points": self.create_lifecycle_publisher(PointCloud2, cam.topic("points"),
+                                                          qos.PREVIEW_OUT),
+                "colorized": self.create_lifecycle_publisher(Image, cam.topic("depth/colorized"),
+                                                             qos.PREVIEW_OUT),
+            }
+            self._cameras[name] = cam
         self._worker = LatestFrameWorker(
             self._run_frame, self._run_query, cfg.query_queue_size, cfg.frame_history,
             int(cfg.sync_tolerance_s * 1e9), on_error=self._on_worker_error)
         self._pubs = {
-            "depth": self.create_lifecycle_publisher(Image, "depth/image", qos.DEPTH_OUT),
-            "info": self.create_lifecycle_publisher(CameraInfo, "depth/camera_info",
-                                                    qos.DEPTH_OUT),
-            "points": self.create_lifecycle_publisher(PointCloud2, "points", qos.PREVIEW_OUT),
-            "colorized": self.create_lifecycle_publisher(Image, "depth/colorized",
-                                                         qos.PREVIEW_OUT),
             "answer": self.create_lifecycle_publisher(SpatialAnswer, "answer",
                                                       qos.REQUEST_REPLY),
             "diag": self.create_lifecycle_publisher(DiagnosticArray, "/diagnostics",
                                                     qos.DIAGNOSTICS),
         }
+        if len(self._cameras) > 1:
+            self.get_logger().info(f"serving {len(self._cameras)} cameras with one model: "
+                                   + ", ".join(self._cameras))
         return TransitionCallbackReturn.SUCCESS
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
         cfg = self._cfg
         image_qos = qos.image_input(cfg.image_qos)
-        image_type, image_topic = self._image_input(cfg.image_transport)
         self._subs = [
-            self.create_subscription(image_type, image_topic, self._on_image, image_qos),
-            self.create_subscription(CameraInfo, "camera_info", self._on_camera_info, image_qos),
             self.create_subscription(SpatialQuery, "query", self._on_query, qos.REQUEST_REPLY),
             self.create_subscription(String, "query_text", self._on_query_text,
                                      qos.REQUEST_REPLY),
         ]
+        image_topics = []
+        for cam in self._cameras.values():
+            image_type, image_topic = self._image_input(cfg.image_transport, cam)
+            image_topics.append(self.resolve_topic_name(image_topic))
+            self._subs += [
+                self.create_subscription(image_type, image_topic,
+                                         functools.partial(self._on_image, cam=cam), image_qos),
+                self.create_subscription(CameraInfo, cam.topic("camera_info"),
+                                         functools.partial(self._on_camera_info, cam=cam),
+                                         image_qos),
+            ]
+            if cam.name:  # a camera's own question topics: the camera is implied
+                self._subs += [
+                    self.create_subscription(SpatialQuery, cam.topic("query"),
+                                             functools.partial(self._on_query, cam=cam),
+                                             qos.REQUEST_REPLY),
+                    self.create_subscription(String, cam.topic("query_text"),
+                                             functools.partial(self._on_query_text, cam=cam),
+                                             qos.REQUEST_REPLY),
+                ]
         self._diag_timer = self.create_timer(cfg.diagnostics_period_s, self._publish_diagnostics)
         self._stats.snapshot()  # start the first rate period now
         self._worker.start()
         self._active = True
         self.get_logger().info(f"active: waiting for {cfg.image_transport} images on "
-                               f"{self.resolve_topic_name(image_topic)}")
+                               + ", ".join(image_topics))
         # Enables the lifecycle publishers.
         return super().on_activate(state)
 
-    def _image_input(self, transport: str) -> tuple[type, str]:
-        """Message type and topic of the image subscription for an image transport.
+    def _image_input(self, transport: str, cam: _Camera) -> tuple[type, str]:
+        """Message type and topic of a camera's image subscription for an image transport.
 
-        ``compressed`` follows image_transport: the base topic ``image`` is resolved first
-        (namespace and remaps, so ``-r image:=/camera/color/image_raw`` reads
+        ``compressed`` follows image_transport: the base topic (``image``, or ``<name>/image``)
+        is resolved first (namespace and remaps, so ``-r image:=/camera/color/image_raw`` reads
         ``/camera/color/image_raw/compressed``), then the transport's name is appended.
         """
         if transport == "compressed":
-            return CompressedImage, self.resolve_topic_name("image") + "/compressed"
-        return Image, "image"
+            return CompressedImage, self.resolve_topic_name(cam.topic("image")) + "/compressed"
+        return Image, cam.topic("image")
 
     def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
         self._stop_flow(publish=True)
@@ -292,24 +347,25 @@ class DepthVLMNode(LifecycleNode):
             self.destroy_timer(self._diag_timer)
             self._diag_timer = None
         if self._worker is not None:
-            queries, frame = self._worker.stop()
-            if frame is not None:
-                self._stats.drop("inactive")
+            queries, frames = self._worker.stop()
+            for job in frames:
+                self._cameras[job.camera].stats.drop("inactive")
             for q in queries:
                 # Never lose a question silently: tell the asker the node went down under it.
                 if publish:
                     self._publish_error(q, SpatialAnswer.STATUS_ERROR,
                                         "the node was deactivated before answering")
-        if self._pairer is not None:
-            with self._pair_lock:
-                self._stats.drop("inactive", self._pairer.clear())
+        with self._pair_lock:
+            for cam in self._cameras.values():
+                cam.stats.drop("inactive", cam.pairer.clear())
 
     def _release(self) -> None:
-        for pub in self._pubs.values():
+        for pub in [*self._pubs.values(),
+                    *(p for cam in self._cameras.values() for p in cam.pubs.values())]:
             self.destroy_lifecycle_publisher(pub)
         self._pubs = {}
         self._worker = None
-        self._pairer = None
+        self._cameras = {}
         self._pipeline = None
         self._cfg = None
 
@@ -329,81 +385,96 @@ class DepthVLMNode(LifecycleNode):
             self._warned[key] = now
             self.get_logger().warning(text)
 
-    def _drop(self, reason: str, text: str, n: int = 1) -> None:
-        self._stats.drop(reason, n)
-        self._warn(reason, f"dropped image ({reason}): {text}")
+    def _drop(self, cam: _Camera, reason: str, text: str, n: int = 1) -> None:
+        cam.stats.drop(reason, n)
+        where = f" ({cam.name})" if cam.name else ""
+        self._warn(f"{cam.name}/{reason}", f"dropped image{where} ({reason}): {text}")
 
-    def _on_worker_error(self, where: str, exc: BaseException) -> None:
+    def _on_worker_error(self, where: str, exc: BaseException, job: Any = None) -> None:
         if not self.context.ok():
             # Ctrl-C shut the context down while the worker was publishing: not an error.
             return
+        cam = self._cameras.get(getattr(job, "camera", ""))
         if where == "frame":
-            self._stats.drop("error")
+            if cam is not None:
+                cam.stats.drop("error")
         else:
             self._stats.inc("queries_error")
+            if cam is not None:
+                cam.stats.inc("queries_error")
         self.get_logger().error(f"unexpected error in the worker ({where}): "
                                 f"{type(exc).__name__}: {exc}")
 
     # --------------------------------------------------------------------------------------
     # inputs (executor thread: cheap bookkeeping only; decoding and the model run on the worker)
-    def _on_image(self, msg: Image | CompressedImage) -> None:
+    def _on_image(self, msg: Image | CompressedImage, cam: _Camera) -> None:
         if not self._active:
             return
-        self._stats.inc("frames_received")
+        cam.stats.inc("frames_received")
         stamp = _stamp_ns(msg.header.stamp)
         with self._pair_lock:
             # Without any camera_info so far, a fallback FOV lets the node run rather than wait.
-            fallback = self._cfg.fallback_hfov_deg > 0 and not self._pairer.seen_info
-            info, pushed_out = (None, 0) if fallback else self._pairer.add_image(stamp, msg)
-            seen_info = self._pairer.seen_info
+            fallback = self._cfg.fallback_hfov_deg > 0 and not cam.pairer.seen_info
+            info, pushed_out = (None, 0) if fallback else cam.pairer.add_image(stamp, msg)
+            seen_info = cam.pairer.seen_info
+        info_topic = self.resolve_topic_name(cam.topic("camera_info"))
         if pushed_out:
-            self._drop("no_camera_info", f"no camera_info with a matching stamp arrived for "
-                       f"{pushed_out} image(s) on {self.resolve_topic_name('camera_info')}",
-                       pushed_out)
+            self._drop(cam, "no_camera_info", f"no camera_info with a matching stamp arrived "
+                       f"for {pushed_out} image(s) on {info_topic}", pushed_out)
         if info is None and not fallback:
             # The image is held until its camera_info arrives. That is routine when the two
             # topics race, so only the case where no camera_info was ever seen is worth a warning.
             if not seen_info:
-                self._warn("waiting_camera_info",
-                           "waiting for camera_info on "
-                           f"{self.resolve_topic_name('camera_info')} (set fallback_hfov_deg > 0 "
+                self._warn(f"{cam.name}/waiting_camera_info",
+                           f"waiting for camera_info on {info_topic} (set fallback_hfov_deg > 0 "
                            "to run without it)")
             return
-        self._submit(FrameJob(stamp, msg, info))
+        self._submit(cam, FrameJob(stamp, msg, info, camera=cam.name))
 
-    def _on_camera_info(self, msg: CameraInfo) -> None:
+    def _on_camera_info(self, msg: CameraInfo, cam: _Camera) -> None:
         if not self._active:
             return
         with self._pair_lock:
-            paired, given_up = self._pairer.add_info(_stamp_ns(msg.header.stamp), msg)
+            paired, given_up = cam.pairer.add_info(_stamp_ns(msg.header.stamp), msg)
         if given_up:
             # Same fate as an image pushed out of the pairing buffer: its own camera_info never
             # came (a newer image paired first). Counting it by cause, not by which topic
             # happened to arrive first, keeps the counters deterministic.
-            self._drop("no_camera_info", f"no camera_info with a matching stamp arrived for "
-                       f"{given_up} older image(s) before a newer one paired", given_up)
+            self._drop(cam, "no_camera_info", f"no camera_info with a matching stamp arrived "
+                       f"for {given_up} older image(s) before a newer one paired", given_up)
         if paired is not None:
-            self._submit(FrameJob(paired[0], paired[1], paired[2]))
+            self._submit(cam, FrameJob(paired[0], paired[1], paired[2], camera=cam.name))
 
-    def _submit(self, job: FrameJob) -> None:
+    def _submit(self, cam: _Camera, job: FrameJob) -> None:
         replaced = self._worker.submit_frame(job)
         if replaced is not None:
             # Latest-frame policy: expected under load, so counted but not warned about.
-            self._stats.drop("superseded")
+            cam.stats.drop("superseded")
 
-    def _on_query(self, msg: SpatialQuery) -> None:
+    def _on_query(self, msg: SpatialQuery, cam: Optional[_Camera] = None) -> None:
         regions = [(r.x_offset, r.y_offset, r.width, r.height) for r in msg.regions]
-        self._enqueue_query(_stamp_ns(msg.header.stamp), msg.id, msg.text, msg.pixels, regions)
+        self._enqueue_query(_stamp_ns(msg.header.stamp), msg.id, msg.text, msg.pixels, regions,
+                            cam.name if cam else msg.camera, msg.header.frame_id, cam is not None)
 
-    def _on_query_text(self, msg: String) -> None:
-        self._enqueue_query(0, "", msg.data, [], [])
+    def _on_query_text(self, msg: String, cam: Optional[_Camera] = None) -> None:
+        self._enqueue_query(0, "", msg.data, [], [], cam.name if cam else "", "", cam is not None)
 
-    def _enqueue_query(self, stamp_ns: int, qid: str, text: str, pixels, regions) -> None:
+    def _enqueue_query(self, stamp_ns: int, qid: str, text: str, pixels, regions,
+                       camera: str = "", frame_id: str = "", on_camera_topic: bool = False
+                       ) -> None:
         if not self._active:
             return
         self._stats.inc("queries_received")
         job = QueryJob(stamp_ns, qid, text, np.zeros((0, 2)), tuple(regions))
         try:
+            if on_camera_topic:
+                job.camera = camera
+            else:
+                with self._pair_lock:
+                    frame_ids = {c.name: c.last_frame_id for c in self._cameras.values()}
+                job.camera = choose_camera(tuple(self._cameras), camera, frame_id, frame_ids)
+            if len(self._cameras) > 1:
+                self._cameras[job.camera].stats.inc("queries_received")
             self._pipeline.check_question(text)  # reads config only: safe off the worker
             job.pixels = validate_pixels([(p.x, p.y) for p in pixels])
             if len(regions) > MAX_REGIONS:
@@ -419,7 +490,7 @@ class DepthVLMNode(LifecycleNode):
     # --------------------------------------------------------------------------------------
     # worker thread
     def _run_frame(self, job: FrameJob) -> Optional[HeldFrame]:
-        cfg, msg = self._cfg, job.image
+        cfg, msg, cam = self._cfg, job.image, self._cameras[job.camera]
         try:
             # Raw or compressed: a JPEG / PNG is decoded here, on the worker, never on the
             # executor thread, so a large frame cannot delay questions or camera_info.
@@ -427,35 +498,36 @@ class DepthVLMNode(LifecycleNode):
             h, w = rgb.shape[:2]
             intr = frame_intrinsics(w, h, job.info, cfg.fallback_hfov_deg)
         except FrameDropped as exc:
-            self._drop(exc.reason, str(exc))
+            self._drop(cam, exc.reason, str(exc))
             return None
         try:
             result = self._pipeline.process_frame(rgb, intr, keep_context=True)
         except InputError as exc:
-            self._drop("bad_image", str(exc))
+            self._drop(cam, "bad_image", str(exc))
             return None
-        self._stats.inc("frames_processed")
-        self._stats.latency("model", result.timings["total"])
-        self._stats.latency("frame", time.monotonic() - job.received)
+        cam.stats.inc("frames_processed")
+        cam.stats.latency("model", result.timings["total"])
+        cam.stats.latency("frame", time.monotonic() - job.received)
         header = _copy_header(msg.header)
-        self._last_frame_id = header.frame_id
-        self._publish_frame(header, result.depth, intr, rgb, job.info)
-        return HeldFrame(job.stamp_ns, header, result.context, result.depth, intr)
+        with self._pair_lock:
+            cam.last_frame_id = header.frame_id
+        self._publish_frame(cam, header, result.depth, intr, rgb, job.info)
+        return HeldFrame(job.stamp_ns, header, result.context, result.depth, intr,
+                         camera=cam.name)
 
-    def _publish_frame(self, header, depth, intr, rgb, info_msg) -> None:
-        cfg = self._cfg
-        self._pubs["depth"].publish(convert.depth_to_msg(depth, header, cfg.depth_encoding))
-        self._pubs["info"].publish(convert.camera_info_msg(output_camera_info(intr, info_msg),
-                                                           header))
+    def _publish_frame(self, cam: _Camera, header, depth, intr, rgb, info_msg) -> None:
+        cfg, pubs = self._cfg, cam.pubs
+        pubs["depth"].publish(convert.depth_to_msg(depth, header, cfg.depth_encoding))
+        pubs["info"].publish(convert.camera_info_msg(output_camera_info(intr, info_msg), header))
         # The cloud is the most expensive message; build it only for an audience.
-        if cfg.publish_points and self._pubs["points"].get_subscription_count() > 0:
+        if cfg.publish_points and pubs["points"].get_subscription_count() > 0:
             points, colours = cloud_points(depth, intr, rgb if cfg.points_rgb else None,
                                            cfg.points_stride, cfg.points_min_range,
                                            cfg.points_max_range)
-            self._pubs["points"].publish(convert.make_pointcloud2(points, header, colours))
-            self._stats.inc("points_published")
-        if cfg.publish_colorized and self._pubs["colorized"].get_subscription_count() > 0:
-            self._pubs["colorized"].publish(convert.rgb_to_msg(colorize_depth(depth), header))
+            pubs["points"].publish(convert.make_pointcloud2(points, header, colours))
+            cam.stats.inc("points_published")
+        if cfg.publish_colorized and pubs["colorized"].get_subscription_count() > 0:
+            pubs["colorized"].publish(convert.rgb_to_msg(colorize_depth(depth), header))
 
     def _run_query(self, job: QueryJob, frame: Optional[HeldFrame], error: Optional[str]) -> None:
         if frame is None:
@@ -479,14 +551,22 @@ class DepthVLMNode(LifecycleNode):
             return
         msg = self._answer_msg(job, frame.header)
         convert.fill_spatial_answer(msg, result)
-        self._stats.latency("answer", result.timings["total_s"])
-        self._stats.latency("answer_measure", result.timings["measure_s"])
+        for stats in self._query_stats(job):
+            stats.latency("answer", result.timings["total_s"])
+            stats.latency("answer_measure", result.timings["measure_s"])
         self._send_answer(msg, job, "queries_answered")
+
+    def _query_stats(self, job: QueryJob) -> list[Counters]:
+        """Where a question is counted: over all cameras, and on its camera when it has one."""
+        cam = self._cameras.get(job.camera)
+        return [self._stats] + ([cam.stats] if cam is not None and len(self._cameras) > 1
+                                else [])
 
     def _answer_msg(self, job: QueryJob, header) -> SpatialAnswer:
         msg = SpatialAnswer()
         msg.header = _copy_header(header)
         msg.id, msg.question = job.qid, job.text
+        msg.camera = job.camera or ""
         return msg
 
     def _publish_error(self, job: QueryJob, status: int, reason: str,
@@ -495,7 +575,8 @@ class DepthVLMNode(LifecycleNode):
             header = frame.header
         else:
             # No frame was used: report the stamp that was asked about and the camera's frame.
-            header = Header(frame_id=self._last_frame_id)
+            cam = self._cameras.get(job.camera)
+            header = Header(frame_id=cam.last_frame_id if cam is not None else "")
             header.stamp.sec, header.stamp.nanosec = divmod(job.stamp_ns, 1_000_000_000)
         msg = self._answer_msg(job, header)
         msg.status, msg.status_reason = status, reason
@@ -507,47 +588,61 @@ class DepthVLMNode(LifecycleNode):
     def _send_answer(self, msg: SpatialAnswer, job: QueryJob, counter: str) -> None:
         msg.latency = float(time.monotonic() - job.received)
         self._pubs["answer"].publish(msg)
-        self._stats.inc(counter)
+        for stats in self._query_stats(job):
+            stats.inc(counter)
 
     # --------------------------------------------------------------------------------------
     # diagnostics
     def _publish_diagnostics(self) -> None:
-        snap = self._stats.snapshot()
-        totals, drops, rates = snap["totals"], snap["drops"], snap["rates"]
-        lat_mean, lat_last = snap["latency_mean"], snap["latency_last"]
+        """One status per camera (its frames, and its questions when there are several
+        cameras), plus one for all questions when there are several cameras."""
+        questions = self._stats.snapshot()
+        pending = self._worker.pending_queries() if self._worker else 0
+        statuses = []
+        for cam in self._cameras.values():
+            frames = cam.stats.snapshot()
+            # One camera: one status, as it has always been; several: each camera's own
+            # questions beside its frames, and the totals in the "questions" status.
+            asked = questions if len(self._cameras) == 1 else frames
+            statuses.append(self._camera_status(cam, frames, asked, pending))
+        if len(self._cameras) > 1:
+            statuses.append(self._questions_status(questions, pending))
+        arr = DiagnosticArray()
+        arr.header.stamp = self.get_clock().now().to_msg()
+        arr.status = statuses
+        self._pubs["diag"].publish(arr)
+
+    def _camera_status(self, cam: _Camera, frames: dict, asked: dict,
+                       pending: int) -> DiagnosticStatus:
+        totals, drops, rates = frames["totals"], frames["drops"], frames["rates"]
         status = DiagnosticStatus()
-        status.name = f"{self.get_fully_qualified_name()}: depth pipeline"
+        status.name = f"{self.get_fully_qualified_name()}: depth pipeline" + \
+            (f" {cam.name}" if cam.name else "")
         status.hardware_id = str(self._cfg.model_path)
-
-        def ms(d, k):
-            return f"{d[k] * 1e3:.1f}" if k in d else "nan"
-
-        values = {
+        values = {}
+        if cam.name:
+            values["camera"] = cam.name
+        values.update({
             "input_rate_hz": f"{rates.get('frames_received', 0.0):.2f}",
             "processed_rate_hz": f"{rates.get('frames_processed', 0.0):.2f}",
-            "model_latency_ms": ms(lat_mean, "model"),
-            "model_latency_last_ms": ms(lat_last, "model"),
-            "frame_latency_ms": ms(lat_mean, "frame"),
-            "answer_latency_ms": ms(lat_mean, "answer"),
+            "model_latency_ms": _ms(frames["latency_mean"], "model"),
+            "model_latency_last_ms": _ms(frames["latency_last"], "model"),
+            "frame_latency_ms": _ms(frames["latency_mean"], "frame"),
             "frames_received": totals.get("frames_received", 0),
             "frames_processed": totals.get("frames_processed", 0),
             "frames_dropped": totals.get("frames_dropped", 0),
             "points_published": totals.get("points_published", 0),
-            "queries_received": totals.get("queries_received", 0),
-            "queries_answered": totals.get("queries_answered", 0),
-            "queries_busy": totals.get("queries_busy", 0),
-            "queries_error": totals.get("queries_error", 0),
-            "queries_pending": self._worker.pending_queries() if self._worker else 0,
-        }
+        })
+        values.update(_question_values(asked, pending if len(self._cameras) == 1 else None))
         with self._pair_lock:
-            values["frames_waiting_camera_info"] = len(self._pairer.pending) if self._pairer else 0
+            values["frames_waiting_camera_info"] = len(cam.pairer.pending)
+            waiting = bool(cam.pairer.pending and not cam.pairer.seen_info)
+            values["frame_id"] = cam.last_frame_id
         for reason, n in sorted(drops.items()):
             values[f"dropped_{reason}"] = n
         status.values = [KeyValue(key=k, value=str(v)) for k, v in values.items()]
-        period = snap["period"]
+        period = frames["period"]
         bad_drops = {k for k in drops if k not in ("superseded", "inactive")}
-        with self._pair_lock:
-            waiting = bool(self._pairer and self._pairer.pending and not self._pairer.seen_info)
         if waiting:
             status.level, status.message = DiagnosticStatus.WARN, "waiting for camera_info"
         elif period.get("frames_dropped", 0) and bad_drops and \
@@ -558,10 +653,32 @@ class DepthVLMNode(LifecycleNode):
             status.level, status.message = DiagnosticStatus.OK, "no input images"
         else:
             status.level, status.message = DiagnosticStatus.OK, "running"
-        arr = DiagnosticArray()
-        arr.header.stamp = self.get_clock().now().to_msg()
-        arr.status = [status]
-        self._pubs["diag"].publish(arr)
+        return status
+
+    def _questions_status(self, questions: dict, pending: int) -> DiagnosticStatus:
+        status = DiagnosticStatus()
+        status.name = f"{self.get_fully_qualified_name()}: questions"
+        status.hardware_id = str(self._cfg.model_path)
+        values = {"cameras": ",".join(self._cameras), **_question_values(questions, pending)}
+        status.values = [KeyValue(key=k, value=str(v)) for k, v in values.items()]
+        status.level, status.message = DiagnosticStatus.OK, \
+            f"{len(self._cameras)} cameras, one model"
+        return status
+
+
+def _ms(latencies: dict, key: str) -> str:
+    return f"{latencies[key] * 1e3:.1f}" if key in latencies else "nan"
+
+
+def _question_values(snap: dict, pending: Optional[int]) -> dict[str, Any]:
+    """Diagnostics values of the questions counted in a Counters snapshot."""
+    totals = snap["totals"]
+    values = {"answer_latency_ms": _ms(snap["latency_mean"], "answer")}
+    for key in ("queries_received", "queries_answered", "queries_busy", "queries_error"):
+        values[key] = totals.get(key, 0)
+    if pending is not None:  # the queue is shared: reported once, not per camera
+        values["queries_pending"] = pending
+    return values
 
 
 def main(args: Optional[list[str]] = None) -> int:
