@@ -3,9 +3,9 @@
 #
 #   scripts/train_embedded.sh [RUN_DIR]          # default runs/embedded
 #
-# 1. renders the synthetic DepthVLM-Bench (indoor + outdoor) in world WORLD (default v2: real-
-#    world sizes, generator 2.0; v1: generator 1.0, the world the shipped model was trained
-#    in): a training split (seed 1) and a held-out split with new seeds (seed 7001) that
+# 1. renders the synthetic DepthVLM-Bench (indoor + outdoor) in world WORLD (default v1:
+#    generator 1.0, the world the shipped model was trained in; v2: real-world sizes,
+#    generator 2.0, measured in the README): a training split (seed 1) and a held-out split with new seeds (seed 7001) that
 #    training never sees, plus the generator 1.0 held-out split (heldout_v1) for comparison;
 # 2. trains from random weights with `depthvlm train` under torchrun (DDP; one CPU process by
 #    default, NPROC=N for more): stage 0 (whole model, depth + text; needed because there is
@@ -28,7 +28,7 @@ STAGES=${STAGES:-0:1400:6e-4,1:120:3e-4,2:380:1.5e-4}
 STAGES2=${STAGES2:-0:3000:8e-4,1:150:3e-4,2:600:1.5e-4}
 PHASE2=${PHASE2:-0}
 EVAL_EVERY=${EVAL_EVERY:-450}  # steps between held-out evaluations (phase 1)
-WORLD=${WORLD:-v2}           # synthetic world of the training and held-out splits
+WORLD=${WORLD:-v1}           # synthetic world of the training and held-out splits
 THREADS=${THREADS:-2}        # torch threads per process (1 on a shared machine)
 NICE=${NICE:-10}
 PY=${PYTHON:-python}
