@@ -80,13 +80,14 @@ def test_interfaces_from_install_space_alone():
     assert out["init_extends_path"], "the installed depthvlm_ros/__init__.py is not ours"
     assert out["query_fields"] == {"header": "std_msgs/Header", "id": "string", "text": "string",
                                    "pixels": "sequence<geometry_msgs/Point>",
-                                   "regions": "sequence<sensor_msgs/RegionOfInterest>"}
+                                   "regions": "sequence<sensor_msgs/RegionOfInterest>",
+                                   "camera": "string"}
     assert out["answer_fields"] == {
         "header": "std_msgs/Header", "id": "string", "question": "string", "answer": "string",
         "source": "uint8", "model_answer": "string", "pixels": "sequence<geometry_msgs/Point>",
         "depths": "sequence<float>", "points": "sequence<geometry_msgs/Point>",
         "regions": "sequence<depthvlm_ros/RegionMeasurement>", "status": "uint8",
-        "status_reason": "string", "latency": "float"}
+        "status_reason": "string", "latency": "float", "camera": "string"}
     assert out["constants"] == [0, 1, 2]
     assert out["query_back"] == ["q1", "how far is the door?", 10.5, 20.0, 7, "cam"]
     assert out["answer_back"][:3] == ["q1", "how far is the door?", "2.4 m"]

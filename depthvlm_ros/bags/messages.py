@@ -248,17 +248,18 @@ def make_spatial_answer(ts, header, *, id: str, question: str, answer: str,
                         depths: Sequence[float], points: np.ndarray | None, status: int,
                         status_reason: str, latency: float, source: int = 0,
                         model_answer: str = "", pixels: np.ndarray | None = None,
-                        regions: Sequence = ()):
+                        regions: Sequence = (), camera: str = ""):
     """``depthvlm_ros/msg/SpatialAnswer`` (the typestore must have it registered).
 
-    ``regions`` are :class:`~depthvlm_ros.core.spatial.RegionMeasurement` values.
+    ``regions`` are :class:`~depthvlm_ros.core.spatial.RegionMeasurement` values; ``camera``
+    is the camera's name ('' for the one unnamed camera a replay reads).
     """
     return ts.types["depthvlm_ros/msg/SpatialAnswer"](
         header=header, id=id, question=question, answer=answer, source=int(source),
         model_answer=model_answer, pixels=_points(ts, pixels, columns=2),
         depths=np.asarray(depths, dtype=np.float32).reshape(-1), points=_points(ts, points),
-        regions=[_region_measurement(ts, r) for r in regions], status=int(status), status_reason=status_reason,
-        latency=float(latency))
+        regions=[_region_measurement(ts, r) for r in regions], status=int(status),
+        status_reason=status_reason, latency=float(latency), camera=camera)
 
 
 def _points(ts, values: np.ndarray | None, columns: int = 3) -> list:
