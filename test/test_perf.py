@@ -42,7 +42,7 @@ def _positive(value) -> bool:
 @pytest.fixture(scope="module")
 def quick_report(tiny_model_dir, tmp_path_factory):
     out = tmp_path_factory.mktemp("perf")
-    return _run_perf(tiny_model_dir, out, "dense,prefix,answers,decode,head,pointcloud"), out
+    return _run_perf(tiny_model_dir, out, "dense,prefix,answers,cameras,decode,head,pointcloud"), out
 
 
 def test_report_header(quick_report):
@@ -85,6 +85,18 @@ def test_prefix_reuse_matches_full_prefill(quick_report):
         assert r["answers_equal"] and r["answer_reuse_ids"] == r["answer_full_ids"]
         assert r["answer_tokens"] == len(r["answer_reuse_ids"]) > 0
         assert math.isfinite(r["max_abs_first_logit_diff"])
+
+
+def test_camera_batch_gives_the_same_depth(quick_report):
+    report, out = quick_report
+    figs = report["figures"]["camera_batch"]
+    assert set(figs) == set(report["models"])
+    for r in figs.values():
+        assert r["status"] == "ok", r
+        assert r["cameras"] == 3 and r["sequential"]["n"] == r["batched"]["n"] == r["repeats"]
+        assert _positive(r["ratio_sequential_vs_batched"])
+        assert r["max_relative_depth_difference"] < 1e-4
+    assert "one batched pass" in (out / "perf.md").read_text()
 
 
 def test_measured_answers_cost(quick_report):

@@ -22,7 +22,8 @@ HELP = ("Measure performance ratios (dense vs per-point, prefix reuse, node over
 
 # The names of depthvlm_ros.core.perf's BENCHMARKS and VARIANTS, for the help text: importing
 # them would make `depthvlm --help` import torch (a test keeps both copies equal).
-_BENCHMARKS = ("dense", "prefix", "answers", "decode", "head", "pointcloud", "node")
+_BENCHMARKS = ("dense", "prefix", "answers", "cameras", "decode", "head", "pointcloud",
+               "node")
 _ARCH_VARIANTS = ("eager", "compile", "cudagraphs", "trt_head")
 
 

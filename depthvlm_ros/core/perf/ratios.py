@@ -34,6 +34,7 @@ from .timing import ratio_of_medians, say, summarize, synchronized_time
 __all__ = [
     "MEASURED_ANSWER_TARGET",
     "bench_measured_answers",
+    "bench_camera_batch",
     "PERF_MODEL_SIZES",
     "QUICK_MODEL_SIZES",
     "PAPER_IMAGE",
@@ -415,3 +416,47 @@ def bench_measured_answers(pipe: DepthVLMPipeline, rgb: np.ndarray, intrinsics: 
     return {"image": [w, h], "repeats": repeats, "rows": rows,
             "target": MEASURED_ANSWER_TARGET,
             "meets_target": all(r["meets_target"] for r in rows)}
+
+
+@torch.inference_mode()
+def bench_camera_batch(pipe: DepthVLMPipeline, rgb: np.ndarray, intrinsics: Intrinsics,
+                       cameras: int = 3, repeats: int = 5,
+                       progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Frames of several same-size cameras through vision tower, prefill and head: one batched
+    pass against one pass per camera, interleaved ``repeats`` times.
+
+    The model's ``encode`` takes one image per row, so the batch is the frame's prompt,
+    patches and grid repeated ``cameras`` times. The ratio is sequential / batched of the
+    medians (above 1: batching pays); the batched depth must equal the per-camera depth.
+    """
+    mi = pipe.prepare(rgb, intrinsics)
+    plan = mi.plan
+    ids = torch.tensor([pipe.prompt_ids(plan.num_tokens)], device=pipe.device)
+    pixels = mi.pixel_values.to(pipe.device, pipe.dtype)
+    grid = mi.image_grid_thw.to(pipe.device)
+    out_hw = (plan.model_height, plan.model_width)
+
+    def one_pass(n: int) -> torch.Tensor:
+        enc = pipe.model.encode(ids.repeat(n, 1), pixels.repeat(n, 1), grid.repeat(n, 1))
+        ds = enc.deepstack
+        return pipe.model.depth_head(ds[0], ds[1], ds[2], enc.image_hidden, out_hw)
+
+    single = one_pass(1)  # warm-up, both paths
+    batched = one_pass(cameras)
+    diff = float((batched - single).abs().max() / single.abs().max().clamp_min(1e-12))
+    seq_s, batch_s = [], []
+    for _ in range(repeats):
+        t = synchronized_time(pipe.device)
+        for _ in range(cameras):
+            one_pass(1)
+        seq_s.append(synchronized_time(pipe.device) - t)
+        t = synchronized_time(pipe.device)
+        one_pass(cameras)
+        batch_s.append(synchronized_time(pipe.device) - t)
+    ratio = ratio_of_medians(seq_s, batch_s)
+    say(progress, f"  {cameras} cameras: one pass each {np.median(seq_s) * 1e3:.1f} ms, one "
+                  f"batched pass {np.median(batch_s) * 1e3:.1f} ms (x{ratio:.2f})")
+    return {"image": [int(rgb.shape[1]), int(rgb.shape[0])], "tokens": int(plan.num_tokens),
+            "cameras": cameras, "repeats": repeats, "sequential": summarize(seq_s),
+            "batched": summarize(batch_s), "ratio_sequential_vs_batched": ratio,
+            "max_relative_depth_difference": diff}

@@ -123,6 +123,15 @@ def _rows(report: dict) -> list[tuple[str, str, str, str, str, str, int | str]]:
                          f"{r['image'][0]}x{r['image'][1]}", model, _ms(q["measure"]),
                          _ms(q["model"]), f"{q['ratio_measure_vs_model'] * 100:.2f}%",
                          f"<= 5% {'met' if q['meets_target'] else 'MISSED'}", r["repeats"]))
+    for model, r in figs.get("camera_batch", {}).items():
+        if r.get("status") != "ok":
+            rows.append(("camera batch", model, "-", "-", r["status"], "", "-"))
+            continue
+        rows.append((f"{r['cameras']} cameras, {r['image'][0]}x{r['image'][1]} "
+                     f"({r['tokens']} tokens): one pass each vs one batched pass", model,
+                     _ms(r["sequential"]), _ms(r["batched"]),
+                     _x(r["ratio_sequential_vs_batched"]),
+                     f"same depth to {r['max_relative_depth_difference']:.0e}", r["repeats"]))
     for _, r in figs.get("jpeg_decode", {}).items():
         if r.get("status") != "ok":
             rows.append(("JPEG decode", "-", "-", "-", r["status"], "", "-"))

@@ -33,14 +33,16 @@ from .decode import bench_jpeg_decode
 from .flops import H100_BF16_DENSE_FLOPS
 from .inputs import synthetic_camera_frame
 from .ratios import (PERF_MODEL_SIZES, QUESTION_TOKENS, QUICK_MODEL_SIZES, bench_dense_vs_points,
-                     bench_head, bench_measured_answers, bench_prefix_reuse, make_perf_pipeline)
+                     bench_camera_batch, bench_head, bench_measured_answers, bench_prefix_reuse,
+                     make_perf_pipeline)
 from .report import write_report
 from .variants import VARIANTS
 
 __all__ = ["BENCHMARKS", "PerfOptions", "PerfRun", "RosBenchmarks", "run_perf"]
 
 #: Benchmark names of :attr:`PerfOptions.only`, in the order they run.
-BENCHMARKS = ("dense", "prefix", "answers", "decode", "head", "pointcloud", "node")
+BENCHMARKS = ("dense", "prefix", "answers", "cameras", "decode", "head", "pointcloud",
+              "node")
 
 # Image settings. Full: a 640 x 480 camera (fx = fy = 500) and the paper's 256 x 192 image for
 # the per-point comparison (the same camera, scaled). Quick: small images and a small token
@@ -202,6 +204,9 @@ def _run_ratios(options: PerfOptions, say: Callable[[str], None],
                     "measured answer (parse, measure, word) vs the model's answer on the "
                     f"cached prefix, {size}",
                     lambda p: bench_measured_answers(p, rgb, intr, repeats, progress=say)),
+        "cameras": ("camera_batch",
+                    f"3 cameras' frames: one batched pass vs one pass each, {size}",
+                    lambda p: bench_camera_batch(p, rgb, intr, 3, repeats, progress=say)),
     }
     for bench, (group, what, run) in per_model.items():
         if bench in selected:
