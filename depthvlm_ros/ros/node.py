@@ -51,6 +51,7 @@ import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rcl_interfaces.msg import (FloatingPointRange, IntegerRange, ParameterDescriptor,
                                 SetParametersResult)
+from rclpy.duration import Duration
 from rclpy.exceptions import InvalidParameterTypeException, InvalidParameterValueException
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.impl.implementation_singleton import rclpy_implementation as _rclpy_impl
@@ -79,6 +80,10 @@ LIVE_PARAMETERS = frozenset({"publish_points", "points_rgb", "publish_colorized"
                              "warn_throttle_s", "max_new_tokens", "sync_tolerance_s",
                              "fallback_hfov_deg", "answer_mode", "depth_encoding",
                              "points_stride", "points_min_range", "points_max_range"})
+
+#: Longest wait, when the node releases its publishers, for subscribers to acknowledge the
+#: last answers (seconds).
+ANSWER_ACK_TIMEOUT_S = 2.0
 
 #: Parameters only read when the node starts (read-only afterwards).
 STARTUP_PARAMETERS = frozenset({"autostart"})
@@ -360,6 +365,12 @@ class DepthVLMNode(LifecycleNode):
                 cam.stats.drop("inactive", cam.pairer.clear())
 
     def _release(self) -> None:
+        answers = self._pubs.get("answer")
+        if answers is not None and self.context.ok():
+            # The error answers of questions still queued at deactivate / shutdown were just
+            # published: a reliable sample still unacknowledged when its writer is destroyed
+            # is lost, and the asker would never hear back.
+            answers.wait_for_all_acked(Duration(seconds=ANSWER_ACK_TIMEOUT_S))
         for pub in [*self._pubs.values(),
                     *(p for cam in self._cameras.values() for p in cam.pubs.values())]:
             self.destroy_lifecycle_publisher(pub)
