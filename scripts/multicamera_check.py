@@ -21,20 +21,15 @@ import time
 from contextlib import ExitStack
 from pathlib import Path
 
+from fullsize_node import vm_hwm_bytes  # this folder is on sys.path when run as a script
+
 from depthvlm_ros.core.perf.inputs import synthetic_camera_frame
 from depthvlm_ros.ros import harness
 
 CAMERAS = ("front", "left", "right")
 
 
-def vm_hwm_bytes(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) * 1024
-    return 0
-
-
-def stream(client, senders, seconds: float, rate: float, width: int, height: int) -> dict:
+def stream(client, seconds: float, rate: float, width: int, height: int) -> dict:
     """Send every camera's frames at ``rate``; returns camera -> frames sent."""
     rgb, intr = synthetic_camera_frame(width, height, 0.9 * width)
     sent = {name: 0 for name in CAMERAS}
@@ -45,14 +40,26 @@ def stream(client, senders, seconds: float, rate: float, width: int, height: int
         time.sleep(max(due - time.monotonic(), 0.0))
         sec, nsec = 100 + k // 100, (k % 100) * 10_000_000
         for name in CAMERAS:
-            senders[name](rgb, intr, sec, nsec, f"{name}_optical")
+            client.send_frame(rgb, intr, sec, nsec, frame_id=f"{name}_optical", camera=name)
             sent[name] += 1
         k += 1
     return sent
 
 
-def camera_figures(client, status_of, sent: dict, seconds: float, proc_of) -> dict:
-    """Per camera: wait until its frames are all accounted for, then read its diagnostics."""
+def drive(client, args, status_of, proc_of, connect_timeout: float) -> dict:
+    """Stream the three cameras into the node(s) and read, per camera, its diagnostics once
+    its frames are all accounted for.
+
+    Args:
+        status_of: ``(DiagnosticArray, camera) -> values`` of that camera's status, or None.
+        proc_of: camera -> the node process serving it (a wait fails when it exits).
+        connect_timeout: seconds for every camera's input to be subscribed (nodes active).
+    """
+    for name in CAMERAS:
+        client.add_camera(name, record=())
+    client.wait(lambda: all(client.publishers[f"{n}/image"].get_subscription_count() > 0
+                            for n in CAMERAS), "the cameras' inputs", connect_timeout)
+    sent = stream(client, args.seconds, args.rate, args.width, args.height)
     out = {}
     for name in CAMERAS:
         def settled(name=name):
@@ -65,7 +72,7 @@ def camera_figures(client, status_of, sent: dict, seconds: float, proc_of) -> di
             return None
         v = client.wait(settled, f"{name}'s frames accounted for", 60.0, proc_of(name))
         out[name] = {"sent": sent[name], "processed": int(v["frames_processed"]),
-                     "processed_hz": round(int(v["frames_processed"]) / seconds, 2),
+                     "processed_hz": round(int(v["frames_processed"]) / args.seconds, 2),
                      "model_latency_ms": float(v["model_latency_ms"]),
                      "frame_latency_ms": float(v["frame_latency_ms"])}
     return out
@@ -81,16 +88,7 @@ def one_node(args, log_dir: Path) -> dict:
             harness.Client(domain, name="multicamera_client", record=("diag",),
                            inputs=()) as client:
         node.wait_active(client, 120.0)
-        for name in CAMERAS:
-            client.add_camera(name, record=())
-        client.wait(lambda: all(client.publishers[f"{n}/image"].get_subscription_count() > 0
-                                for n in CAMERAS), "the cameras' inputs", 30.0)
-        senders = {n: (lambda rgb, intr, s, ns, f, n=n:
-                       client.send_frame(rgb, intr, s, ns, frame_id=f, camera=n))
-                   for n in CAMERAS}
-        sent = stream(client, senders, args.seconds, args.rate, args.width, args.height)
-        cams = camera_figures(client, harness.pipeline_values, sent, args.seconds,
-                              lambda n: node.proc)
+        cams = drive(client, args, harness.pipeline_values, lambda n: node.proc, 30.0)
         peak = vm_hwm_bytes(node.proc.pid)
         node.stop()
     return {"nodes": 1, "peak_rss_bytes": peak, "cameras": cams}
@@ -111,22 +109,14 @@ def node_per_camera(args, log_dir: Path) -> dict:
         client = stack.enter_context(harness.Client(
             domain, name="multicamera_client", record=("diag",), inputs=(),
             node=f"/{CAMERAS[0]}/depthvlm_node"))
-        for name in CAMERAS:
-            client.add_camera(name, record=())
-        # Every node is loaded and active before the stream starts.
-        client.wait(lambda: all(client.publishers[f"{n}/image"].get_subscription_count() > 0
-                                for n in CAMERAS), "the nodes' inputs", 180.0)
-        senders = {n: (lambda rgb, intr, s, ns, f, n=n:
-                       client.send_frame(rgb, intr, s, ns, frame_id=f, camera=n))
-                   for n in CAMERAS}
-        sent = stream(client, senders, args.seconds, args.rate, args.width, args.height)
 
         def status_of(msg, name):
             for status in msg.status:
                 if status.name.startswith(f"/{name}/") and status.name.endswith("pipeline"):
                     return {kv.key: kv.value for kv in status.values}
             return None
-        cams = camera_figures(client, status_of, sent, args.seconds, lambda n: nodes[n].proc)
+        # Subscribed inputs mean every node is loaded and active before the stream starts.
+        cams = drive(client, args, status_of, lambda n: nodes[n].proc, 180.0)
         peaks = {n: vm_hwm_bytes(nodes[n].proc.pid) for n in CAMERAS}
         for node in nodes.values():
             node.stop()

@@ -11,7 +11,7 @@ import time
 
 import numpy as np
 import pytest
-from ros_support import ACCOUNTING, WAIT, live_node, make_scene, stamp_key
+from ros_support import ACCOUNTING, live_node, make_scene, settled, stamp_key
 
 from geometry_msgs.msg import Point
 from std_msgs.msg import String
@@ -63,20 +63,8 @@ def streamed(live):
         time.sleep(0.002)
     # Every image sent is received and accounted for, per camera.
     for name in CAMERAS:
-        _wait_camera_settled(client, name, len(sent[name]), proc)
+        client.wait_diag(settled(len(sent[name])), proc=proc, camera=name)
     return sent
-
-
-def _wait_camera_settled(client, name, n, proc):
-    def settled():
-        msgs = client.messages("diag")
-        if not msgs:
-            return None
-        v = client.diag_values(msgs[-1], name)
-        return v if v and int(v["frames_received"]) == n and int(v["frames_received"]) == \
-            int(v["frames_processed"]) + int(v["frames_dropped"]) + \
-            int(v["frames_waiting_camera_info"]) else None
-    return client.wait(settled, f"camera {name}'s {n} frames accounted for", WAIT, proc)
 
 
 def _ns(key) -> int:

@@ -492,15 +492,17 @@ class Client:
         return values
 
     def wait_diag(self, pred: Callable[[dict], bool], after: float | None = None,
-                  timeout: float = DEFAULT_TIMEOUT_S, proc=None) -> dict[str, str]:
-        """The newest diagnostics report with ``pred(values)``, among those stamped after
-        ``after`` (wall time; None: any). Needs ``diag`` recorded as whole messages."""
+                  timeout: float = DEFAULT_TIMEOUT_S, proc=None,
+                  camera: str = "") -> dict[str, str]:
+        """The newest diagnostics report of ``camera`` with ``pred(values)``, among those
+        stamped after ``after`` (wall time; None: any). Needs ``diag`` recorded as whole
+        messages."""
         def newest_match():
             for m in reversed(self.messages("diag")):
                 if after is not None and \
                         m.header.stamp.sec + m.header.stamp.nanosec * 1e-9 <= after:
                     return None
-                values = self.diag_values(m)
+                values = self.diag_values(m, camera)
                 if pred(values):
                     return values
             return None
@@ -509,7 +511,8 @@ class Client:
         except TimeoutError:
             last = self.messages("diag")
             raise TimeoutError(f"diagnostics never matched; last: "
-                               f"{self.diag_values(last[-1]) if last else None}") from None
+                               f"{self.diag_values(last[-1], camera) if last else None}"
+                               ) from None
 
     def wait_connected(self, inputs: Iterable[str] | None = None,
                        outputs: Iterable[str] = ("depth/image", "answer"),

@@ -401,18 +401,15 @@ class DepthVLMNode(LifecycleNode):
         where = f" ({cam.name})" if cam.name else ""
         self._warn(f"{cam.name}/{reason}", f"dropped image{where} ({reason}): {text}")
 
-    def _on_worker_error(self, where: str, exc: BaseException, job: Any = None) -> None:
+    def _on_worker_error(self, where: str, exc: BaseException,
+                         job: FrameJob | QueryJob) -> None:
         if not self.context.ok():
             # Ctrl-C shut the context down while the worker was publishing: not an error.
             return
-        cam = self._cameras.get(getattr(job, "camera", ""))
         if where == "frame":
-            if cam is not None:
-                cam.stats.drop("error")
+            self._cameras[job.camera].stats.drop("error")
         else:
-            self._stats.inc("queries_error")
-            if cam is not None:
-                cam.stats.inc("queries_error")
+            self._count_query(job, "queries_error")
         self.get_logger().error(f"unexpected error in the worker ({where}): "
                                 f"{type(exc).__name__}: {exc}")
 
@@ -465,27 +462,29 @@ class DepthVLMNode(LifecycleNode):
     def _on_query(self, msg: SpatialQuery, cam: Optional[_Camera] = None) -> None:
         regions = [(r.x_offset, r.y_offset, r.width, r.height) for r in msg.regions]
         self._enqueue_query(_stamp_ns(msg.header.stamp), msg.id, msg.text, msg.pixels, regions,
-                            cam.name if cam else msg.camera, msg.header.frame_id, cam is not None)
+                            cam, msg.camera, msg.header.frame_id)
 
     def _on_query_text(self, msg: String, cam: Optional[_Camera] = None) -> None:
-        self._enqueue_query(0, "", msg.data, [], [], cam.name if cam else "", "", cam is not None)
+        self._enqueue_query(0, "", msg.data, [], [], cam)
 
     def _enqueue_query(self, stamp_ns: int, qid: str, text: str, pixels, regions,
-                       camera: str = "", frame_id: str = "", on_camera_topic: bool = False
-                       ) -> None:
+                       cam: Optional[_Camera], named: str = "", frame_id: str = "") -> None:
+        """Validate a question and queue it; ``cam`` is the camera whose own question topic it
+        came on (None: the shared topics, where ``named`` / ``frame_id`` choose)."""
         if not self._active:
             return
         self._stats.inc("queries_received")
         job = QueryJob(stamp_ns, qid, text, np.zeros((0, 2)), tuple(regions))
         try:
-            if on_camera_topic:
-                job.camera = camera
+            if cam is not None:
+                job.camera = cam.name
             else:
                 with self._pair_lock:
                     frame_ids = {c.name: c.last_frame_id for c in self._cameras.values()}
-                job.camera = choose_camera(tuple(self._cameras), camera, frame_id, frame_ids)
-            if len(self._cameras) > 1:
-                self._cameras[job.camera].stats.inc("queries_received")
+                job.camera = choose_camera(tuple(self._cameras), named, frame_id, frame_ids)
+            camera_stats = self._camera_stats(job)
+            if camera_stats is not None:  # the total was counted above
+                camera_stats.inc("queries_received")
             self._pipeline.check_question(text)  # reads config only: safe off the worker
             job.pixels = validate_pixels([(p.x, p.y) for p in pixels])
             if len(regions) > MAX_REGIONS:
@@ -567,17 +566,26 @@ class DepthVLMNode(LifecycleNode):
             stats.latency("answer_measure", result.timings["measure_s"])
         self._send_answer(msg, job, "queries_answered")
 
-    def _query_stats(self, job: QueryJob) -> list[Counters]:
-        """Where a question is counted: over all cameras, and on its camera when it has one."""
+    def _camera_stats(self, job: QueryJob) -> Optional[Counters]:
+        """The counters of a question's camera, when there are several cameras (one camera's
+        status shows the totals) and the question has a known one."""
         cam = self._cameras.get(job.camera)
-        return [self._stats] + ([cam.stats] if cam is not None and len(self._cameras) > 1
-                                else [])
+        return cam.stats if cam is not None and len(self._cameras) > 1 else None
+
+    def _query_stats(self, job: QueryJob) -> list[Counters]:
+        """Where a question is counted: over all cameras, and on its camera (see above)."""
+        camera_stats = self._camera_stats(job)
+        return [self._stats] + ([camera_stats] if camera_stats is not None else [])
+
+    def _count_query(self, job: QueryJob, counter: str) -> None:
+        for stats in self._query_stats(job):
+            stats.inc(counter)
 
     def _answer_msg(self, job: QueryJob, header) -> SpatialAnswer:
         msg = SpatialAnswer()
         msg.header = _copy_header(header)
         msg.id, msg.question = job.qid, job.text
-        msg.camera = job.camera or ""
+        msg.camera = job.camera
         return msg
 
     def _publish_error(self, job: QueryJob, status: int, reason: str,
@@ -599,8 +607,7 @@ class DepthVLMNode(LifecycleNode):
     def _send_answer(self, msg: SpatialAnswer, job: QueryJob, counter: str) -> None:
         msg.latency = float(time.monotonic() - job.received)
         self._pubs["answer"].publish(msg)
-        for stats in self._query_stats(job):
-            stats.inc(counter)
+        self._count_query(job, counter)
 
     # --------------------------------------------------------------------------------------
     # diagnostics
