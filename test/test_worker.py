@@ -16,17 +16,23 @@ class Recorder:
 
     def __init__(self, frame_s=0.0, gate: threading.Event | None = None):
         self.log = []
+        self.batches = []
         self.frame_s = frame_s
         self.gate = gate
         self.done = threading.Event()
 
-    def run_frame(self, job):
+    def run_frame(self, jobs):
         if self.gate is not None:
             self.gate.wait(5)
         time.sleep(self.frame_s)
-        self.log.append(("frame", job.stamp_ns) if not job.camera else
-                        ("frame", job.camera, job.stamp_ns))
-        return HeldFrame(job.stamp_ns, None, None, np.zeros((1, 1)), None, camera=job.camera)
+        self.batches.append([(job.camera, job.stamp_ns) for job in jobs])
+        held = []
+        for job in jobs:
+            self.log.append(("frame", job.stamp_ns) if not job.camera else
+                            ("frame", job.camera, job.stamp_ns))
+            held.append(HeldFrame(job.stamp_ns, None, None, np.zeros((1, 1)), None,
+                                  camera=job.camera))
+        return held
 
     def run_query(self, job, frame, error):
         self.log.append(("query", job.qid, frame.stamp_ns if frame else None, error))
@@ -60,7 +66,7 @@ def test_newer_frame_replaces_waiting_one():
 
 
 def test_query_queue_is_bounded_and_stop_returns_leftovers():
-    w = LatestFrameWorker(lambda j: None, lambda *a: None, 2, 4, frame_wait_s=60)
+    w = LatestFrameWorker(lambda jobs: [None] * len(jobs), lambda *a: None, 2, 4, frame_wait_s=60)
     # Not started: queries only accumulate.
     assert w.submit_query(_q("a")) and w.submit_query(_q("b"))
     assert not w.submit_query(_q("c"))
@@ -132,7 +138,7 @@ def test_queries_have_priority_but_cannot_starve_frames():
 def test_worker_survives_exceptions():
     errors = []
 
-    def bad_frame(job):
+    def bad_frame(jobs):
         raise RuntimeError("boom")
 
     w = LatestFrameWorker(bad_frame, lambda *a: None, 2, 2,
@@ -216,7 +222,7 @@ def test_cameras_take_turns_so_a_slow_camera_is_not_starved():
 
 
 def test_a_superseded_frame_is_replaced_only_by_its_own_camera():
-    w = LatestFrameWorker(lambda j: None, lambda *a: None, 2, 4)
+    w = LatestFrameWorker(lambda jobs: [None] * len(jobs), lambda *a: None, 2, 4)
     assert w.submit_frame(FrameJob(1, None, None, camera="a")) is None
     assert w.submit_frame(FrameJob(2, None, None, camera="b")) is None
     replaced = w.submit_frame(FrameJob(3, None, None, camera="a"))
@@ -245,3 +251,45 @@ def test_queries_are_answered_from_the_frames_of_their_own_camera():
     assert answers["left-stamp-on-right"][0] is None and "not held" in \
         answers["left-stamp-on-right"][1]
     assert [f.stamp_ns for f in w.history("left")] == [10]
+
+
+def test_batches_take_one_waiting_frame_per_camera_in_turn():
+    """With batch_frames 2 and three cameras waiting, the two served longest ago run together,
+    the third next (with whichever camera has a new frame by then); no batch waits to fill."""
+    rec = Recorder()
+    w = LatestFrameWorker(rec.run_frame, rec.run_query, 4, 4, batch_frames=2)
+    for stamp, camera in ((1, "a"), (2, "b"), (3, "c")):
+        w.submit_frame(FrameJob(stamp, None, None, camera=camera))
+    w.start()
+    _wait(lambda: len(rec.log) == 3)
+    assert rec.batches[0] == [("a", 1), ("b", 2)]
+    assert rec.batches[1] == [("c", 3)]  # alone: nothing else was waiting
+    w.submit_frame(FrameJob(4, None, None, camera="c"))
+    _wait(lambda: len(rec.log) == 4)
+    assert rec.batches[2] == [("c", 4)]
+    assert [f.stamp_ns for f in w.history("a")] == [1]
+    assert [f.stamp_ns for f in w.history("c")] == [3, 4]
+    w.stop()
+
+
+def test_a_failed_batch_reports_every_frame_in_it():
+    errors = []
+
+    def bad_frames(jobs):
+        raise RuntimeError("boom")
+
+    w = LatestFrameWorker(bad_frames, lambda *a: None, 2, 2, batch_frames=3,
+                          on_error=lambda where, exc, job: errors.append((where, job.camera)))
+    w.submit_frame(FrameJob(1, None, None, camera="a"))
+    w.submit_frame(FrameJob(2, None, None, camera="b"))
+    w.start()
+    _wait(lambda: len(errors) == 2)
+    assert sorted(errors) == [("frame", "a"), ("frame", "b")]
+    w.stop()
+
+
+def test_batch_frames_must_be_positive():
+    import pytest
+
+    with pytest.raises(ValueError, match="batch_frames"):
+        LatestFrameWorker(lambda jobs: [], lambda *a: None, 2, 2, batch_frames=0)

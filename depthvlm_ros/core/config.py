@@ -92,6 +92,11 @@ class DepthVLMConfig:
                       "'front,left,right'); each camera's topics stand under its name "
                       "(front/image, front/camera_info, front/depth/image, ...). Empty: one "
                       "unnamed camera on the plain topics.")
+    batch_frames: int = _f(1, "Most frames of different cameras run through the vision tower, "
+                           "prefill and head in one batch when their model images have the "
+                           "same size (1: one frame at a time). A batch is what is waiting "
+                           "when the model is free; it pays where the device has compute to "
+                           "spare (a GPU), not on a CPU.", range=(1, 16))
     depth_encoding: str = _f("32FC1", "Encoding of 'depth/image': 32FC1 (metres, NaN invalid) "
                              "or 16UC1 (millimetres, 0 invalid); REP 118 allows both.",
                              choices=("32FC1", "16UC1"))

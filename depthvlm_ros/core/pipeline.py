@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -24,7 +24,7 @@ from .folders import folder_resize_mode, read_meta, read_preprocessor, resolve_m
 from .model import DepthVLMForConditionalGeneration, load_depthvlm
 from .preprocess import ModelImage, prepare_image, release_pixel_limits
 
-__all__ = ["DepthVLMPipeline", "FrameContext", "FrameResult", "AnswerResult", "Prediction", "truncate_cache",
+__all__ = ["DepthVLMPipeline", "FrameContext", "FrameResult", "AnswerResult", "Prediction", "split_cache", "truncate_cache",
            "resolve_device", "resolve_dtype"]
 
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -67,6 +67,7 @@ class FrameResult:
         plan: how the image was resized for the model.
         timings: seconds per stage (preprocess, vision_prefill, head, postprocess, total).
         context: prefill kept for questions (None when not requested).
+        batch_size: frames in the model pass that produced it (1: alone).
     """
 
     depth: np.ndarray
@@ -74,6 +75,7 @@ class FrameResult:
     plan: ResizePlan
     timings: dict[str, float]
     context: FrameContext | None
+    batch_size: int = 1
 
 
 @dataclass
@@ -95,6 +97,24 @@ class Prediction:
     answer: str | None
     frame: FrameResult
     answer_result: AnswerResult | None = None
+
+
+def split_cache(cache, rows: int) -> list:
+    """One DynamicCache per batch row of ``cache`` (copies, so each frame's cache is its own).
+
+    Built with ``DynamicCache.update``, the constructor-independent way every transformers 5.x
+    release fills a cache.
+    """
+    from transformers import DynamicCache
+
+    parts = []
+    for row in range(rows):
+        part = DynamicCache()
+        for layer_idx, layer in enumerate(cache.layers):
+            part.update(layer.keys[row:row + 1].clone(), layer.values[row:row + 1].clone(),
+                        layer_idx)
+        parts.append(part)
+    return parts
 
 
 def truncate_cache(cache, length: int) -> None:
@@ -259,16 +279,63 @@ class DepthVLMPipeline:
             torch.cuda.synchronize(self.device)
         return time.perf_counter()
 
-    @torch.inference_mode()
     def process_frame(self, rgb: np.ndarray, intrinsics: Intrinsics,
                       keep_context: bool = True) -> FrameResult:
-        """Metric depth for one frame; keeps the prefill for questions when ``keep_context``."""
-        t0 = time.perf_counter()
-        mi = self.prepare(rgb, intrinsics)
-        plan = mi.plan
-        ids = torch.tensor([self.prompt_ids(plan.num_tokens)], device=self.device)
-        pixel_values = mi.pixel_values.to(self.device, self.dtype)
-        grid = mi.image_grid_thw.to(self.device)
+        """Metric depth for one frame; keeps the prefill for questions when ``keep_context``.
+
+        Raises:
+            InputError: the image or its intrinsics cannot be used.
+        """
+        (result,) = self.process_frames([(rgb, intrinsics)], keep_context)
+        if isinstance(result, InputError):
+            raise result
+        return result
+
+    @torch.inference_mode()
+    def process_frames(self, frames: Sequence[tuple[np.ndarray, Intrinsics]],
+                       keep_context: bool = True) -> list[FrameResult | InputError]:
+        """Metric depth for several frames (of several cameras), batched where sizes agree.
+
+        Frames whose model images have the same size share one pass through the vision tower,
+        the LLM prefill and the head (one row each); others run in passes of their own. Rows
+        do not interact, so each frame's depth and context equal those of
+        :meth:`process_frame` on it alone up to float rounding. Each context gets its own KV
+        cache, so questions about one frame never see another.
+
+        Args:
+            frames: ``(rgb, intrinsics)`` pairs.
+            keep_context: keep each frame's prefill for questions.
+
+        Returns:
+            One entry per frame, in order: its :class:`FrameResult`, or the
+            :class:`InputError` that kept it out (the other frames still run). The
+            vision/prefill and head timings of a batched frame are those of its whole pass.
+        """
+        results: list[FrameResult | InputError] = [None] * len(frames)  # type: ignore[list-item]
+        groups: dict[tuple[int, int], list[tuple[int, ModelImage, float]]] = {}
+        for index, (rgb, intrinsics) in enumerate(frames):
+            t0 = time.perf_counter()
+            try:
+                mi = self.prepare(rgb, intrinsics)
+            except InputError as exc:
+                results[index] = exc
+                continue
+            size = (mi.plan.model_height, mi.plan.model_width)
+            groups.setdefault(size, []).append((index, mi, time.perf_counter() - t0))
+        for members in groups.values():
+            for index, result in self._run_batch(members, frames, keep_context):
+                results[index] = result
+        return results
+
+    def _run_batch(self, members: list[tuple[int, ModelImage, float]],
+                   frames: Sequence[tuple[np.ndarray, Intrinsics]], keep_context: bool):
+        """One pass for prepared frames of one model size; yields ``(index, FrameResult)``."""
+        n = len(members)
+        plan = members[0][1].plan
+        ids = torch.tensor([self.prompt_ids(plan.num_tokens)] * n, device=self.device)
+        pixel_values = torch.cat([mi.pixel_values for _, mi, _ in members]).to(self.device,
+                                                                                self.dtype)
+        grid = torch.cat([mi.image_grid_thw for _, mi, _ in members]).to(self.device)
         t1 = self._sync()
         enc = self.model.encode(ids, pixel_values, grid, use_cache=keep_context)
         t2 = self._sync()
@@ -276,14 +343,19 @@ class DepthVLMPipeline:
         depth_model = self.head_runtime(ds[0], ds[1], ds[2], enc.image_hidden,
                                         (plan.model_height, plan.model_width))
         t3 = self._sync()
-        depth = self._postprocess(depth_model, plan, intrinsics)
-        t4 = time.perf_counter()
-        context = None
-        if keep_context:
-            context = FrameContext(enc.cache, ids.shape[1], enc.next_position, intrinsics, depth)
-        timings = {"preprocess": t1 - t0, "vision_prefill": t2 - t1, "head": t3 - t2,
-                   "postprocess": t4 - t3, "total": t4 - t0}
-        return FrameResult(depth, intrinsics, plan, timings, context)
+        caches = [enc.cache] if n == 1 or not keep_context else split_cache(enc.cache, n)
+        for row, (index, mi, prep_s) in enumerate(members):
+            t_row = time.perf_counter()
+            intrinsics = frames[index][1]
+            depth = self._postprocess(depth_model[row:row + 1], mi.plan, intrinsics)
+            post_s = time.perf_counter() - t_row
+            context = None
+            if keep_context:
+                context = FrameContext(caches[row], ids.shape[1], enc.next_position,
+                                       intrinsics, depth)
+            timings = {"preprocess": prep_s, "vision_prefill": t2 - t1, "head": t3 - t2,
+                       "postprocess": post_s, "total": prep_s + (t3 - t1) + post_s}
+            yield index, FrameResult(depth, intrinsics, mi.plan, timings, context, n)
 
     def _postprocess(self, depth_model: torch.Tensor, plan: ResizePlan,
                      intrinsics: Intrinsics) -> np.ndarray:

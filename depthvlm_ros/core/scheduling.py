@@ -12,6 +12,9 @@ Policies:
 * **Cameras in turn.** With several cameras, the waiting frame of the camera served longest ago
   runs next, so a 30 Hz camera next to a 5 Hz one cannot starve it: each gets at least one
   frame in every round of as many frames as there are cameras with frames waiting.
+* **Batches of cameras, never of waiting.** With ``batch_frames`` > 1 the waiting frames of up
+  to that many cameras (longest served ago first) run in one model call; a batch is whatever
+  is waiting when the model becomes free, so no frame waits for others to arrive.
 * **Queries first.** Between two frames the worker answers every answerable query, but never more
   than ``query_queue_size`` in a row while a frame is waiting, so a query flood cannot freeze the
   depth stream.
@@ -227,7 +230,8 @@ class LatestFrameWorker:
     """One thread that runs the model for frames and queries (the model is not thread safe).
 
     Args:
-        run_frame: ``job -> HeldFrame | None``; processes and publishes a frame (None: dropped).
+        run_frames: ``jobs -> [HeldFrame | None, ...]``; processes and publishes frames (at
+            most ``batch_frames``, of different cameras; None for a dropped one).
         run_query: ``(job, frame, error) -> None``; answers with ``frame`` or, when ``frame``
             is None, publishes an error answer with reason ``error``.
         query_queue_size: most waiting queries.
@@ -235,15 +239,21 @@ class LatestFrameWorker:
         stamp_tolerance_ns: largest stamp difference when looking a query's frame up.
         frame_wait_s: longest wait of a query for its frame.
         on_error: ``(where, exception, job) -> None`` for unexpected exceptions in the
-            callbacks; the worker keeps running after them.
+            callbacks (``where`` is ``"frame"`` once per job of a failed batch, or
+            ``"query"``); the worker keeps running after them.
+        batch_frames: most frames (one per camera) handed to one ``run_frames`` call.
     """
 
-    def __init__(self, run_frame: Callable[[FrameJob], Optional[HeldFrame]],
+    def __init__(self, run_frames: Callable[[list[FrameJob]], list[Optional[HeldFrame]]],
                  run_query: Callable[[QueryJob, Optional[HeldFrame], Optional[str]], None],
                  query_queue_size: int, frame_history: int, stamp_tolerance_ns: int = 0,
                  frame_wait_s: float = FRAME_WAIT_S,
-                 on_error: Optional[Callable[[str, BaseException, Any], None]] = None) -> None:
-        self._run_frame = run_frame
+                 on_error: Optional[Callable[[str, BaseException, Any], None]] = None,
+                 batch_frames: int = 1) -> None:
+        if int(batch_frames) < 1:
+            raise ValueError(f"batch_frames must be at least 1, got {batch_frames}")
+        self._run_frames = run_frames
+        self.batch_frames = int(batch_frames)
         self._run_query = run_query
         self.query_queue_size = int(query_queue_size)
         self.stamp_tolerance_ns = int(stamp_tolerance_ns)
@@ -359,7 +369,7 @@ class LatestFrameWorker:
                 f"{newest * 1e-9:.9f}")
 
     def _next_job(self):
-        """Block until there is work; returns ('frame', job) / ('query', job, frame|err) / None."""
+        """Block until there is work; returns ('frame', [jobs]) / ('query', job, frame|err) / None."""
         with self._cond:
             while not self._stop:
                 now = time.monotonic()
@@ -378,13 +388,15 @@ class LatestFrameWorker:
                     self._queries_in_row += 1
                     return ("query",) + pick
                 if self._frames:
-                    # Cameras in turn: the one served longest ago (never served: first).
-                    camera = min(self._frames, key=lambda c: self._served.get(c, -1))
-                    job = self._frames.pop(camera)
-                    self._sequence += 1
-                    self._served[camera] = self._sequence
+                    # Cameras in turn: the ones served longest ago (never served: first).
+                    order = sorted(self._frames, key=lambda c: self._served.get(c, -1))
+                    jobs = []
+                    for camera in order[:self.batch_frames]:
+                        jobs.append(self._frames.pop(camera))
+                        self._sequence += 1
+                        self._served[camera] = self._sequence
                     self._queries_in_row = 0
-                    return ("frame", job)
+                    return ("frame", jobs)
                 self._cond.wait(None if wake is None else max(wake - now, 0.0) + 1e-3)
             return None
 
@@ -395,13 +407,14 @@ class LatestFrameWorker:
                 return
             try:
                 if item[0] == "frame":
-                    held = self._run_frame(item[1])
-                    if held is not None:
+                    held = [h for h in self._run_frames(item[1]) or () if h is not None]
+                    if held:
                         with self._cond:
-                            self.histories.setdefault(
-                                held.camera,
-                                collections.deque(maxlen=self.frame_history)).append(held)
-                            # Queries waiting for this frame can now be answered.
+                            for h in held:
+                                self.histories.setdefault(
+                                    h.camera,
+                                    collections.deque(maxlen=self.frame_history)).append(h)
+                            # Queries waiting for these frames can now be answered.
                             self._cond.notify_all()
                 else:
                     _, q, res = item
@@ -411,7 +424,8 @@ class LatestFrameWorker:
                         self._run_query(q, res, None)
             except Exception as exc:  # noqa: BLE001 - one bad job must not end the worker
                 if self._on_error is not None:
-                    try:
-                        self._on_error(item[0], exc, item[1])
-                    except Exception:  # noqa: BLE001
-                        pass
+                    for job in item[1] if item[0] == "frame" else (item[1],):
+                        try:
+                            self._on_error(item[0], exc, job)
+                        except Exception:  # noqa: BLE001
+                            pass

@@ -263,8 +263,9 @@ class DepthVLMNode(LifecycleNode):
             }
             self._cameras[name] = cam
         self._worker = LatestFrameWorker(
-            self._run_frame, self._run_query, cfg.query_queue_size, cfg.frame_history,
-            int(cfg.sync_tolerance_s * 1e9), on_error=self._on_worker_error)
+            self._run_frames, self._run_query, cfg.query_queue_size, cfg.frame_history,
+            int(cfg.sync_tolerance_s * 1e9), on_error=self._on_worker_error,
+            batch_frames=min(cfg.batch_frames, len(self._cameras)))
         self._pubs = {
             "answer": self.create_lifecycle_publisher(SpatialAnswer, "answer",
                                                       qos.REQUEST_REPLY),
@@ -500,30 +501,43 @@ class DepthVLMNode(LifecycleNode):
     # --------------------------------------------------------------------------------------
     # worker thread
     def _run_frame(self, job: FrameJob) -> Optional[HeldFrame]:
-        cfg, msg, cam = self._cfg, job.image, self._cameras[job.camera]
-        try:
-            # Raw or compressed: a JPEG / PNG is decoded here, on the worker, never on the
-            # executor thread, so a large frame cannot delay questions or camera_info.
-            rgb = color_frame(msg, convert.image_to_rgb)
-            h, w = rgb.shape[:2]
-            intr = frame_intrinsics(w, h, job.info, cfg.fallback_hfov_deg)
-        except FrameDropped as exc:
-            self._drop(cam, exc.reason, str(exc))
-            return None
-        try:
-            result = self._pipeline.process_frame(rgb, intr, keep_context=True)
-        except InputError as exc:
-            self._drop(cam, "bad_image", str(exc))
-            return None
-        cam.stats.inc("frames_processed")
-        cam.stats.latency("model", result.timings["total"])
-        cam.stats.latency("frame", time.monotonic() - job.received)
-        header = _copy_header(msg.header)
-        with self._pair_lock:
-            cam.last_frame_id = header.frame_id
-        self._publish_frame(cam, header, result.depth, intr, rgb, job.info)
-        return HeldFrame(job.stamp_ns, header, result.context, result.depth, intr,
-                         camera=cam.name)
+        return self._run_frames([job])[0]
+
+    def _run_frames(self, jobs: list[FrameJob]) -> list[Optional[HeldFrame]]:
+        """Decode, run (batched where sizes agree) and publish frames of different cameras."""
+        held: list[Optional[HeldFrame]] = [None] * len(jobs)
+        decoded = []  # (index, rgb, intrinsics)
+        for index, job in enumerate(jobs):
+            try:
+                # Raw or compressed: a JPEG / PNG is decoded here, on the worker, never on the
+                # executor thread, so a large frame cannot delay questions or camera_info.
+                rgb = color_frame(job.image, convert.image_to_rgb)
+                h, w = rgb.shape[:2]
+                intr = frame_intrinsics(w, h, job.info, self._cfg.fallback_hfov_deg)
+            except FrameDropped as exc:
+                self._drop(self._cameras[job.camera], exc.reason, str(exc))
+                continue
+            decoded.append((index, rgb, intr))
+        results = self._pipeline.process_frames([(rgb, intr) for _, rgb, intr in decoded],
+                                                keep_context=True)
+        for (index, rgb, intr), result in zip(decoded, results):
+            job = jobs[index]
+            cam = self._cameras[job.camera]
+            if isinstance(result, InputError):
+                self._drop(cam, "bad_image", str(result))
+                continue
+            cam.stats.inc("frames_processed")
+            if result.batch_size > 1:
+                cam.stats.inc("frames_batched")
+            cam.stats.latency("model", result.timings["total"])
+            cam.stats.latency("frame", time.monotonic() - job.received)
+            header = _copy_header(job.image.header)
+            with self._pair_lock:
+                cam.last_frame_id = header.frame_id
+            self._publish_frame(cam, header, result.depth, intr, rgb, job.info)
+            held[index] = HeldFrame(job.stamp_ns, header, result.context, result.depth, intr,
+                                    camera=cam.name)
+        return held
 
     def _publish_frame(self, cam: _Camera, header, depth, intr, rgb, info_msg) -> None:
         cfg, pubs = self._cfg, cam.pubs
@@ -651,6 +665,9 @@ class DepthVLMNode(LifecycleNode):
             "frames_dropped": totals.get("frames_dropped", 0),
             "points_published": totals.get("points_published", 0),
         })
+        if self._cfg.batch_frames > 1 and len(self._cameras) > 1:
+            # Frames that shared a model pass with another camera's frame.
+            values["frames_batched"] = totals.get("frames_batched", 0)
         values.update(_question_values(asked, pending if len(self._cameras) == 1 else None))
         with self._pair_lock:
             values["frames_waiting_camera_info"] = len(cam.pairer.pending)
