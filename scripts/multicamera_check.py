@@ -5,7 +5,8 @@ Both setups get the same input: three cameras (``front``, ``left``, ``right``) p
 synthetic frames of the same size at the same rate for the same time, each with its own
 camera_info. For each setup it writes the nodes' memory (peak RSS, ``VmHWM``, summed over the
 nodes) and, per camera, the frames sent and processed, the processed rate and the mean model
-and frame latency from the nodes' own diagnostics. Both setups run the same model on the same
+and frame latency from the nodes' own diagnostics. The one-node setup runs twice: one model
+pass per frame, and ``batch_frames`` 3 (the cameras' waiting frames in shared passes). Both setups run the same model on the same
 device with the same torch threads per node; on a machine with fewer cores than nodes, the
 three nodes share them, as three models on one GPU would share it.
 
@@ -78,12 +79,13 @@ def drive(client, args, status_of, proc_of, connect_timeout: float) -> dict:
     return out
 
 
-def one_node(args, log_dir: Path) -> dict:
-    domain = harness.domain_id("multicamera_one", user="perf")
+def one_node(args, log_dir: Path, batch_frames: int = 1) -> dict:
+    domain = harness.domain_id(f"multicamera_one_{batch_frames}", user="perf")
     params = {"model_path": args.model, "device": "cpu", "head_backend": "torch",
               "image_qos": "reliable", "cameras": ",".join(CAMERAS), "publish_points": False,
-              "diagnostics_period_s": 0.2}
-    with harness.NodeProcess(domain, params=params, log=log_dir / "one_node.log",
+              "diagnostics_period_s": 0.2, "batch_frames": batch_frames}
+    with harness.NodeProcess(domain, params=params,
+                             log=log_dir / f"one_node_batch{batch_frames}.log",
                              threads=args.threads) as node, \
             harness.Client(domain, name="multicamera_client", record=("diag",),
                            inputs=()) as client:
@@ -91,7 +93,7 @@ def one_node(args, log_dir: Path) -> dict:
         cams = drive(client, args, harness.pipeline_values, lambda n: node.proc, 30.0)
         peak = vm_hwm_bytes(node.proc.pid)
         node.stop()
-    return {"nodes": 1, "peak_rss_bytes": peak, "cameras": cams}
+    return {"nodes": 1, "batch_frames": batch_frames, "peak_rss_bytes": peak, "cameras": cams}
 
 
 def node_per_camera(args, log_dir: Path) -> dict:
@@ -139,7 +141,10 @@ def main(argv: list[str] | None = None) -> int:
     log_dir = out.with_suffix("")
     log_dir.mkdir(exist_ok=True)
     result = {"settings": vars(args)}
-    for key, run in (("one_node", one_node), ("node_per_camera", node_per_camera)):
+    setups = (("one_node", one_node),
+              ("one_node_batched", lambda a, d: one_node(a, d, batch_frames=len(CAMERAS))),
+              ("node_per_camera", node_per_camera))
+    for key, run in setups:
         print(f"== {key}", flush=True)
         result[key] = run(args, log_dir)
         r = result[key]
@@ -151,6 +156,12 @@ def main(argv: list[str] | None = None) -> int:
     one, three = result["one_node"]["peak_rss_bytes"], result["node_per_camera"]["peak_rss_bytes"]
     result["rss_ratio_node_per_camera_over_one_node"] = round(three / one, 3)
     print(f"memory, one node per camera / one node for all: {three / one:.2f}")
+    cams = result["one_node"]["cameras"], result["one_node_batched"]["cameras"]
+    result["frame_latency_one_pass_each_over_batched"] = round(
+        sum(c["frame_latency_ms"] for c in cams[0].values())
+        / sum(c["frame_latency_ms"] for c in cams[1].values()), 3)
+    print("mean frame latency, one pass per camera / batched passes: "
+          f"{result['frame_latency_one_pass_each_over_batched']:.2f}")
     out.write_text(json.dumps(result, indent=2) + "\n")
     return 0
 
