@@ -6,15 +6,22 @@ camera, never from the image centre.
 
 Two resize plans bring an image to the camera the model was trained for:
 
-* ``metric`` (:func:`plan_canonical_resize`, ours): one resample straight to a multiple of 32,
-  square canonical pixels, and an exact depth correction when the token budget shrinks it.
+* ``metric`` (:func:`plan_canonical_resize`, ours): one resample straight to a multiple of the
+  token size, square canonical pixels, and an exact depth correction when the token budget
+  shrinks it.
 * ``release`` (:func:`plan_release_resize`): the chain of the DepthVLM authors' scripts, which
   their checkpoint was trained and evaluated with, reproduced size for size.
+
+The token size (pixels per side of one LLM image token) is the model's ViT patch times its
+spatial merge (:func:`token_pixels_of`); every plan takes it as ``token_pixels``, default
+:data:`TOKEN_PIXELS`, Qwen3-VL's 32.
 """
 
 from __future__ import annotations
 
 import math
+import numbers
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -23,10 +30,12 @@ from .errors import InputError
 
 __all__ = ["Intrinsics", "ResizePlan", "plan_canonical_resize", "plan_release_resize",
            "plan_resize", "release_canonical_size", "smart_resize", "vl_utils_smart_resize",
-           "backproject", "TOKEN_PIXELS", "RESIZE_MODES", "RELEASE_MIN_PIXELS",
+           "backproject", "TOKEN_PIXELS", "check_token_pixels", "vision_patching",
+           "token_pixels_of", "RESIZE_MODES", "RELEASE_MIN_PIXELS",
            "RELEASE_MAX_PIXELS", "VL_UTILS_FACTOR", "VL_UTILS_MIN_PIXELS", "VL_UTILS_MAX_PIXELS"]
 
-#: Pixels per side of one LLM image token: ViT patch 16 x spatial merge 2.
+#: Pixels per side of one LLM image token of Qwen3-VL (DepthVLM-4B): ViT patch 16 x spatial
+#: merge 2. Only a default: a model's own size is :func:`token_pixels_of` its config.
 TOKEN_PIXELS = 32
 
 #: Resize conventions a plan can follow (``auto`` is resolved by the pipeline, never here).
@@ -47,6 +56,53 @@ RELEASE_MAX_PIXELS = 16777216
 #: a camera with a focal far below canonical_fx on a huge sensor gets there; see
 #: :func:`plan_release_resize`.
 _MAX_CANONICAL_PIXELS = 1 << 26
+
+
+def check_token_pixels(token_pixels: int) -> int:
+    """``token_pixels`` as an int, or :class:`InputError` unless it is a positive even integer.
+
+    Even because a token is ``merge`` x ``merge`` patches and every Qwen-VL merge is 2; a plan
+    built for an odd size could never be laid out in patches.
+    """
+    if isinstance(token_pixels, bool) or not isinstance(token_pixels, numbers.Integral) \
+            or token_pixels < 2 or token_pixels % 2:
+        raise InputError(f"token size must be a positive even number of pixels, got "
+                         f"{token_pixels!r}")
+    return int(token_pixels)
+
+
+def _field(obj, name: str):
+    # Configs arrive as transformers objects or as the raw config.json dict.
+    return obj.get(name) if isinstance(obj, Mapping) else getattr(obj, name, None)
+
+
+def vision_patching(config) -> tuple[int, int]:
+    """``(patch_size, spatial_merge_size)`` of a Qwen3-VL config (object or config.json dict).
+
+    A value a config.json leaves out is Qwen3-VL's (16, 2), as transformers fills it in.
+
+    Raises:
+        InputError: a value is not a positive integer.
+    """
+    vision = _field(config, "vision_config")
+    vision = {} if vision is None else vision
+    values = []
+    for name, default in (("patch_size", 16), ("spatial_merge_size", 2)):
+        value = _field(vision, name)
+        value = default if value is None else value
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+            raise InputError(f"vision_config.{name} must be a positive integer, got {value!r}")
+        values.append(int(value))
+    return values[0], values[1]
+
+
+def token_pixels_of(config) -> int:
+    """Pixels per side of one LLM image token of a model: ViT patch x spatial merge.
+
+    32 for Qwen3-VL (patch 16 x merge 2); 16 for a model with patch 8.
+    """
+    patch, merge = vision_patching(config)
+    return check_token_pixels(patch * merge)
 
 
 @dataclass(frozen=True)
@@ -106,8 +162,9 @@ class ResizePlan:
     """How an input image is resized for the model, and how depth is brought back.
 
     Attributes:
-        model_width, model_height: size fed to the vision tower (multiples of 32).
-        grid_w, grid_h: LLM token grid (model size / 32).
+        model_width, model_height: size fed to the vision tower (multiples of
+            ``token_pixels``).
+        grid_w, grid_h: LLM token grid (model size / ``token_pixels``).
         depth_scale: factor applied to the model's depth so it is metric for the input camera.
             Metric plan: ``effective_fx / canonical_fx``, 1 up to rounding when the canonical
             image fits the token budget, smaller when the image had to be shrunk further.
@@ -117,6 +174,8 @@ class ResizePlan:
         steps: resamples applied before the final one, as ``(width, height, filter)`` with
             filter ``bilinear`` or ``bicubic``; the final resample to the model size is always
             bicubic. Empty for the metric plan (a single resample).
+        token_pixels: pixels per side of one LLM token of the model the plan is for (last,
+            so plans written positionally before it existed keep their meaning).
     """
 
     model_width: int
@@ -124,35 +183,40 @@ class ResizePlan:
     depth_scale: float
     mode: str = "metric"
     steps: tuple[tuple[int, int, str], ...] = ()
+    token_pixels: int = TOKEN_PIXELS
+
+    def __post_init__(self) -> None:
+        check_token_pixels(self.token_pixels)
 
     @property
     def grid_w(self) -> int:
-        return self.model_width // TOKEN_PIXELS
+        return self.model_width // self.token_pixels
 
     @property
     def grid_h(self) -> int:
-        return self.model_height // TOKEN_PIXELS
+        return self.model_height // self.token_pixels
 
     @property
     def num_tokens(self) -> int:
         return self.grid_w * self.grid_h
 
 
-def _fit_token_budget(w: float, h: float, max_tokens: int, min_tokens: int) -> tuple[int, int]:
+def _fit_token_budget(w: float, h: float, max_tokens: int, min_tokens: int,
+                      token_pixels: int = TOKEN_PIXELS) -> tuple[int, int]:
     """Token grid ``(gw, gh)`` of a ``w`` x ``h`` pixel image scaled uniformly into the budget.
 
     The area is brought into ``[min_tokens, max_tokens]`` by one factor on both axes, each side
     is rounded to whole tokens, and rounding that lands just over the budget is shaved off the
     longer side.
     """
-    tokens = (w / TOKEN_PIXELS) * (h / TOKEN_PIXELS)
+    tokens = (w / token_pixels) * (h / token_pixels)
     extra = 1.0
     if tokens > max_tokens:
         extra = math.sqrt(max_tokens / tokens)
     elif tokens < min_tokens:
         extra = math.sqrt(min_tokens / tokens)
-    gw = max(1, round(w * extra / TOKEN_PIXELS))
-    gh = max(1, round(h * extra / TOKEN_PIXELS))
+    gw = max(1, round(w * extra / token_pixels))
+    gh = max(1, round(h * extra / token_pixels))
     while gw * gh > max_tokens:
         if gw >= gh:
             gw -= 1
@@ -169,25 +233,27 @@ def _check_budget(canonical_fx: float, max_tokens: int, min_tokens: int) -> None
 
 
 def plan_canonical_resize(intr: Intrinsics, canonical_fx: float = 1000.0,
-                          max_tokens: int = 16384, min_tokens: int = 4) -> ResizePlan:
+                          max_tokens: int = 16384, min_tokens: int = 4,
+                          token_pixels: int = TOKEN_PIXELS) -> ResizePlan:
     """Plan the resize that makes the image look as if taken by the canonical camera (metric).
 
     The image is scaled by ``canonical_fx / fx`` horizontally and ``canonical_fx / fy``
     vertically (so pixels become square with focal ``canonical_fx``) and rounded to multiples
-    of 32. If that exceeds ``max_tokens`` (or falls below ``min_tokens``) both axes are scaled
+    of ``token_pixels`` (the model's token size). If that exceeds ``max_tokens`` (or falls below ``min_tokens``) both axes are scaled
     by the same extra factor ``s``. A camera with focal ``s * canonical_fx`` sees every object
     ``s`` times smaller, and a model trained at ``canonical_fx`` then reads it ``1 / s`` times
     farther away, so the prediction is multiplied by ``depth_scale`` (the effective focal over
     the canonical one). This keeps metric scale for any image size; only detail is lost.
     """
     _check_budget(canonical_fx, max_tokens, min_tokens)
+    tp = check_token_pixels(token_pixels)
     w = intr.width * canonical_fx / intr.fx
     h = intr.height * canonical_fx / intr.fy
-    gw, gh = _fit_token_budget(w, h, max_tokens, min_tokens)
-    mw, mh = gw * TOKEN_PIXELS, gh * TOKEN_PIXELS
+    gw, gh = _fit_token_budget(w, h, max_tokens, min_tokens, tp)
+    mw, mh = gw * tp, gh * tp
     # Effective focal of the model image: mean of the two axes' focal after the final resize.
     eff_fx = 0.5 * (intr.fx * mw / intr.width + intr.fy * mh / intr.height)
-    return ResizePlan(mw, mh, eff_fx / canonical_fx)
+    return ResizePlan(mw, mh, eff_fx / canonical_fx, token_pixels=tp)
 
 
 def release_canonical_size(width: int, height: int, fx: float,
@@ -244,6 +310,8 @@ def smart_resize(height: int, width: int, factor: int = TOKEN_PIXELS,
                  max_pixels: int = RELEASE_MAX_PIXELS) -> tuple[int, int]:
     """transformers' Qwen2-VL ``smart_resize`` (the Qwen3-VL image processor's): (height, width).
 
+    ``factor`` is the processor's patch x merge, i.e. the model's token size.
+
     Raises:
         InputError: aspect ratio above 200 (transformers raises too).
     """
@@ -259,14 +327,19 @@ def _check_ratio(height: int, width: int) -> None:
 def plan_release_resize(intr: Intrinsics, canonical_fx: float = 1000.0,
                         max_tokens: int = 16384, min_tokens: int = 4,
                         min_pixels: int = RELEASE_MIN_PIXELS,
-                        max_pixels: int = RELEASE_MAX_PIXELS) -> ResizePlan:
+                        max_pixels: int = RELEASE_MAX_PIXELS,
+                        token_pixels: int = TOKEN_PIXELS) -> ResizePlan:
     """Plan the authors' resize chain, the one the DepthVLM-4B checkpoint was trained with.
 
     1. PIL bilinear to ``canonical_size`` (:func:`release_canonical_size`, fx on both axes);
     2. qwen_vl_utils ``process_vision_info`` defaults: PIL bicubic to
        :func:`vl_utils_smart_resize` (multiples of 28);
-    3. the Qwen3-VL image processor: bicubic to :func:`smart_resize` (multiples of 32, area in
-       ``[min_pixels, max_pixels]``, the folder's ``size``).
+    3. the Qwen3-VL image processor: bicubic to :func:`smart_resize` (multiples of the
+       model's ``token_pixels``, 32 for DepthVLM-4B; area in ``[min_pixels, max_pixels]``,
+       the folder's ``size``).
+
+    Step 2's 28 stays whatever the model: it is qwen_vl_utils' own ``IMAGE_FACTOR`` (Qwen2-VL's
+    patch 14 x merge 2), which the authors' scripts apply before the processor ever runs.
 
     The model's output at the step-3 size is metres as it stands (``depth_scale`` 1): the
     release never corrects for the small aspect changes of steps 2-3, and neither do we, so the
@@ -281,37 +354,40 @@ def plan_release_resize(intr: Intrinsics, canonical_fx: float = 1000.0,
       the step-2 size, bicubic) to bound memory. Sizes are unchanged; pixels differ slightly.
     """
     _check_budget(canonical_fx, max_tokens, min_tokens)
+    tp = check_token_pixels(token_pixels)
     if min_pixels < 1 or max_pixels < min_pixels:
         raise InputError(f"bad pixel limits: min {min_pixels}, max {max_pixels}")
     cw, ch = release_canonical_size(intr.width, intr.height, intr.fx, canonical_fx)
     h28, w28 = vl_utils_smart_resize(ch, cw)
-    h32, w32 = smart_resize(h28, w28, TOKEN_PIXELS, min_pixels, max_pixels)
+    hp, wp = smart_resize(h28, w28, tp, min_pixels, max_pixels)
     steps = ((w28, h28, "bicubic"),)
     if cw * ch <= _MAX_CANONICAL_PIXELS:
         steps = ((cw, ch, "bilinear"),) + steps
-    mw, mh, scale = w32, h32, 1.0
-    if not min_tokens <= (w32 // TOKEN_PIXELS) * (h32 // TOKEN_PIXELS) <= max_tokens:
-        gw, gh = _fit_token_budget(w32, h32, max_tokens, min_tokens)
-        mw, mh = gw * TOKEN_PIXELS, gh * TOKEN_PIXELS
+    mw, mh, scale = wp, hp, 1.0
+    if not min_tokens <= (wp // tp) * (hp // tp) <= max_tokens:
+        gw, gh = _fit_token_budget(wp, hp, max_tokens, min_tokens, tp)
+        mw, mh = gw * tp, gh * tp
         # The model reads the release-size image correctly; shrinking it by s makes everything
         # look 1/s farther, so the prediction is multiplied by s (per axis, averaged).
-        scale = 0.5 * (mw / w32 + mh / h32)
-    return ResizePlan(mw, mh, scale, mode="release", steps=steps)
+        scale = 0.5 * (mw / wp + mh / hp)
+    return ResizePlan(mw, mh, scale, mode="release", steps=steps, token_pixels=tp)
 
 
 def plan_resize(intr: Intrinsics, mode: str = "metric", canonical_fx: float = 1000.0,
                 max_tokens: int = 16384, min_tokens: int = 4,
                 min_pixels: int = RELEASE_MIN_PIXELS,
-                max_pixels: int = RELEASE_MAX_PIXELS) -> ResizePlan:
+                max_pixels: int = RELEASE_MAX_PIXELS,
+                token_pixels: int = TOKEN_PIXELS) -> ResizePlan:
     """The resize plan of ``mode`` (``metric`` or ``release``; see the module docstring).
 
-    ``min_pixels`` / ``max_pixels`` (the image processor's area limits) only affect ``release``.
+    ``min_pixels`` / ``max_pixels`` (the image processor's area limits) only affect ``release``;
+    ``token_pixels`` is the model's token size (:func:`token_pixels_of`).
     """
     if mode == "metric":
-        return plan_canonical_resize(intr, canonical_fx, max_tokens, min_tokens)
+        return plan_canonical_resize(intr, canonical_fx, max_tokens, min_tokens, token_pixels)
     if mode == "release":
         return plan_release_resize(intr, canonical_fx, max_tokens, min_tokens, min_pixels,
-                                   max_pixels)
+                                   max_pixels, token_pixels)
     raise InputError(f"resize mode must be one of {', '.join(RESIZE_MODES)}, got {mode!r}")
 
 

@@ -4,8 +4,9 @@ The module tree and the arithmetic follow the authors' release so that the ``dep
 tensors of DepthVLM-4B load unchanged and give the same numbers:
 
 * one shared LayerNorm over the four token sequences, then 1x1 ``projects``;
-* ``resize_layers``: transposed convs x8 / x4 / x2 and an identity, making a pyramid at
-  1/4, 1/8, 1/16 and 1/32 of the model image;
+* ``resize_layers``: transposed convs x8 / x4 / x2 and an identity, making a pyramid at 8, 4,
+  2 and 1 times the token grid (1/4 .. 1/32 of the model image for Qwen3-VL's 32-pixel
+  tokens);
 * ``scratch.layerN_rn``: bias-free 3x3 convs to ``features`` channels;
 * ``scratch.refinenet4..1``: RefineNet fusion bottom-up, each step upsampling by 2 with
   align-corners bilinear interpolation, ending at 1/2 resolution;
@@ -26,7 +27,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .errors import ConfigError
+from .camera import TOKEN_PIXELS, check_token_pixels, token_pixels_of
+from .errors import ConfigError, InputError
 
 __all__ = ["DPTDepthHead", "DEFAULT_FEATURES", "DEFAULT_OUT_CHANNELS"]
 
@@ -93,11 +95,16 @@ class DPTDepthHead(nn.Module):
         features: Channels of the fusion stage (256 in the release).
         out_channels: Channels of the four pyramid levels ((256, 512, 1024, 1024) in the
             release). Smaller values make small CPU models.
+        token_pixels: pixels per side of one token of the model the head belongs to (ViT
+            patch x merge; 32 for Qwen3-VL): the default output size is ``token_pixels`` x
+            the grid. Not a weight: the layers are the same for every token size.
     """
 
     def __init__(self, dim_in: int, features: int = DEFAULT_FEATURES,
-                 out_channels: Sequence[int] = DEFAULT_OUT_CHANNELS) -> None:
+                 out_channels: Sequence[int] = DEFAULT_OUT_CHANNELS,
+                 token_pixels: int = TOKEN_PIXELS) -> None:
         super().__init__()
+        self.token_pixels = check_token_pixels(token_pixels)
         out_channels = [int(c) for c in out_channels]
         if len(out_channels) != 4:
             raise ValueError(f"out_channels needs 4 entries, got {out_channels}")
@@ -133,10 +140,12 @@ class DPTDepthHead(nn.Module):
 
         The input width is the LLM hidden size (``text_config.hidden_size``); the fusion and
         pyramid widths come from ``depth_head_features`` / ``depth_head_out_channels`` and
-        default to the release's, which the authors' config.json leaves out.
+        default to the release's, which the authors' config.json leaves out. The token size
+        is ``vision_config``'s patch x merge (Qwen3-VL's 16 x 2 where a config.json omits
+        them).
 
         Raises:
-            ConfigError: the config names no hidden size.
+            ConfigError: the config names no hidden size, or a bad patch / merge size.
         """
         text = _config_value(config, "text_config") or {}
         dim_in = int(_config_value(text, "hidden_size") or _config_value(config, "hidden_size") or 0)
@@ -144,7 +153,12 @@ class DPTDepthHead(nn.Module):
             raise ConfigError("the model config has no text_config.hidden_size")
         features = int(_config_value(config, "depth_head_features", DEFAULT_FEATURES))
         out_channels = tuple(_config_value(config, "depth_head_out_channels", DEFAULT_OUT_CHANNELS))
-        return cls(dim_in, features=features, out_channels=out_channels)
+        try:
+            token_pixels = token_pixels_of(config)
+        except InputError as exc:
+            raise ConfigError(str(exc)) from None
+        return cls(dim_in, features=features, out_channels=out_channels,
+                   token_pixels=token_pixels)
 
     def forward(self, ds0: torch.Tensor, ds1: torch.Tensor, ds2: torch.Tensor,
                 llm: torch.Tensor, out_hw: torch.Tensor | Sequence[int]) -> torch.Tensor:
@@ -152,9 +166,10 @@ class DPTDepthHead(nn.Module):
 
         Args:
             ds0, ds1, ds2: DeepStack merger outputs at the image tokens, each (B, gh, gw, C),
-                tokens in raster order of the 32x32-pixel grid.
+                tokens in raster order of the token grid.
             llm: LLM last hidden state at the image tokens, (B, gh, gw, C).
-            out_hw: Output (height, width) in pixels; usually (32 gh, 32 gw).
+            out_hw: Output (height, width) in pixels; usually the model image,
+                ``(token_pixels gh, token_pixels gw)``.
 
         Returns:
             Depth in metres, (B, H_out, W_out), strictly positive.
@@ -163,7 +178,8 @@ class DPTDepthHead(nn.Module):
 
     def fuse(self, ds0: torch.Tensor, ds1: torch.Tensor, ds2: torch.Tensor,
              llm: torch.Tensor) -> torch.Tensor:
-        """Pyramid and RefineNet fusion: (B, features/2, 16 gh, 16 gw) at half resolution."""
+        """Pyramid and RefineNet fusion: (B, features/2, 16 gh, 16 gw) (half the model image
+        for 32-pixel tokens)."""
         levels = []
         for idx, tokens in enumerate((ds0, ds1, ds2, llm)):
             x = self.norm(tokens).permute(0, 3, 1, 2)
@@ -187,17 +203,22 @@ class DPTDepthHead(nn.Module):
         return self.scratch.output_conv2(x).squeeze(1)
 
     def forward_tokens(self, features_list: Sequence[torch.Tensor], patch_h: int, patch_w: int,
-                       output_size: Sequence[int] | None = None) -> torch.Tensor:
+                       output_size: Sequence[int] | None = None,
+                       token_pixels: int | None = None) -> torch.Tensor:
         """The release's calling convention: four (B, N, C) sequences and the grid size.
 
         Args:
             features_list: [DeepStack 0, DeepStack 1, DeepStack 2, LLM last], each (B, N, C).
             patch_h, patch_w: Token grid; ``N == patch_h * patch_w``.
-            output_size: (H, W) of the output, default ``(32 patch_h, 32 patch_w)``.
+            output_size: (H, W) of the output, default ``(token_pixels patch_h,
+                token_pixels patch_w)``.
+            token_pixels: pixels per token side for the default output size; default the
+                head's own (32, the release's, unless built from a config that says otherwise).
         """
         if len(features_list) != 4:
             raise ValueError(f"expected 4 feature sequences, got {len(features_list)}")
         grids = [f.reshape(f.shape[0], patch_h, patch_w, f.shape[-1]) for f in features_list]
         if output_size is None:
-            output_size = (patch_h * 32, patch_w * 32)
+            tp = self.token_pixels if token_pixels is None else check_token_pixels(token_pixels)
+            output_size = (patch_h * tp, patch_w * tp)
         return self.forward(*grids, out_hw=output_size)

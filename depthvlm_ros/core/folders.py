@@ -16,7 +16,7 @@ from typing import Any, Callable, Iterable
 
 import torch
 
-from .camera import RESIZE_MODES
+from .camera import RESIZE_MODES, vision_patching
 from .errors import ModelLoadError
 from .model import PREPROCESSOR_DEFAULTS, DepthVLMForConditionalGeneration, tiny_config
 from .tokenizer import SPECIAL_TOKENS, build_tokenizer
@@ -62,13 +62,19 @@ def make_tiny_model(seed: int = 0, vocab_size: int = 512, **sizes: Any):
 def write_model_folder(model: DepthVLMForConditionalGeneration, tokenizer, out: str | os.PathLike,
                        meta: dict[str, Any] | None = None,
                        preprocessor: dict[str, Any] | None = None) -> Path:
-    """Write a self-describing HF folder (safetensors only) and return its path."""
+    """Write a self-describing HF folder (safetensors only) and return its path.
+
+    Without ``preprocessor`` the folder gets Qwen3-VL's, with the model's own patch and merge
+    sizes (a patch-8 model's processor must cut 8-pixel patches).
+    """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out, safe_serialization=True)
     tokenizer.save_pretrained(out)
-    (out / "preprocessor_config.json").write_text(
-        json.dumps(preprocessor or PREPROCESSOR_DEFAULTS, indent=2) + "\n")
+    if preprocessor is None:
+        patch, merge = vision_patching(model.config)
+        preprocessor = {**PREPROCESSOR_DEFAULTS, "patch_size": patch, "merge_size": merge}
+    (out / "preprocessor_config.json").write_text(json.dumps(preprocessor, indent=2) + "\n")
     # Our training uses the metric resize plan; a caller that trained otherwise says so in meta.
     info = {"format": "depthvlm-hf-folder/1",
             "parameters": sum(p.numel() for p in model.parameters()),
@@ -79,7 +85,11 @@ def write_model_folder(model: DepthVLMForConditionalGeneration, tokenizer, out: 
 
 
 def read_preprocessor(folder: str | os.PathLike) -> dict[str, Any]:
-    """Preprocessing settings of a folder, Qwen3-VL defaults for missing keys."""
+    """Preprocessing settings of a folder, Qwen3-VL defaults for missing keys.
+
+    Patch and merge may be any positive size (``depthvlm check`` compares them with the
+    model's ``vision_config``); the temporal patch must be Qwen3-VL's 2.
+    """
     values = dict(PREPROCESSOR_DEFAULTS)
     path = Path(folder) / "preprocessor_config.json"
     if path.is_file():
@@ -87,9 +97,13 @@ def read_preprocessor(folder: str | os.PathLike) -> dict[str, Any]:
             values.update(json.loads(path.read_text()))
         except (OSError, json.JSONDecodeError) as exc:
             raise ModelLoadError(f"{path} is not valid JSON: {exc}") from None
-    for key, want in (("patch_size", 16), ("merge_size", 2), ("temporal_patch_size", 2)):
-        if int(values[key]) != want:
-            raise ModelLoadError(f"{path}: {key}={values[key]} is not supported (Qwen3-VL uses {want})")
+    for key in ("patch_size", "merge_size"):
+        value = values[key]
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ModelLoadError(f"{path}: {key}={value!r} is not a positive integer")
+    if int(values["temporal_patch_size"]) != 2:
+        raise ModelLoadError(f"{path}: temporal_patch_size={values['temporal_patch_size']} is "
+                             "not supported (Qwen3-VL uses 2)")
     return values
 
 

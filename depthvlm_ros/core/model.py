@@ -31,6 +31,7 @@ from typing import Any
 import torch
 from transformers import DynamicCache, Qwen3VLConfig, Qwen3VLForConditionalGeneration
 
+from .camera import check_token_pixels, token_pixels_of
 from .check.folder import PICKLE_SUFFIXES
 from .check.headers import read_weight_layout
 from .check.memory import ensure_memory_fits
@@ -147,6 +148,11 @@ class DepthVLMForConditionalGeneration(Qwen3VLForConditionalGeneration):
         params = inspect.signature(self.model.language_model.forward).parameters
         self._cache_kwarg = "cache" if "cache" in params else "past_key_values"
 
+    @property
+    def token_pixels(self) -> int:
+        """Pixels per side of one LLM image token: ViT patch x spatial merge (32 for Qwen3-VL)."""
+        return token_pixels_of(self.config)
+
     # ----------------------------------------------------------------------------------------
     def image_features(self, pixel_values: torch.Tensor, image_grid_thw: torch.Tensor
                        ) -> tuple[torch.Tensor, list[torch.Tensor]]:
@@ -205,9 +211,10 @@ class DepthVLMForConditionalGeneration(Qwen3VLForConditionalGeneration):
 
     def predict_depth(self, enc: EncodedSequence, out_hw: tuple[int, int] | None = None
                       ) -> torch.Tensor:
-        """Depth (B, H, W) in metres for the model image; default size 32 x the token grid."""
+        """Depth (B, H, W) in metres; default size the model image, token size x the grid."""
         if out_hw is None:
-            out_hw = (enc.grid_hw[0] * 32, enc.grid_hw[1] * 32)
+            tp = self.token_pixels
+            out_hw = (enc.grid_hw[0] * tp, enc.grid_hw[1] * tp)
         ds = enc.deepstack
         return self.depth_head(ds[0], ds[1], ds[2], enc.image_hidden, out_hw)
 
@@ -230,13 +237,16 @@ def tiny_config(vocab_size: int, special_ids: dict[str, int], *, text_hidden: in
                 text_layers: int = 2, text_heads: int = 4, text_kv_heads: int = 2,
                 vision_hidden: int = 32, vision_depth: int = 3, vision_heads: int = 2,
                 head_features: int = 32, head_out_channels=(16, 32, 64, 64),
-                num_position_embeddings: int = 256) -> Qwen3VLConfig:
+                num_position_embeddings: int = 256, patch_size: int = 16) -> Qwen3VLConfig:
     """A small Qwen3-VL + DPT config for tests and CPU models, built with no download.
 
-    Patch 16, merge 2 and temporal patch 2 are Qwen3-VL's, so token geometry (32 pixels per
-    token) and preprocessing are the real ones; only widths and depths shrink. DeepStack taps
-    the last three vision layers, as the 4B model taps layers 5, 11 and 17.
+    By default patch 16, merge 2 and temporal patch 2 are Qwen3-VL's, so token geometry (32
+    pixels per token) and preprocessing are the real ones; only widths and depths shrink.
+    ``patch_size`` 8 makes 16-pixel tokens: four times the tokens of the same image, for small
+    models that need finer depth per token. DeepStack taps the last three vision layers, as
+    the 4B model taps layers 5, 11 and 17.
     """
+    check_token_pixels(int(patch_size) * 2)  # merge 2: a clear error for patch 0 or less
     head_dim = text_hidden // text_heads
     half = head_dim // 2
     # M-RoPE splits the rotary half-dimension between (t, h, w); keep the 4B proportions.
@@ -248,7 +258,7 @@ def tiny_config(vocab_size: int, special_ids: dict[str, int], *, text_hidden: in
                                  "mrope_section": mrope, "mrope_interleaved": True},
                 pad_token_id=special_ids["<|endoftext|>"], rms_norm_eps=1e-6)
     vision = dict(depth=vision_depth, hidden_size=vision_hidden, intermediate_size=vision_hidden * 2,
-                  num_heads=vision_heads, patch_size=16, spatial_merge_size=2,
+                  num_heads=vision_heads, patch_size=int(patch_size), spatial_merge_size=2,
                   temporal_patch_size=2, out_hidden_size=text_hidden,
                   num_position_embeddings=num_position_embeddings,
                   deepstack_visual_indexes=list(range(vision_depth - 3, vision_depth)))

@@ -3,11 +3,15 @@
 RGB uint8 + intrinsics -> resize plan (:func:`~depthvlm_ros.core.camera.plan_resize`) -> PIL
 resamples -> Qwen3-VL normalisation and patch layout. Two plans exist:
 
-* ``metric`` (ours): a single bicubic resample straight to a multiple of 32, so the geometry
-  (and hence metric scale) is known exactly.
+* ``metric`` (ours): a single bicubic resample straight to a multiple of the token size, so
+  the geometry (and hence metric scale) is known exactly.
 * ``release``: the DepthVLM authors' chain (bilinear to ``canonical_size``, bicubic to
-  qwen_vl_utils' multiple of 28, bicubic to the image processor's multiple of 32), so their
-  checkpoint sees the pixels it was trained and evaluated on.
+  qwen_vl_utils' multiple of 28, bicubic to the image processor's multiple of the token size),
+  so their checkpoint sees the pixels it was trained and evaluated on.
+
+The token size is the model's ViT patch x spatial merge (32 = 16 x 2 for Qwen3-VL); callers
+pass the model's ``patch_size`` / ``merge_size``
+(:func:`~depthvlm_ros.core.camera.vision_patching` of its config).
 
 Every resample is PIL's on uint8, and scaling to [0, 1] and normalising follow the transformers
 ``Qwen2VLImageProcessorPil`` path; tests compare pixel values and patch layout with it.
@@ -23,7 +27,7 @@ import torch
 from PIL import Image
 
 from .camera import (RELEASE_MAX_PIXELS, RELEASE_MIN_PIXELS, Intrinsics, ResizePlan,
-                     plan_resize)
+                     check_token_pixels, plan_resize)
 from .errors import InputError
 
 __all__ = ["ModelImage", "prepare_image", "resize_for_plan", "patchify", "validate_rgb",
@@ -40,7 +44,8 @@ class ModelImage:
     """An image ready for the vision tower.
 
     Attributes:
-        pixel_values: (gh*2 * gw*2, 3 * 2 * 16 * 16) float32 patches in Qwen3-VL order.
+        pixel_values: (gh*merge * gw*merge, 3 * 2 * patch * patch) float32 patches in Qwen3-VL
+            order (patch 16, merge 2 for Qwen3-VL: rows of 1536 values).
         image_grid_thw: (1, 3) int64: (1, patch rows, patch cols).
         plan: the resize plan (model size, token grid, depth scale).
         resized: the resized RGB uint8 image (model_height, model_width, 3).
@@ -70,15 +75,19 @@ def patchify(images: torch.Tensor, patch_size: int = 16, merge_size: int = 2,
              temporal_patch_size: int = 2) -> torch.Tensor:
     """Arrange normalised images (B, 3, H, W) into Qwen3-VL patch rows.
 
-    A still image is repeated ``temporal_patch_size`` times. Patches are ordered by 2x2 merge
+    A still image is repeated ``temporal_patch_size`` times. Patches are ordered by merge
     window (raster over windows, raster inside each), so every ``merge_size**2`` consecutive
-    rows form one LLM token and tokens come out in raster order of the 32-pixel grid.
+    rows form one LLM token and tokens come out in raster order of the token grid
+    (``patch_size * merge_size`` pixels per token side). The defaults are Qwen3-VL's.
 
     Returns:
-        (B * H/16 * W/16, 3 * temporal * patch * patch).
+        (B * H/patch * W/patch, 3 * temporal * patch * patch).
     """
     b, c, h, w = images.shape
     p, m, t = patch_size, merge_size, temporal_patch_size
+    if h % (p * m) or w % (p * m):
+        raise InputError(f"image size {w}x{h} is not a multiple of the {p * m}-pixel token "
+                         f"(patch {p} x merge {m})")
     gh, gw = h // p, w // p
     x = images.unsqueeze(1).expand(b, t, c, h, w)
     x = x.reshape(b, t, c, gh // m, m, p, gw // m, m, p)
@@ -123,7 +132,8 @@ def prepare_image(rgb: np.ndarray, intrinsics: Intrinsics, canonical_fx: float =
                   mean: Sequence[float] = (0.5, 0.5, 0.5), std: Sequence[float] = (0.5, 0.5, 0.5),
                   plan: ResizePlan | None = None, resize_mode: str = "metric",
                   pixel_limits: tuple[int, int] | None = None,
-                  device: torch.device | str | None = None) -> ModelImage:
+                  device: torch.device | str | None = None, patch_size: int = 16,
+                  merge_size: int = 2) -> ModelImage:
     """Resize to the canonical camera and lay out patches for the vision tower.
 
     Args:
@@ -131,7 +141,8 @@ def prepare_image(rgb: np.ndarray, intrinsics: Intrinsics, canonical_fx: float =
         intrinsics: intrinsics of ``rgb`` (its size must match the image).
         canonical_fx, max_tokens, min_tokens: see :func:`~depthvlm_ros.core.camera.plan_resize`.
         mean, std: per-channel normalisation of [0, 1] pixels (Qwen3-VL: 0.5, 0.5).
-        plan: use this resize plan instead of computing one (training crops).
+        plan: use this resize plan instead of computing one (training crops); its
+            ``token_pixels`` must be ``patch_size * merge_size``.
         resize_mode: ``metric`` or ``release`` (resolve ``auto`` first, see the pipeline).
         pixel_limits: the image processor's ``(min_pixels, max_pixels)`` for ``release``
             (:func:`release_pixel_limits`; default Qwen3-VL's).
@@ -139,15 +150,26 @@ def prepare_image(rgb: np.ndarray, intrinsics: Intrinsics, canonical_fx: float =
             uploads the uint8 image instead of the float32 patch rows, which are 2 x 4 = 8
             times larger (every still image is repeated over the temporal patch), and takes
             that arithmetic off the CPU. ``pixel_values`` then lives on ``device``.
+        patch_size, merge_size: the model's ViT patch and spatial merge
+            (:func:`~depthvlm_ros.core.camera.vision_patching`; default Qwen3-VL's 16 and 2).
+            Their product is the token size the plan rounds to.
+
+    Raises:
+        InputError: a bad image, intrinsics of another size, or a plan for another token size.
     """
     rgb = validate_rgb(rgb)
     h, w = rgb.shape[:2]
     if (intrinsics.width, intrinsics.height) != (w, h):
         raise InputError(f"intrinsics are for {intrinsics.width}x{intrinsics.height} but the "
                          f"image is {w}x{h}")
+    token_pixels = check_token_pixels(patch_size * merge_size)
     if plan is None:
         lo, hi = pixel_limits or (RELEASE_MIN_PIXELS, RELEASE_MAX_PIXELS)
-        plan = plan_resize(intrinsics, resize_mode, canonical_fx, max_tokens, min_tokens, lo, hi)
+        plan = plan_resize(intrinsics, resize_mode, canonical_fx, max_tokens, min_tokens, lo, hi,
+                           token_pixels)
+    elif plan.token_pixels != token_pixels:
+        raise InputError(f"the resize plan is for {plan.token_pixels}-pixel tokens but the model's "
+                         f"are {token_pixels} (patch {patch_size} x merge {merge_size})")
     resized = resize_for_plan(rgb, plan)
     # from_numpy needs a writable array; a read-only input (e.g. a ROS buffer) is copied once.
     pixels = resized if resized.flags.writeable else resized.copy()
@@ -158,6 +180,7 @@ def prepare_image(rgb: np.ndarray, intrinsics: Intrinsics, canonical_fx: float =
     mean_t = torch.tensor(mean, dtype=torch.float32, device=x.device)[:, None, None]
     std_t = torch.tensor(std, dtype=torch.float32, device=x.device)[:, None, None]
     x = (x - mean_t) / std_t
-    pixel_values = patchify(x[None])
-    grid = torch.tensor([[1, plan.model_height // 16, plan.model_width // 16]], dtype=torch.long)
+    pixel_values = patchify(x[None], patch_size, merge_size)
+    grid = torch.tensor([[1, plan.model_height // patch_size, plan.model_width // patch_size]],
+                        dtype=torch.long)
     return ModelImage(pixel_values, grid, plan, resized)

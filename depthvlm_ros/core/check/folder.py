@@ -20,6 +20,7 @@ from typing import Any
 
 import torch
 
+from ..camera import token_pixels_of
 from ..depth_head import DEFAULT_FEATURES, DPTDepthHead
 from ..errors import ModelLoadError
 from .headers import FLOAT_DTYPES, WeightLayout, read_weight_layout
@@ -364,7 +365,9 @@ def _check_processor(folder: Path, config: Any, report: CheckReport) -> None:
         report.add("error", "processor", str(exc))
         return
     v = config.vision_config
-    lines = [f"{key} {pre[key]} != vision_config.{name} {getattr(v, name)}"
+    # The model's vision_config decides the token size; a processor cutting other patches
+    # would feed the tower rows of the wrong width.
+    lines = [f"{key}={pre[key]} does not match vision_config.{name}={getattr(v, name)}"
              for key, name in (("patch_size", "patch_size"), ("merge_size", "spatial_merge_size"),
                                ("temporal_patch_size", "temporal_patch_size"))
              if int(pre[key]) != int(getattr(v, name))]
@@ -409,7 +412,8 @@ def _check_memory(config: Any, report: CheckReport, dtype: str, device: str,
     torch_dtype = resolve_dtype(dtype, target or torch.device("cpu"))
     estimate = estimate_memory(
         config, report.parameters, torch_dtype,
-        image_tokens if image_tokens is not None else default_image_tokens(),
+        image_tokens if image_tokens is not None
+        else default_image_tokens(token_pixels=token_pixels_of(config)),
         frame_history if frame_history is not None else DepthVLMConfig().frame_history)
     report.memory = estimate
     if target is None:

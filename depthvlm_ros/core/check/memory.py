@@ -6,9 +6,10 @@ The estimate is made before loading, from the safetensors headers and ``config.j
   (a bf16 checkpoint loaded in float32 takes twice its file size);
 * KV cache: ``2 x layers x kv_heads x head_dim`` values per token, for every held frame
   (``frame_history`` prefixes of system prompt + image tokens), plus one question and answer;
-* activations: the largest stage of one frame (vision tower over ``4 x tokens`` patches,
-  LLM prefill with its causal mask, depth head at 32 x the token grid: the largest for
-  DepthVLM-4B), plus the process's own runtime (torch, tokenizer, Python).
+* activations: the largest stage of one frame (vision tower over ``merge^2 x tokens``
+  patches, LLM prefill with its causal mask, depth head at the token size (32 for
+  DepthVLM-4B) x the token grid: the largest for DepthVLM-4B), plus the process's own runtime
+  (torch, tokenizer, Python).
 
 Peak RSS measured on a CPU also counts the page cache of the memory-mapped safetensors files
 (reclaimable, and counted as available by the kernel), so it can exceed this estimate
@@ -28,6 +29,7 @@ from typing import Any
 
 import torch
 
+from ..camera import token_pixels_of, vision_patching
 from ..depth_head import DEFAULT_FEATURES
 from ..errors import ModelLoadError
 
@@ -99,15 +101,17 @@ class MemoryEstimate:
                 f" + activations {format_bytes(self.activations)}")
 
 
-def default_image_tokens(max_image_tokens: int = 16384) -> int:
+def default_image_tokens(max_image_tokens: int = 16384, token_pixels: int = 32) -> int:
     """Image tokens of the frame the estimate assumes: a 640x480 camera with fx = 500.
 
-    That is the export's canonical grid (30 x 40 = 1200 tokens at canonical focal 1000),
-    capped by the token budget.
+    That is the export's canonical grid (30 x 40 = 1200 tokens at canonical focal 1000 for
+    32-pixel tokens, four times as many for 16-pixel ones), capped by the token budget.
+    ``token_pixels`` is the model's token size (its config's patch x merge).
     """
     from ..export.interface import canonical_grid
 
-    gh, gw = canonical_grid(max_tokens=max(4, min(int(max_image_tokens), 16384)))
+    gh, gw = canonical_grid(max_tokens=max(4, min(int(max_image_tokens), 16384)),
+                            token_pixels=token_pixels)
     return gh * gw
 
 
@@ -124,7 +128,8 @@ def estimate_memory(config: Any, parameters: int, dtype: torch.dtype, image_toke
             ``vision_config`` attributes).
         parameters: element count of all stored weights (from the headers).
         dtype: the dtype the model is loaded in.
-        image_tokens: LLM image tokens per frame (one token = 32 x 32 pixels).
+        image_tokens: LLM image tokens per frame (one token = patch x merge pixels a side,
+            32 x 32 for Qwen3-VL).
         frame_history: frames whose prefill is kept.
     """
     size = torch.tensor([], dtype=dtype).element_size()
@@ -137,7 +142,8 @@ def estimate_memory(config: Any, parameters: int, dtype: torch.dtype, image_toke
     frames = max(1, int(frame_history))
     tokens = int(image_tokens) + _TEXT_TOKENS
     kv_cache = kv_per_token * tokens * frames
-    patches = 4 * int(image_tokens)  # merge 2 x 2
+    patch, merge = vision_patching(config)
+    patches = merge * merge * int(image_tokens)
     # Scaled-dot-product attention runs fused kernels (no score matrix) on CPU and GPU; the
     # LLM's causal mask is the one tokens x tokens tensor that remains.
     vision_bytes = patches * (6 * int(vision.hidden_size) + 2 * int(vision.intermediate_size)) * size
@@ -145,7 +151,8 @@ def estimate_memory(config: Any, parameters: int, dtype: torch.dtype, image_toke
                            + 3 * int(text.intermediate_size)) * size
                  + tokens * tokens * size)
     features = int(_get(config, "depth_head_features", None) or DEFAULT_FEATURES)
-    head_bytes = int(image_tokens * 32 * 32 * features * _HEAD_LIVE_FEATURES * size)
+    # The head's largest maps are at the model image's size: token_pixels^2 pixels a token.
+    head_bytes = int(image_tokens * (patch * merge) ** 2 * features * _HEAD_LIVE_FEATURES * size)
     activations = max(vision_bytes, llm_bytes, head_bytes) + _RUNTIME_BYTES
     return MemoryEstimate(DTYPE_NAMES.get(dtype, str(dtype)), int(parameters) * size, kv_per_token,
                           int(image_tokens), frames, kv_cache, int(activations))
@@ -206,7 +213,8 @@ def ensure_memory_fits(folder: str | os.PathLike, dtype: torch.dtype, device: to
     parameters = sum(info.numel for _, info in layout.tensors.values())
     estimate = estimate_memory(
         config, parameters, dtype,
-        image_tokens if image_tokens is not None else default_image_tokens(),
+        image_tokens if image_tokens is not None
+        else default_image_tokens(token_pixels=token_pixels_of(config)),
         frame_history if frame_history is not None else DepthVLMConfig().frame_history)
     short = memory_shortfall(estimate, device)
     if short:

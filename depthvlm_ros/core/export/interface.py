@@ -25,6 +25,8 @@ __all__ = [
     "head_device_dtype",
     "probe_features",
     "canonical_grid",
+    "head_token_pixels",
+    "grid_pixels",
     "say",
 ]
 
@@ -69,19 +71,37 @@ def probe_features(head: DPTDepthHead, grid: tuple[int, int], seed: int = 0) -> 
 
 
 def canonical_grid(width: int = 640, height: int = 480, fx: float = 500.0, fy: float | None = None,
-                   canonical_fx: float = 1000.0, max_tokens: int = 1280) -> tuple[int, int]:
+                   canonical_fx: float = 1000.0, max_tokens: int = 1280,
+                   token_pixels: int = 32) -> tuple[int, int]:
     """Token grid (gh, gw) the pipeline uses for an image, via ``plan_canonical_resize``.
 
     The default, a 640x480 image with fx = fy = 500 at canonical focal 1000, is resized to
-    1280x960 and gives a 30 x 40 grid (1200 tokens, inside the default 1280 budget). It is
-    both the TensorRT profile's optimum and the benchmark's default size.
+    1280x960 and gives a 30 x 40 grid of 32-pixel tokens (1200 tokens, inside the default
+    1280 budget). It is both the TensorRT profile's optimum and the benchmark's default size.
+    ``token_pixels`` is the model's token size (:func:`head_token_pixels`); 16-pixel tokens
+    would need 4800 tokens there, so the budget shrinks that grid.
     """
     from ..camera import Intrinsics, plan_canonical_resize
 
     fy = fx if fy is None else fy
     intr = Intrinsics(fx, fy, (width - 1) / 2.0, (height - 1) / 2.0, width, height)
-    plan = plan_canonical_resize(intr, canonical_fx, max_tokens=max_tokens)
+    plan = plan_canonical_resize(intr, canonical_fx, max_tokens=max_tokens,
+                                 token_pixels=token_pixels)
     return plan.grid_h, plan.grid_w
+
+
+def head_token_pixels(model_or_head: nn.Module) -> int:
+    """Pixels per token side of the model a head belongs to (32 for Qwen3-VL).
+
+    The exported graph takes any output size; this only decides the sizes a head is probed,
+    profiled and timed at (``token_pixels * grid``, the pipeline's).
+    """
+    return int(head_of(model_or_head).token_pixels)
+
+
+def grid_pixels(grid: tuple[int, int], token_pixels: int) -> tuple[int, int]:
+    """The model image size ``(H, W)`` of a token grid: ``token_pixels * grid``."""
+    return token_pixels * int(grid[0]), token_pixels * int(grid[1])
 
 
 def say(progress: Callable[[str], None] | None, message: str) -> None:

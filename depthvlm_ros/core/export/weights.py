@@ -58,8 +58,8 @@ def load_head_from_folder(folder: str | os.PathLike) -> DPTDepthHead:
         raise ExportError(f"cannot read {folder / 'config.json'}: {exc}") from None
     try:
         head = DPTDepthHead.from_config(cfg)
-    except ConfigError:
-        raise ExportError(f"{folder / 'config.json'} has no text_config.hidden_size") from None
+    except ConfigError as exc:
+        raise ExportError(f"{folder / 'config.json'}: {exc}") from None
     files = sorted(folder.glob("*.safetensors"))
     if not files:
         raise ExportError(f"{folder} has no .safetensors files")
