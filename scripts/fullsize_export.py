@@ -24,7 +24,7 @@ import torch
 
 from depthvlm_ros.core.export import (ExportRequest, OnnxRuntimeHead, load_head_from_folder,
                                       run_export, verify_runtime)
-from depthvlm_ros.core.export.interface import probe_features
+from depthvlm_ros.core.export.interface import grid_pixels, head_token_pixels, probe_features
 
 
 def sort_topologically(model: onnx.ModelProto) -> onnx.ModelProto:
@@ -58,7 +58,7 @@ def sort_topologically(model: onnx.ModelProto) -> onnx.ModelProto:
 def timed(runtime, head, grid, repeats: int = 3) -> float:
     """Median seconds of ``repeats`` calls of ``runtime`` on a probe of ``grid``."""
     feats = probe_features(head, grid)
-    out_hw = (32 * grid[0], 32 * grid[1])
+    out_hw = grid_pixels(grid, head_token_pixels(head))
     times = []
     with torch.inference_mode():
         for _ in range(repeats):
@@ -99,7 +99,8 @@ def main(argv: list[str] | None = None) -> int:
     err16 = verify_runtime(rt16, head, grid=grid, tol=1.0)  # measured, reported
     graph = onnx.load(str(fp32_path), load_external_data=False).graph
     report = {
-        "model": args.model, "grid": list(grid), "out_hw": [32 * grid[0], 32 * grid[1]],
+        "model": args.model, "grid": list(grid),
+        "out_hw": list(grid_pixels(grid, head_token_pixels(head))),
         "head_parameters": sum(t.numel() for t in head.state_dict().values()),
         "export_s": export_s, "fp16_convert_s": convert_s,
         "fp32": {"file": fp32_path.name, "bytes": fp32_path.stat().st_size,

@@ -30,8 +30,11 @@ Cache layout (``engine_cache_dir``, default ``~/.cache/depthvlm_ros``)::
     trt-<engine key digest[:20]>.json               the full engine key + engine sha256/size
 
 An engine is reused only when its key file matches the current key (GPU name and compute
-capability, TensorRT version, ONNX sha256, precision, profile) and the engine file has the
-recorded size and sha256; otherwise, or when TensorRT cannot deserialize it, it is rebuilt.
+capability, TensorRT version, ONNX sha256, precision, profile, whose output sizes follow the
+model's token size) and the engine file has the recorded size and sha256; otherwise, or when
+TensorRT cannot deserialize it, it is rebuilt. An ONNX manifest records the model's token size
+(``token_pixels``; 32 where an older manifest has none) and a cached export is reused only for
+a head of that token size.
 
 Modules, one job each:
 
@@ -51,8 +54,9 @@ from ..errors import ExportError
 from .bench import benchmark_head_backends, format_benchmark
 from .cache import (EngineKey, check_engine_file, current_engine_key, default_cache_dir,
                     engine_paths, file_sha256, write_engine)
-from .interface import DEFAULT_OPSET, HEAD_INPUTS, HEAD_OUTPUT, canonical_grid, head_dims, head_of, logger
-from .onnx import ExportableHead, cached_head_onnx, export_head_onnx
+from .interface import (DEFAULT_OPSET, HEAD_INPUTS, HEAD_OUTPUT, canonical_grid, grid_pixels,
+                        head_dims, head_of, head_token_pixels, logger)
+from .onnx import ExportableHead, cached_head_onnx, export_head_onnx, manifest_token_pixels
 from .recipe import ExportRequest, ExportResult, run_export
 from .runtimes import (BACKENDS, OnnxRuntimeHead, make_head_runtime, onnxruntime_unavailable_reason,
                        select_head_runtime, verify_runtime)
@@ -95,6 +99,9 @@ __all__ = [
     "verify_runtime",
     "select_head_runtime",
     "canonical_grid",
+    "grid_pixels",
+    "head_token_pixels",
+    "manifest_token_pixels",
     "benchmark_head_backends",
     "format_benchmark",
     "run_export",

@@ -13,7 +13,8 @@ from torch import nn
 
 from ..errors import ExportError
 from .cache import default_cache_dir
-from .interface import canonical_grid, head_device_dtype, head_of, probe_features
+from .interface import (canonical_grid, grid_pixels, head_device_dtype, head_of,
+                        head_token_pixels, probe_features)
 from .runtimes import BACKENDS, make_head_runtime
 from .tensorrt import default_profile
 
@@ -34,8 +35,9 @@ def benchmark_head_backends(model: nn.Module, grid: tuple[int, int] | None = Non
 
     Args:
         model: a DepthVLM model or a DPT head (on the device and dtype to measure).
-        grid: token grid (gh, gw); default :func:`canonical_grid` (30 x 40: 640x480 image,
-            fx = fy = 500, canonical focal 1000). Output size is ``32 * grid``.
+        grid: token grid (gh, gw); default :func:`canonical_grid` of the head's token size
+            (30 x 40 for 32-pixel tokens: 640x480 image, fx = fy = 500, canonical focal 1000).
+            Output size is the model image, token size x ``grid``.
         repeats: timed calls per backend (the median is reported).
         warmup: untimed calls first (engine/kernel selection, allocator warm-up).
         backends: backends to try; unavailable ones are reported with the reason.
@@ -50,11 +52,13 @@ def benchmark_head_backends(model: nn.Module, grid: tuple[int, int] | None = Non
     """
     head = head_of(model)
     device, dtype = head_device_dtype(head)
-    grid = tuple(grid) if grid else canonical_grid()
-    out_hw = (32 * grid[0], 32 * grid[1])
+    token_pixels = head_token_pixels(head)
+    grid = tuple(grid) if grid else canonical_grid(token_pixels=token_pixels)
+    out_hw = grid_pixels(grid, token_pixels)
     cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
     fp16 = (dtype != torch.float32) if fp16 is None else fp16
     feats = probe_features(head, grid, seed)
+    profile = default_profile(token_pixels=token_pixels)
     rows: list[dict[str, Any]] = []
     runtimes: dict[str, Callable] = {}
     ordered = sorted(set(backends), key=lambda b: (b != "torch", BACKENDS.index(b)))
@@ -63,7 +67,7 @@ def benchmark_head_backends(model: nn.Module, grid: tuple[int, int] | None = Non
                                "device": str(device), "dtype": str(dtype).replace("torch.", "")}
         try:
             runtimes[backend] = make_head_runtime(backend, head, cache_dir, fp16=fp16,
-                                                  profile=default_profile())
+                                                  profile=profile)
             row["status"] = "ok"
         except ExportError as exc:
             row["status"] = f"unavailable: {exc}"

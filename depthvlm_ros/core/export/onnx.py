@@ -24,9 +24,18 @@ from .cache import atomic_write, file_sha256
 from .interface import DEFAULT_OPSET, HEAD_INPUTS, HEAD_OUTPUT, head_dims, head_of, logger, say
 from .weights import head_weights_sha256
 
-__all__ = ["ONNX_MANIFEST_FORMAT", "ExportableHead", "export_head_onnx", "cached_head_onnx"]
+__all__ = ["ONNX_MANIFEST_FORMAT", "ExportableHead", "export_head_onnx", "cached_head_onnx",
+           "manifest_token_pixels"]
 
 ONNX_MANIFEST_FORMAT = "depthvlm-head-onnx/1"
+
+
+def manifest_token_pixels(manifest: dict[str, Any]) -> int:
+    """The token size an export's manifest records; 32 for manifests written before it was.
+
+    Every export made before the key existed was of a Qwen3-VL geometry model (32 pixels).
+    """
+    return int(manifest.get("token_pixels", 32))
 
 
 class ExportableHead(nn.Module):
@@ -71,7 +80,8 @@ def export_head_onnx(model_or_head: nn.Module, path: str | os.PathLike, opset: i
         check: run ``onnx.checker`` (full check, with shape inference) on the result.
 
     Returns:
-        A manifest dict (sha256, size, opset, interface, head dims, versions).
+        A manifest dict (sha256, size, opset, interface, head dims, the model's token size,
+        versions).
 
     Raises:
         ExportError: the exporter or the checker failed.
@@ -130,6 +140,9 @@ def export_head_onnx(model_or_head: nn.Module, path: str | os.PathLike, opset: i
         "opset": int(opset),
         "head_weights_sha256": head_weights_sha256(head),
         "dims": dims,
+        # The graph takes any output size; the token size says which model's images
+        # (token_pixels * grid) it was exported for, so another geometry never reuses it.
+        "token_pixels": int(head.token_pixels),
         "inputs": {
             **{n: {"dtype": "float32", "shape": ["batch", "gh", "gw", c]} for n in HEAD_INPUTS[:4]},
             "out_hw": {"dtype": "int64", "shape": [2], "meaning": "output height, width (>= 2)"},
@@ -151,7 +164,7 @@ def cached_head_onnx(model_or_head: nn.Module, cache_dir: str | os.PathLike,
 
     The file name carries the head weights' hash, so different checkpoints never share a
     file. A cached file is reused only when its sidecar JSON records the same size and
-    sha256 as the bytes on disk; anything else (truncated copy, edited file, missing sidecar)
+    sha256 as the bytes on disk and the head's token size; anything else (truncated copy, edited file, missing sidecar)
     triggers a fresh export.
 
     Returns:
@@ -167,6 +180,7 @@ def cached_head_onnx(model_or_head: nn.Module, cache_dir: str | os.PathLike,
         try:
             manifest = json.loads(side.read_text())
             if (manifest.get("head_weights_sha256") == weights
+                    and manifest_token_pixels(manifest) == head.token_pixels
                     and manifest.get("onnx_bytes") == onnx_path.stat().st_size
                     and manifest.get("onnx_sha256") == file_sha256(onnx_path)):
                 logger.info("reusing cached ONNX head %s", onnx_path)

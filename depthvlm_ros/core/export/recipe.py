@@ -21,7 +21,7 @@ from ..depth_head import DPTDepthHead
 from ..errors import ExportError
 from .bench import benchmark_head_backends, format_benchmark
 from .cache import current_engine_key, write_engine
-from .interface import DEFAULT_OPSET
+from .interface import DEFAULT_OPSET, head_token_pixels
 from .onnx import export_head_onnx
 from .runtimes import OnnxRuntimeHead, verify_runtime
 from .tensorrt import TensorRTHead, build_tensorrt_engine, default_profile, tensorrt_unavailable_reason
@@ -169,7 +169,7 @@ def _export_engine(request: ExportRequest, head: DPTDepthHead, out: Path,
                    tell: Callable[[str], None]) -> dict[str, Any]:
     """Build the TensorRT engine into ``out``, check it on CUDA; its manifest entry."""
     device = torch.device("cuda", torch.cuda.current_device())
-    profile = default_profile(request.max_image_tokens)
+    profile = default_profile(request.max_image_tokens, head_token_pixels(head))
     key = current_engine_key(manifest["onnx_sha256"], "fp16" if request.fp16 else "fp32",
                              profile, device)
     blob = build_tensorrt_engine(out / manifest["onnx_file"], profile, manifest["dims"]["dim_in"],

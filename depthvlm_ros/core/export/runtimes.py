@@ -20,8 +20,8 @@ from torch import nn
 
 from ..errors import ExportError
 from .cache import default_cache_dir
-from .interface import (HEAD_INPUTS, HEAD_OUTPUT, head_device_dtype, head_dims, head_of, logger,
-                        probe_features)
+from .interface import (HEAD_INPUTS, HEAD_OUTPUT, grid_pixels, head_device_dtype, head_dims,
+                        head_of, head_token_pixels, logger, probe_features)
 from .onnx import cached_head_onnx
 from .tensorrt import TrtProfile, default_profile, load_or_build_engine, tensorrt_unavailable_reason
 
@@ -138,7 +138,7 @@ def verify_runtime(runtime: Callable, model_or_head: nn.Module, grid: tuple[int,
         runtime: the candidate callable.
         model_or_head: the model whose head it replaces.
         grid: token grid of the probe.
-        out_hw: output size (default ``32 * grid``).
+        out_hw: output size (default the model image: the head's token size x ``grid``).
         tol: largest allowed ``max|a - b| / (1 + max|b|)`` (default 1e-4: float32 agreement;
             pass about 2e-2 for an FP16 engine).
         seed: seed of the random features.
@@ -151,7 +151,7 @@ def verify_runtime(runtime: Callable, model_or_head: nn.Module, grid: tuple[int,
     """
     head = head_of(model_or_head)
     _, dtype = head_device_dtype(head)
-    out_hw = out_hw or (32 * grid[0], 32 * grid[1])
+    out_hw = out_hw or grid_pixels(grid, head_token_pixels(head))
     feats = probe_features(head, grid, seed)
     reference = head if dtype == torch.float32 else copy.deepcopy(head).float()
     with torch.inference_mode():
@@ -191,6 +191,7 @@ def make_head_runtime(backend: str, model_or_head: nn.Module, cache_dir: str | o
         if reason:
             raise ExportError(reason)
         onnx_path, manifest = cached_head_onnx(head, cache_dir, progress=progress)
+        profile = profile or default_profile(token_pixels=head_token_pixels(head))
         return load_or_build_engine(onnx_path, manifest["onnx_sha256"], cache_dir, head, device,
                                     head_dims(head)["dim_in"], fp16=fp16, profile=profile,
                                     progress=progress)
@@ -220,7 +221,8 @@ def select_head_runtime(model: nn.Module, config, folder: str | os.PathLike | No
     order = list(BACKENDS) if requested == "auto" else [requested]
     if requested not in ("auto",) + BACKENDS:
         raise ExportError(f"unknown head_backend {requested!r}")
-    profile = default_profile(int(getattr(config, "max_image_tokens", 1280)))
+    profile = default_profile(int(getattr(config, "max_image_tokens", 1280)),
+                              head_token_pixels(head))
     fp16 = dtype != torch.float32
     skipped: list[str] = []
     cache_dir = None

@@ -16,7 +16,7 @@ import torch
 
 from ..errors import ExportError
 from .cache import check_engine_file, current_engine_key, engine_paths, write_engine
-from .interface import HEAD_INPUTS, HEAD_OUTPUT, canonical_grid, logger, say
+from .interface import HEAD_INPUTS, HEAD_OUTPUT, canonical_grid, grid_pixels, logger, say
 
 __all__ = [
     "TrtProfile",
@@ -32,8 +32,9 @@ __all__ = [
 class TrtProfile:
     """The optimization profile of an engine: token grid and output size ranges.
 
-    Output sizes are covered as ``32 * grid`` at min/opt/max (the pipeline's sizes); calls
-    outside the profile fall back to the torch head.
+    Output sizes are covered as ``token_pixels * grid`` at min/opt/max (the pipeline's sizes,
+    ``token_pixels`` being the model's token size, 32 for Qwen3-VL); calls outside the profile
+    fall back to the torch head.
     """
 
     min_grid: tuple[int, int] = (1, 1)
@@ -42,6 +43,7 @@ class TrtProfile:
     max_batch: int = 1
     out_min: tuple[int, int] = (32, 32)
     out_max: tuple[int, int] = (2048, 2048)
+    token_pixels: int = 32
 
     def contains(self, batch: int, grid: tuple[int, int], out_hw: tuple[int, int]) -> bool:
         """Whether a call with these sizes is inside the profile."""
@@ -50,20 +52,30 @@ class TrtProfile:
                 and all(lo <= o <= hi for lo, o, hi in zip(self.out_min, out_hw, self.out_max)))
 
     def as_dict(self) -> dict[str, Any]:
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
+        """The profile as the engine key records it.
+
+        ``token_pixels`` is left out at Qwen3-VL's 32: keys written before it existed are all
+        of 32-pixel models, and this way their cached engines keep matching.
+        """
+        out = {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
+        if out["token_pixels"] == 32:
+            del out["token_pixels"]
+        return out
 
 
-def default_profile(max_image_tokens: int = 1280) -> TrtProfile:
+def default_profile(max_image_tokens: int = 1280, token_pixels: int = 32) -> TrtProfile:
     """A profile covering every grid up to ``max_image_tokens`` with a side of at most 64.
 
     The opt grid is that of a 640x480 image from a camera with fx = fy = 500 at canonical
-    focal 1000 (30 x 40 tokens), shrunk to the token budget if needed.
+    focal 1000 (30 x 40 tokens of 32 pixels), shrunk to the token budget if needed. Output
+    sizes are ``token_pixels`` (the model's token size) times the grid range.
     """
     side = max(1, min(64, int(max_image_tokens)))
-    opt = canonical_grid(max_tokens=max_image_tokens)
+    opt = canonical_grid(max_tokens=max_image_tokens, token_pixels=token_pixels)
     opt = (min(opt[0], side), min(opt[1], side))
     return TrtProfile(min_grid=(1, 1), opt_grid=opt, max_grid=(side, side), max_batch=1,
-                      out_min=(32, 32), out_max=(32 * side, 32 * side))
+                      out_min=grid_pixels((1, 1), token_pixels),
+                      out_max=grid_pixels((side, side), token_pixels), token_pixels=token_pixels)
 
 
 def tensorrt_unavailable_reason(device: torch.device | None = None) -> str | None:
@@ -164,7 +176,7 @@ def build_tensorrt_engine(onnx_path: str | os.PathLike, profile: TrtProfile, dim
                               (p.max_batch, *p.max_grid, dim_in))
     # out_hw is a shape tensor (it sets the Resize output size): its profile is over values.
     opt_profile.set_shape_input("out_hw", list(p.out_min),
-                                [32 * p.opt_grid[0], 32 * p.opt_grid[1]], list(p.out_max))
+                                list(grid_pixels(p.opt_grid, p.token_pixels)), list(p.out_max))
     config.add_optimization_profile(opt_profile)
     say(progress, f"building the TensorRT engine ({'fp16' if fp16 else 'fp32'}, grid "
                    f"{p.min_grid}..{p.max_grid}, opt {p.opt_grid}); this takes minutes")

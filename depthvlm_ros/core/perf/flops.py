@@ -68,7 +68,8 @@ def frame_flops(config: Qwen3VLConfig, grid_hw: tuple[int, int], seq_len: int,
       ``L (L + 1) / 2`` query-key pairs a causal kernel computes (``causal=False``: all
       ``L^2``, what a kernel that masks after the fact computes). No ``lm_head``: depth-only
       frames never compute logits;
-    * the DPT head at the token grid, output ``out_hw`` (default ``32 gh x 32 gw``).
+    * the DPT head at the token grid, output ``out_hw`` (default the model image: ``p gh x
+      p gw`` for ``p`` = patch x merge pixels a token, 32 for Qwen3-VL).
 
     Args:
         config: the model config (``vision_config``, ``text_config``, ``depth_head_*``).
@@ -102,7 +103,8 @@ def frame_flops(config: Qwen3VLConfig, grid_hw: tuple[int, int], seq_len: int,
                                                  + heads * hd * c + 3 * c * ti)
     pairs = length * (length + 1) // 2 if causal else length * length
     parts["llm_attention"] = layers * 2 * (2 * pairs * heads * hd)
-    out_hw = tuple(out_hw) if out_hw is not None else (32 * gh, 32 * gw)
+    tp = int(v.patch_size) * merge
+    out_hw = tuple(out_hw) if out_hw is not None else (tp * gh, tp * gw)
     parts["head"] = _head_flops(c, int(getattr(config, "depth_head_features", DEFAULT_FEATURES)),
                                 getattr(config, "depth_head_out_channels", DEFAULT_OUT_CHANNELS),
                                 gh, gw, out_hw)

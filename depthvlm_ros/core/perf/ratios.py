@@ -360,7 +360,8 @@ def bench_head(pipe: DepthVLMPipeline, grid: tuple[int, int], repeats: int = 10,
     by_name = {r["backend"]: r for r in rows}
     ort = by_name.get("onnxruntime", {})
     speedup = ort.get("speedup_vs_torch") if ort.get("status") == "ok" else None
-    return {"grid": list(grid), "out_hw": [32 * grid[0], 32 * grid[1]], "repeats": repeats,
+    tp = pipe.model.token_pixels  # benchmark_head_backends times the model image's size
+    return {"grid": list(grid), "out_hw": [tp * grid[0], tp * grid[1]], "repeats": repeats,
             "rows": rows, "table": format_benchmark(rows),
             "ratio_torch_vs_onnxruntime": (float(speedup) if speedup is not None
                                            and math.isfinite(speedup) else None)}

@@ -130,7 +130,8 @@ def prepare_variant(name: str, pipe: DepthVLMPipeline, swapper: VariantSwapper,
         # A profile of exactly the benchmark's sizes builds in a fraction of the time of the
         # pipeline's wide default profile, and the engine is as fast at that size.
         profile = TrtProfile(min_grid=grid, opt_grid=grid, max_grid=grid, max_batch=1,
-                             out_min=out_hw, out_max=out_hw)
+                             out_min=out_hw, out_max=out_hw,
+                             token_pixels=pipe.model.token_pixels)
         try:
             runtime = make_head_runtime("tensorrt", pipe.model, cache_dir or default_cache_dir(),
                                         fp16=pipe.dtype != torch.float32, profile=profile,
