@@ -35,7 +35,7 @@ HELP = "Train a DepthVLM model in stages (depth + text supervision; torchrun/DDP
 # named after its field (``grad_accum`` -> ``--grad-accum``) unless _FLAGS renames it.
 _DATA_FIELDS = ("canonical_fx", "max_image_tokens")
 _AUGMENT_FIELDS = ("hflip", "jitter", "crop")  # AugmentConfig
-_MODEL_FIELDS = ("init", "arch", "vocab_size")
+_MODEL_FIELDS = ("init", "arch", "patch_size", "vocab_size")
 _OPTIMISATION_FIELDS = ("batch_size", "grad_accum", "depth_weight", "lm_weight", "weight_decay",
                         "warmup_steps", "grad_clip", "seed")
 _RUNTIME_FIELDS = ("strategy", "device", "num_workers", "threads", "resume", "eval_every",
@@ -49,6 +49,9 @@ _HELP = {
     "crop": "probability of a random crop batch",
     "facts": "'at (u, v): d m' facts per dense reply",
     "init": "'scratch' (random, --arch) or a model folder / 'embedded' to fine-tune",
+    "patch_size": "ViT patch of a model trained from scratch (x merge 2 = pixels per LLM token): "
+                  "16 is Qwen3-VL's (32-pixel tokens), 8 makes 16-pixel tokens; a fine-tuned "
+                  "model keeps its own",
     "batch_size": "per rank, per micro-step",
     "device": "auto, cpu or cuda",
     "num_workers": "data-loading processes per rank",

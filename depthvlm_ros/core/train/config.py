@@ -16,7 +16,8 @@ from .data import AugmentConfig, TextMix
 __all__ = ["ARCHITECTURES", "DEFAULT_STAGES", "TEXT_KINDS", "StageSpec", "TrainConfig",
            "parse_stages", "format_stages", "stage_at", "parse_text_mix", "format_text_mix"]
 
-#: Named CPU-friendly architectures for models trained from scratch (sizes for tiny_config).
+#: Named CPU-friendly architectures for models trained from scratch (sizes for tiny_config;
+#: the ViT patch, hence the token size, is TrainConfig.patch_size).
 ARCHITECTURES: dict[str, dict[str, Any]] = {
     # ~0.5 M parameters: tests.
     "test": dict(text_hidden=32, text_layers=1, text_heads=2, text_kv_heads=1, vision_hidden=16,
@@ -103,6 +104,9 @@ class TrainConfig:
     eval_jsonl: list[str] = field(default_factory=list)
     init: str = "scratch"  # "scratch" or a model folder / "embedded"
     arch: str = "embedded"
+    # ViT patch of a model trained from scratch: 16 is Qwen3-VL's (32-pixel tokens), 8 gives
+    # 16-pixel tokens. A fine-tuned or resumed model keeps its own.
+    patch_size: int = 16
     vocab_size: int = 512
     # 0 = the initial model's meta value, else 1000; a model trained from scratch needs one.
     canonical_fx: float = 0.0

@@ -42,7 +42,7 @@ from PIL import Image
 
 from ..bench.jsonl import DEFAULT_DEPTH_PROMPT, BenchRecord, load_gt_depth, load_rgb
 from ..bench.metrics import resize_nearest
-from ..camera import TOKEN_PIXELS, Intrinsics, ResizePlan, plan_canonical_resize
+from ..camera import Intrinsics, ResizePlan, check_token_pixels, plan_canonical_resize
 from ..frames import record_intrinsics
 from ..preprocess import prepare_image
 from ..spatial import sample_depth
@@ -219,13 +219,20 @@ class SampleBuilder:
             benchmark's canonical grid; depth values untouched) instead of keeping it at the
             image's own resolution. The loss is then computed on the canonical grid, ~3x
             cheaper on CPU for VGA images; metric scale is unaffected.
+        patch_size, merge_size: the model's ViT patch and spatial merge
+            (:func:`~depthvlm_ros.core.camera.vision_patching` of its config); every plan and
+            crop is in whole tokens of ``patch_size * merge_size`` pixels.
     """
 
     def __init__(self, prompt_ids: Callable[[int, str], list[int]], tokenizer, eos_id: int,
                  canonical_fx: float, max_tokens: int, augment: AugmentConfig | None = None,
                  text_mix: TextMix | None = None, mean: Sequence[float] = (0.5, 0.5, 0.5),
-                 std: Sequence[float] = (0.5, 0.5, 0.5), gt_at_model_size: bool = True) -> None:
+                 std: Sequence[float] = (0.5, 0.5, 0.5), gt_at_model_size: bool = True,
+                 patch_size: int = 16, merge_size: int = 2) -> None:
         self.gt_at_model_size = bool(gt_at_model_size)
+        self.patch_size, self.merge_size = int(patch_size), int(merge_size)
+        #: Pixels per side of one LLM token of the model being trained.
+        self.token_pixels = check_token_pixels(self.patch_size * self.merge_size)
         self.prompt_ids = prompt_ids
         self.tokenizer = tokenizer
         self.eos_id = int(eos_id)
@@ -242,7 +249,7 @@ class SampleBuilder:
         with Image.open(record.image) as im:
             w, h = im.size
         plan = plan_canonical_resize(record_intrinsics(record, w, h), self.canonical_fx,
-                                     self.max_tokens)
+                                     self.max_tokens, token_pixels=self.token_pixels)
         return plan.grid_h, plan.grid_w
 
     def crop_plan(self, intr: Intrinsics, grid: tuple[int, int], rng: np.random.Generator
@@ -253,14 +260,16 @@ class SampleBuilder:
         principal point moves; the single canonical resize then uses the window's own plan.
         """
         gh, gw = grid
-        cw = min(intr.width, max(1, int(round(gw * TOKEN_PIXELS * intr.fx / self.canonical_fx))))
-        ch = min(intr.height, max(1, int(round(gh * TOKEN_PIXELS * intr.fy / self.canonical_fx))))
+        tp = self.token_pixels
+        cw = min(intr.width, max(1, int(round(gw * tp * intr.fx / self.canonical_fx))))
+        ch = min(intr.height, max(1, int(round(gh * tp * intr.fy / self.canonical_fx))))
         x0 = int(rng.integers(0, intr.width - cw + 1))
         y0 = int(rng.integers(0, intr.height - ch + 1))
         crop_intr = Intrinsics(intr.fx, intr.fy, intr.cx - x0, intr.cy - y0, cw, ch)
-        mw, mh = gw * TOKEN_PIXELS, gh * TOKEN_PIXELS
+        mw, mh = gw * tp, gh * tp
         eff_fx = 0.5 * (intr.fx * mw / cw + intr.fy * mh / ch)
-        return (x0, y0, cw, ch), crop_intr, ResizePlan(mw, mh, eff_fx / self.canonical_fx)
+        return (x0, y0, cw, ch), crop_intr, ResizePlan(mw, mh, eff_fx / self.canonical_fx,
+                                                       token_pixels=tp)
 
     # ------------------------------------------------------------------------------------------
     def build(self, record: BenchRecord, rng: np.random.Generator,
@@ -317,11 +326,13 @@ class SampleBuilder:
             rgb = np.ascontiguousarray(rgb[y0:y0 + ch, x0:x0 + cw])
             gt = np.ascontiguousarray(gt[y0:y0 + ch, x0:x0 + cw])
         else:
-            plan = plan_canonical_resize(intr, self.canonical_fx, self.max_tokens)
+            plan = plan_canonical_resize(intr, self.canonical_fx, self.max_tokens,
+                                         token_pixels=self.token_pixels)
         text = self._text(kind, record, qa_prompt, gt, rng)
         if text.kind == "marker" and text.uv is not None:
             rgb = draw_ring(rgb, *text.uv)
-        mi = prepare_image(rgb, intr, self.canonical_fx, plan=plan, mean=self.mean, std=self.std)
+        mi = prepare_image(rgb, intr, self.canonical_fx, plan=plan, mean=self.mean, std=self.std,
+                           patch_size=self.patch_size, merge_size=self.merge_size)
         if self.gt_at_model_size:
             gt = resize_nearest(gt, (plan.model_width, plan.model_height))
         ids = self.prompt_ids(plan.num_tokens, text.question)

@@ -41,6 +41,7 @@ import torch
 from torch import nn
 
 from ..bench.jsonl import BenchRecord, read_jsonl
+from ..camera import vision_patching
 from ..config import DepthVLMConfig
 from ..folders import make_tiny_model, read_meta
 from ..model import DepthVLMForConditionalGeneration, load_depthvlm
@@ -176,17 +177,20 @@ class Trainer:
         if cfg.arch not in ARCHITECTURES:
             raise ValueError(f"unknown architecture {cfg.arch!r}: {', '.join(ARCHITECTURES)}")
         model, tok = make_tiny_model(seed=cfg.seed, vocab_size=cfg.vocab_size,
-                                     **ARCHITECTURES[cfg.arch])
+                                     patch_size=cfg.patch_size, **ARCHITECTURES[cfg.arch])
         return model, tok, None
 
     # ------------------------------------------------------------------------------------------
     def _loader(self, start_step: int, end_step: int):
         cfg, env = self.cfg, self.env
+        # Crops and plans in whole tokens of the model being trained (its own patch x merge).
+        patch, merge = vision_patching(self.pipe.model.config)
         builder = SampleBuilder(self.pipe.prompt_ids, self.tokenizer,
                                 self.tokenizer.convert_tokens_to_ids("<|im_end|>"),
                                 self.canonical_fx, cfg.max_image_tokens, cfg.augment, cfg.text_mix,
                                 self.pipe.image_mean, self.pipe.image_std,
-                                gt_at_model_size=cfg.gt_at_model_size)
+                                gt_at_model_size=cfg.gt_at_model_size,
+                                patch_size=patch, merge_size=merge)
         if not hasattr(self, "_grids"):
             self._grids = [builder.full_grid(r) for r in self.train_records]
         plan = BucketBatchPlan(self._grids, cfg.batch_size, env.world_size, env.rank,
