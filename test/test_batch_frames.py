@@ -79,3 +79,42 @@ def test_split_cache_copies_rows(pipe):
         for whole, own in zip(enc.cache.layers, part.layers):
             torch.testing.assert_close(own.keys, whole.keys[row:row + 1], rtol=0, atol=0)
             assert own.keys.data_ptr() != whole.keys[row:row + 1].data_ptr()
+
+
+def test_memory_estimate_counts_batched_passes(tiny_model_and_tokenizer):
+    from depthvlm_ros.core.check import estimate_memory
+
+    config = tiny_model_and_tokenizer[0].config
+    one = estimate_memory(config, 10**6, torch.float32, 300, frame_history=12)
+    three = estimate_memory(config, 10**6, torch.float32, 300, frame_history=12, batch_frames=3)
+    # The batched pass's own cache (3 frames) until it is split, and 3 frames of activations.
+    assert three.frame_history == 15 and three.kv_cache == one.kv_cache * 15 // 12
+    from depthvlm_ros.core.check.memory import _RUNTIME_BYTES
+
+    per_frame = one.activations - _RUNTIME_BYTES
+    assert three.activations == 3 * per_frame + _RUNTIME_BYTES
+
+
+def test_the_load_is_sized_for_every_camera_and_the_batch(monkeypatch):
+    """from_config asks the folder check for frame_history per camera and the batch it runs."""
+    from depthvlm_ros.core import check
+    from depthvlm_ros.core.errors import ModelLoadError
+
+    seen = {}
+
+    class Refused:
+        warnings = ()
+
+        def raise_if_failed(self):
+            raise ModelLoadError("stop after the check")
+
+    def fake_validate(folder, **kwargs):
+        seen.update(kwargs)
+        return Refused()
+
+    monkeypatch.setattr(check, "validate_model_folder", fake_validate)
+    cfg = DepthVLMConfig(model_path="embedded", cameras="front,left,arm", frame_history=4,
+                         batch_frames=8, head_backend="torch")
+    with pytest.raises(ModelLoadError, match="stop after the check"):
+        DepthVLMPipeline.from_config(cfg)
+    assert seen["frame_history"] == 12 and seen["batch_frames"] == 3

@@ -157,9 +157,6 @@ def test_pipeline_predicts_at_the_input_size_with_32_pixel_tokens(tmp_path):
     assert pred.frame.plan.token_pixels == 32
 
 
-@pytest.mark.xfail(strict=True, raises=Exception,
-                   reason="DepthVLMPipeline.prepare does not yet pass the model's patch_size / "
-                          "merge_size to prepare_image (pipeline.py); remove this mark with it")
 def test_pipeline_predicts_at_the_input_size_with_16_pixel_tokens(tmp_path):
     model, tok = make_tiny_model(0, patch_size=8, **ARCHITECTURES["test"])
     pred = _predict_from_folder(model, tok, tmp_path / "m16")

@@ -54,7 +54,8 @@ class DepthVLMConfig:
                           "square canonical pixels) or auto (the model folder's own: release "
                           "without depthvlm_meta.json, else its recorded mode, metric if none).",
                           choices=("auto", "release", "metric"))
-    max_image_tokens: int = _f(16384, "Token budget per image (one token = 32x32 pixels). Larger "
+    max_image_tokens: int = _f(16384, "Token budget per image (one token = patch x merge pixels a "
+                               "side: 32x32 for Qwen3-VL). Larger "
                                "canonical images are scaled down and the depth is rescaled to "
                                "stay metric.", range=(4, 65536))
     min_image_tokens: int = _f(4, "Smallest token grid area; smaller canonical images are scaled "

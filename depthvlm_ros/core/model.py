@@ -307,7 +307,8 @@ def check_model_folder(path: str | os.PathLike) -> Path:
 
 def load_depthvlm(path: str | os.PathLike, dtype: torch.dtype = torch.float32,
                   device: str | torch.device = "cpu", image_tokens: int | None = None,
-                  frame_history: int | None = None) -> DepthVLMForConditionalGeneration:
+                  frame_history: int | None = None,
+                  batch_frames: int = 1) -> DepthVLMForConditionalGeneration:
     """Load a DepthVLM folder (safetensors only) with strict key matching.
 
     Before any weight is read, the memory the model needs on ``device`` in ``dtype`` (weights,
@@ -322,7 +323,7 @@ def load_depthvlm(path: str | os.PathLike, dtype: torch.dtype = torch.float32,
     from transformers.utils import logging as hf_logging
 
     folder = check_model_folder(path)
-    ensure_memory_fits(folder, dtype, device, image_tokens, frame_history)
+    ensure_memory_fits(folder, dtype, device, image_tokens, frame_history, batch_frames)
     verbosity = hf_logging.get_verbosity()
     # transformers logs a multi-line load report before raising on mismatched shapes; it
     # would bury the one-line error below (and we report missing/unexpected keys ourselves).

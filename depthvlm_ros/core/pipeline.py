@@ -17,7 +17,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .camera import RESIZE_MODES, Intrinsics, ResizePlan
+from .camera import RESIZE_MODES, TOKEN_PIXELS, Intrinsics, ResizePlan, vision_patching
+from .cameras import parse_camera_names
 from .config import DepthVLMConfig
 from .errors import InputError, ModelLoadError
 from .folders import folder_resize_mode, read_meta, read_preprocessor, resolve_model_path
@@ -129,6 +130,19 @@ def truncate_cache(cache, length: int) -> None:
             layer.values = layer.values[..., :length, :]
 
 
+def _folder_token_pixels(folder) -> int:
+    """Token size of a folder's model from its config.json, for the estimate made before the
+    load; a config.json that cannot be read is the folder check's to report, so Qwen3-VL's."""
+    import json
+
+    from .camera import token_pixels_of
+
+    try:
+        return token_pixels_of(json.loads((folder / "config.json").read_text()))
+    except (OSError, ValueError, TypeError, AttributeError, InputError):
+        return TOKEN_PIXELS
+
+
 class DepthVLMPipeline:
     """Model + tokenizer + preprocessing + head runtime; the whole ROS-free inference path.
 
@@ -175,6 +189,8 @@ class DepthVLMPipeline:
         param = next(model.parameters())
         self.device, self.dtype = param.device, param.dtype
         mc = model.config
+        #: Vision patch and merge of the model: one LLM token is patch x merge pixels a side.
+        self.patch_size, self.merge_size = vision_patching(mc)
         self.image_token_id = mc.image_token_id
         self.eos_ids = {i for i in (tokenizer.convert_tokens_to_ids("<|im_end|>"),
                                     tokenizer.convert_tokens_to_ids("<|endoftext|>"))
@@ -200,17 +216,18 @@ class DepthVLMPipeline:
         folder = resolve_model_path(config.model_path)
         device = resolve_device(config.device)
         dtype = resolve_dtype(config.dtype, device)
-        image_tokens = default_image_tokens(config.max_image_tokens)
+        image_tokens = default_image_tokens(config.max_image_tokens, _folder_token_pixels(folder))
+        # Every camera holds its own frame_history; a batched pass runs one frame per camera.
+        cameras = len(parse_camera_names(config.cameras))
+        memory = dict(image_tokens=image_tokens, frame_history=config.frame_history * cameras,
+                      batch_frames=min(config.batch_frames, cameras))
         # What `depthvlm check` reports, from file headers only (seconds for a 4B folder): a
         # wrong shape, tokenizer, processor, depthvlm_meta.json or not enough memory (the KV
         # cache of the frames this pipeline holds included) fails here, before the slow load.
-        report = validate_model_folder(folder, dtype=config.dtype, device=str(device),
-                                       image_tokens=image_tokens,
-                                       frame_history=config.frame_history)
+        report = validate_model_folder(folder, dtype=config.dtype, device=str(device), **memory)
         report.raise_if_failed()
         mode = folder_resize_mode(folder) if config.resize_mode == "auto" else None
-        model = load_depthvlm(folder, dtype=dtype, device=device, image_tokens=image_tokens,
-                              frame_history=config.frame_history)
+        model = load_depthvlm(folder, dtype=dtype, device=device, **memory)
         try:
             tokenizer = AutoTokenizer.from_pretrained(str(folder), local_files_only=True,
                                                       trust_remote_code=False)
@@ -245,7 +262,8 @@ class DepthVLMPipeline:
         return prepare_image(rgb, intrinsics, self.canonical_fx, c.max_image_tokens,
                              c.min_image_tokens, self.image_mean, self.image_std,
                              resize_mode=self.resize_mode, pixel_limits=self.pixel_limits,
-                             device=self.device)
+                             device=self.device, patch_size=self.patch_size,
+                             merge_size=self.merge_size)
 
     def prompt_ids(self, num_image_tokens: int, question: str | None = None) -> list[int]:
         """Token ids of the prefix (up to ``<|vision_end|>``), plus the question turn if given."""

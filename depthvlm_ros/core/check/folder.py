@@ -112,7 +112,8 @@ class CheckReport:
 
 def validate_model_folder(path: str | os.PathLike, dtype: str = "auto", device: str = "auto",
                           image_tokens: int | None = None,
-                          frame_history: int | None = None) -> CheckReport:
+                          frame_history: int | None = None,
+                          batch_frames: int = 1) -> CheckReport:
     """Check a model folder (or ``embedded``) without loading its weights.
 
     Args:
@@ -124,6 +125,7 @@ def validate_model_folder(path: str | os.PathLike, dtype: str = "auto", device: 
         image_tokens: image tokens per frame for the memory estimate (default: a 640x480
             camera with fx = 500, 1200 tokens).
         frame_history: held frames for the KV-cache estimate (default the config's).
+        batch_frames: frames per model pass, for the memory estimate.
 
     Returns:
         The report; ``report.ok`` is False when any check failed. Never raises for a bad
@@ -152,7 +154,7 @@ def validate_model_folder(path: str | os.PathLike, dtype: str = "auto", device: 
         _check_processor(folder, config, report)
     _check_resize(folder, report)
     if config is not None and report.parameters:
-        _check_memory(config, report, dtype, device, image_tokens, frame_history)
+        _check_memory(config, report, dtype, device, image_tokens, frame_history, batch_frames)
     report.seconds = time.perf_counter() - start
     return report
 
@@ -404,7 +406,8 @@ def _check_resize(folder: Path, report: CheckReport) -> None:
 
 
 def _check_memory(config: Any, report: CheckReport, dtype: str, device: str,
-                  image_tokens: int | None, frame_history: int | None) -> None:
+                  image_tokens: int | None, frame_history: int | None,
+                  batch_frames: int = 1) -> None:
     from ..config import DepthVLMConfig
     from ..pipeline import resolve_device, resolve_dtype
 
@@ -414,7 +417,8 @@ def _check_memory(config: Any, report: CheckReport, dtype: str, device: str,
         config, report.parameters, torch_dtype,
         image_tokens if image_tokens is not None
         else default_image_tokens(token_pixels=token_pixels_of(config)),
-        frame_history if frame_history is not None else DepthVLMConfig().frame_history)
+        frame_history if frame_history is not None else DepthVLMConfig().frame_history,
+        batch_frames)
     report.memory = estimate
     if target is None:
         report.add("ok", "memory", estimate.describe())

@@ -120,7 +120,7 @@ def _get(config: Any, name: str, default: Any = None) -> Any:
 
 
 def estimate_memory(config: Any, parameters: int, dtype: torch.dtype, image_tokens: int,
-                    frame_history: int) -> MemoryEstimate:
+                    frame_history: int, batch_frames: int = 1) -> MemoryEstimate:
     """The memory a model of ``config`` needs for frames of ``image_tokens`` tokens.
 
     Args:
@@ -130,7 +130,9 @@ def estimate_memory(config: Any, parameters: int, dtype: torch.dtype, image_toke
         dtype: the dtype the model is loaded in.
         image_tokens: LLM image tokens per frame (one token = patch x merge pixels a side,
             32 x 32 for Qwen3-VL).
-        frame_history: frames whose prefill is kept.
+        frame_history: frames whose prefill is kept (of all cameras together).
+        batch_frames: frames run in one model pass. A batched pass holds its own cache until
+            it is split into one cache per frame, and its activations scale with the batch.
     """
     size = torch.tensor([], dtype=dtype).element_size()
     text, vision = config.text_config, config.vision_config
@@ -139,7 +141,8 @@ def estimate_memory(config: Any, parameters: int, dtype: torch.dtype, image_toke
     heads = int(text.num_attention_heads)
     head_dim = int(_get(text, "head_dim", None) or hidden // heads)
     kv_per_token = 2 * layers * int(text.num_key_value_heads) * head_dim * size
-    frames = max(1, int(frame_history))
+    batch = max(1, int(batch_frames))
+    frames = max(1, int(frame_history)) + (batch if batch > 1 else 0)
     tokens = int(image_tokens) + _TEXT_TOKENS
     kv_cache = kv_per_token * tokens * frames
     patch, merge = vision_patching(config)
@@ -153,7 +156,7 @@ def estimate_memory(config: Any, parameters: int, dtype: torch.dtype, image_toke
     features = int(_get(config, "depth_head_features", None) or DEFAULT_FEATURES)
     # The head's largest maps are at the model image's size: token_pixels^2 pixels a token.
     head_bytes = int(image_tokens * (patch * merge) ** 2 * features * _HEAD_LIVE_FEATURES * size)
-    activations = max(vision_bytes, llm_bytes, head_bytes) + _RUNTIME_BYTES
+    activations = batch * max(vision_bytes, llm_bytes, head_bytes) + _RUNTIME_BYTES
     return MemoryEstimate(DTYPE_NAMES.get(dtype, str(dtype)), int(parameters) * size, kv_per_token,
                           int(image_tokens), frames, kv_cache, int(activations))
 
@@ -189,7 +192,8 @@ def memory_shortfall(estimate: MemoryEstimate, device: torch.device | str) -> st
 
 
 def ensure_memory_fits(folder: str | os.PathLike, dtype: torch.dtype, device: torch.device | str,
-                       image_tokens: int | None = None, frame_history: int | None = None) -> None:
+                       image_tokens: int | None = None, frame_history: int | None = None,
+                       batch_frames: int = 1) -> None:
     """Refuse, before loading, a folder that the device cannot hold in ``dtype``.
 
     Args:
@@ -197,6 +201,7 @@ def ensure_memory_fits(folder: str | os.PathLike, dtype: torch.dtype, device: to
         dtype, device: what the model will be loaded as.
         image_tokens: image tokens per frame (default :func:`default_image_tokens`).
         frame_history: held frames (default ``DepthVLMConfig.frame_history``).
+        batch_frames: frames per model pass (see :func:`estimate_memory`).
 
     Raises:
         ModelLoadError: one line with the estimate, what is available, and how to proceed.
@@ -215,7 +220,8 @@ def ensure_memory_fits(folder: str | os.PathLike, dtype: torch.dtype, device: to
         config, parameters, dtype,
         image_tokens if image_tokens is not None
         else default_image_tokens(token_pixels=token_pixels_of(config)),
-        frame_history if frame_history is not None else DepthVLMConfig().frame_history)
+        frame_history if frame_history is not None else DepthVLMConfig().frame_history,
+        batch_frames)
     short = memory_shortfall(estimate, device)
     if short:
         smaller = " (or load it in bfloat16)" if dtype == torch.float32 else ""

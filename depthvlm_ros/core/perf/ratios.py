@@ -423,41 +423,46 @@ def bench_measured_answers(pipe: DepthVLMPipeline, rgb: np.ndarray, intrinsics: 
 def bench_camera_batch(pipe: DepthVLMPipeline, rgb: np.ndarray, intrinsics: Intrinsics,
                        cameras: int = 3, repeats: int = 5,
                        progress: Callable[[str], None] | None = None) -> dict[str, Any]:
-    """Frames of several same-size cameras through vision tower, prefill and head: one batched
-    pass against one pass per camera, interleaved ``repeats`` times.
+    """Frames of several same-size cameras as the node runs them with ``batch_frames``: one
+    :meth:`~depthvlm_ros.core.pipeline.DepthVLMPipeline.process_frames` call (one batched
+    pass, caches split per frame) against one ``process_frame`` per camera, interleaved
+    ``repeats`` times.
 
-    The model's ``encode`` takes one image per row, so the batch is the frame's prompt,
-    patches and grid repeated ``cameras`` times. The ratio is sequential / batched of the
-    medians (above 1: batching pays); the batched depth must equal the per-camera depth.
+    The cameras' frames are ``rgb`` with a different brightness each, so the rows differ. The
+    ratio is sequential / batched of the medians (above 1: batching pays); every batched depth
+    map must equal that frame's depth alone.
     """
-    mi = pipe.prepare(rgb, intrinsics)
-    plan = mi.plan
-    ids = torch.tensor([pipe.prompt_ids(plan.num_tokens)], device=pipe.device)
-    pixels = mi.pixel_values.to(pipe.device, pipe.dtype)
-    grid = mi.image_grid_thw.to(pipe.device)
-    out_hw = (plan.model_height, plan.model_width)
+    frames = [(np.clip(rgb.astype(np.int16) + 8 * k, 0, 255).astype(np.uint8), intrinsics)
+              for k in range(cameras)]
 
-    def one_pass(n: int) -> torch.Tensor:
-        enc = pipe.model.encode(ids.repeat(n, 1), pixels.repeat(n, 1), grid.repeat(n, 1))
-        ds = enc.deepstack
-        return pipe.model.depth_head(ds[0], ds[1], ds[2], enc.image_hidden, out_hw)
+    def sequential() -> list[np.ndarray]:
+        return [pipe.process_frame(f, i).depth for f, i in frames]
 
-    single = one_pass(1)  # warm-up, both paths
-    batched = one_pass(cameras)
-    diff = float((batched - single).abs().max() / single.abs().max().clamp_min(1e-12))
+    def batched() -> list[np.ndarray]:
+        results = pipe.process_frames(frames)
+        for r in results:
+            if isinstance(r, Exception):
+                raise r
+        if {r.batch_size for r in results} != {cameras}:
+            raise RuntimeError(f"the {cameras} frames did not share one pass")
+        return [r.depth for r in results]
+
+    alone, together = sequential(), batched()  # warm-up, both paths
+    diff = max(float(np.nanmax(np.abs(a - b)) / max(float(np.nanmax(np.abs(a))), 1e-12))
+               for a, b in zip(alone, together))
     seq_s, batch_s = [], []
     for _ in range(repeats):
         t = synchronized_time(pipe.device)
-        for _ in range(cameras):
-            one_pass(1)
+        sequential()
         seq_s.append(synchronized_time(pipe.device) - t)
         t = synchronized_time(pipe.device)
-        one_pass(cameras)
+        batched()
         batch_s.append(synchronized_time(pipe.device) - t)
     ratio = ratio_of_medians(seq_s, batch_s)
     say(progress, f"  {cameras} cameras: one pass each {np.median(seq_s) * 1e3:.1f} ms, one "
                   f"batched pass {np.median(batch_s) * 1e3:.1f} ms (x{ratio:.2f})")
-    return {"image": [int(rgb.shape[1]), int(rgb.shape[0])], "tokens": int(plan.num_tokens),
+    return {"image": [int(rgb.shape[1]), int(rgb.shape[0])],
+            "tokens": int(pipe.prepare(rgb, intrinsics).plan.num_tokens),
             "cameras": cameras, "repeats": repeats, "sequential": summarize(seq_s),
             "batched": summarize(batch_s), "ratio_sequential_vs_batched": ratio,
             "max_relative_depth_difference": diff}
