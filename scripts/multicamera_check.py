@@ -5,7 +5,7 @@ Both setups get the same input: three cameras (``front``, ``left``, ``right``) p
 synthetic frames of the same size at the same rate for the same time, each with its own
 camera_info. For each setup it writes the nodes' memory (peak RSS, ``VmHWM``, summed over the
 nodes) and, per camera, the frames sent and processed, the processed rate and the mean model
-and frame latency from the nodes' own diagnostics. The one-node setup runs twice: one model
+and frame latency over the run, from the nodes' own diagnostics. The one-node setup runs twice: one model
 pass per frame, and ``batch_frames`` 3 (the cameras' waiting frames in shared passes). Both setups run the same model on the same
 device with the same torch threads per node; on a machine with fewer cores than nodes, the
 three nodes share them, as three models on one GPU would share it.
@@ -74,9 +74,28 @@ def drive(client, args, status_of, proc_of, connect_timeout: float) -> dict:
         v = client.wait(settled, f"{name}'s frames accounted for", 60.0, proc_of(name))
         out[name] = {"sent": sent[name], "processed": int(v["frames_processed"]),
                      "processed_hz": round(int(v["frames_processed"]) / args.seconds, 2),
-                     "model_latency_ms": float(v["model_latency_ms"]),
-                     "frame_latency_ms": float(v["frame_latency_ms"])}
+                     **run_latencies(client.messages("diag"), status_of, name)}
     return out
+
+
+def run_latencies(messages, status_of, name: str) -> dict:
+    """Mean model and frame latency of a camera over the whole run, in ms.
+
+    Each diagnostics message carries the means over its own period; weighting them by the
+    frames processed in that period (the growth of ``frames_processed``) gives the run's mean.
+    """
+    done, sums, count = 0, {"model_latency_ms": 0.0, "frame_latency_ms": 0.0}, 0
+    for msg in messages:
+        v = status_of(msg, name)
+        if v is None:
+            continue
+        processed = int(v["frames_processed"])
+        n, done = processed - done, processed
+        if n > 0 and all(v[k] != "nan" for k in sums):
+            for k in sums:
+                sums[k] += n * float(v[k])
+            count += n
+    return {k: round(total / count, 1) if count else float("nan") for k, total in sums.items()}
 
 
 def one_node(args, log_dir: Path, batch_frames: int = 1) -> dict:

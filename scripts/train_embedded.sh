@@ -17,6 +17,8 @@
 # PHASE2=1 adds the measured continuation (README "Embedded model"): 3750 more steps from
 # RUN_DIR/best with a warm restart of the learning rate, in RUN_DIR/phase2, and
 # RUN_DIR/training.png with both phases. It did not beat phase 1 (the loss had plateaued).
+# PATCH=8 trains a model with an 8-pixel ViT patch (16-pixel LLM tokens: four times the token
+# grid of the same image, measured in the README against the shipped 32-pixel-token model).
 # It is restartable: rerunning resumes each phase from its latest checkpoint (--resume auto).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -29,6 +31,9 @@ STAGES2=${STAGES2:-0:3000:8e-4,1:150:3e-4,2:600:1.5e-4}
 PHASE2=${PHASE2:-0}
 EVAL_EVERY=${EVAL_EVERY:-450}  # steps between held-out evaluations (phase 1)
 WORLD=${WORLD:-v1}           # synthetic world of the training and held-out splits
+PATCH=${PATCH:-16}           # ViT patch of a model trained from scratch (8: 16-pixel tokens)
+# Token budget: 128 tokens of 32 pixels, the same image area in tokens of the chosen size.
+MAX_TOKENS=${MAX_TOKENS:-$(( 128 * (32 / (2 * PATCH)) * (32 / (2 * PATCH)) ))}
 THREADS=${THREADS:-2}        # torch threads per process (1 on a shared machine)
 NICE=${NICE:-10}
 PY=${PYTHON:-python}
@@ -44,21 +49,22 @@ gen "$RUN/data/train" "$N_TRAIN" 1 "$WORLD"
 gen "$RUN/data/heldout" "$N_EVAL" 7001 "$WORLD"
 gen "$RUN/data/heldout_v1" "$N_EVAL" 7001 v1
 
-# canonical_fx 256: a 640x480 image with fx 525 becomes 320x224 (70 tokens); the token budget
-# of 128 bounds the widest views (their depth is rescaled by depth_scale, so it stays metric).
+# canonical_fx 256: a 640x480 image with fx 525 becomes 320x224 (70 tokens of 32 pixels, 280
+# of 16); the token budget (128 tokens of 32 pixels, or the same area in smaller ones) bounds
+# the widest views (their depth is rescaled by depth_scale, so it stays metric).
 train() {  # train OUT INIT STAGES EVAL_EVERY SEED [extra args]
   local out=$1 init=$2 stages=$3 every=$4 seed=$5
   shift 5
   nice -n "$NICE" "$PY" -m torch.distributed.run --standalone --nproc_per_node "$NPROC" \
     -m depthvlm_ros.cli train \
     --train "$RUN/data/train/synthetic.jsonl" --eval "$RUN/data/heldout/synthetic.jsonl" \
-    --out "$out" --init "$init" --canonical-fx 256 --max-image-tokens 128 \
+    --out "$out" --init "$init" --canonical-fx 256 --max-image-tokens "$MAX_TOKENS" \
     --stages "$stages" --warmup 100 --batch-size 8 --grad-accum 1 --depth-weight 1.0 \
     --lm-weight 0.5 --hflip 0.5 --jitter 0.2 --crop 0.3 --text-mix dense=1,point=1,marker=2,qa=2 \
     --workers 1 --threads "$THREADS" --eval-every "$every" --ckpt-every 50 --log-every 10 \
     --eval-images 60 --eval-markers 2 --seed "$seed" --resume auto "$@"
 }
-train "$RUN" scratch "$STAGES" "$EVAL_EVERY" 0 --arch embedded
+train "$RUN" scratch "$STAGES" "$EVAL_EVERY" 0 --arch embedded --patch-size "$PATCH"
 if [ "$PHASE2" = 1 ]; then
   train "$RUN/phase2" "$RUN/best" "$STAGES2" 750 1
   # Both phases on one step axis (the README figure), phase 2 drawn from the step it
