@@ -139,6 +139,11 @@ class DepthVLMConfig:
         cfg.validate()
         return cfg
 
+    @property
+    def frames_per_pass(self) -> int:
+        """Most frames one model pass runs: ``batch_frames``, at most one per camera."""
+        return min(self.batch_frames, len(parse_camera_names(self.cameras)))
+
     def replace(self, **changes: Any) -> "DepthVLMConfig":
         """Return a validated copy with some fields changed."""
         cfg = dataclasses.replace(self, **changes)

@@ -217,10 +217,10 @@ class DepthVLMPipeline:
         device = resolve_device(config.device)
         dtype = resolve_dtype(config.dtype, device)
         image_tokens = default_image_tokens(config.max_image_tokens, _folder_token_pixels(folder))
-        # Every camera holds its own frame_history; a batched pass runs one frame per camera.
+        # Every camera holds its own frame_history.
         cameras = len(parse_camera_names(config.cameras))
         memory = dict(image_tokens=image_tokens, frame_history=config.frame_history * cameras,
-                      batch_frames=min(config.batch_frames, cameras))
+                      batch_frames=config.frames_per_pass)
         # What `depthvlm check` reports, from file headers only (seconds for a 4B folder): a
         # wrong shape, tokenizer, processor, depthvlm_meta.json or not enough memory (the KV
         # cache of the frames this pipeline holds included) fails here, before the slow load.

@@ -265,7 +265,7 @@ class DepthVLMNode(LifecycleNode):
         self._worker = LatestFrameWorker(
             self._run_frames, self._run_query, cfg.query_queue_size, cfg.frame_history,
             int(cfg.sync_tolerance_s * 1e9), on_error=self._on_worker_error,
-            batch_frames=min(cfg.batch_frames, len(self._cameras)))
+            batch_frames=cfg.frames_per_pass)
         self._pubs = {
             "answer": self.create_lifecycle_publisher(SpatialAnswer, "answer",
                                                       qos.REQUEST_REPLY),
@@ -665,7 +665,7 @@ class DepthVLMNode(LifecycleNode):
             "frames_dropped": totals.get("frames_dropped", 0),
             "points_published": totals.get("points_published", 0),
         })
-        if self._cfg.batch_frames > 1 and len(self._cameras) > 1:
+        if self._cfg.frames_per_pass > 1:
             # Frames that shared a model pass with another camera's frame.
             values["frames_batched"] = totals.get("frames_batched", 0)
         values.update(_question_values(asked, pending if len(self._cameras) == 1 else None))
