@@ -29,7 +29,7 @@ from typing import Any
 
 import torch
 
-from ..camera import token_pixels_of, vision_patching
+from ..camera import TOKEN_PIXELS, token_pixels_of, vision_patching
 from ..depth_head import DEFAULT_FEATURES
 from ..errors import ModelLoadError
 
@@ -101,7 +101,7 @@ class MemoryEstimate:
                 f" + activations {format_bytes(self.activations)}")
 
 
-def default_image_tokens(max_image_tokens: int = 16384, token_pixels: int = 32) -> int:
+def default_image_tokens(max_image_tokens: int = 16384, token_pixels: int = TOKEN_PIXELS) -> int:
     """Image tokens of the frame the estimate assumes: a 640x480 camera with fx = 500.
 
     That is the export's canonical grid (30 x 40 = 1200 tokens at canonical focal 1000 for

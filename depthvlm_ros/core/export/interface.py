@@ -12,6 +12,7 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
+from ..camera import TOKEN_PIXELS
 from ..depth_head import DPTDepthHead
 from ..errors import ExportError
 
@@ -72,7 +73,7 @@ def probe_features(head: DPTDepthHead, grid: tuple[int, int], seed: int = 0) -> 
 
 def canonical_grid(width: int = 640, height: int = 480, fx: float = 500.0, fy: float | None = None,
                    canonical_fx: float = 1000.0, max_tokens: int = 1280,
-                   token_pixels: int = 32) -> tuple[int, int]:
+                   token_pixels: int = TOKEN_PIXELS) -> tuple[int, int]:
     """Token grid (gh, gw) the pipeline uses for an image, via ``plan_canonical_resize``.
 
     The default, a 640x480 image with fx = fy = 500 at canonical focal 1000, is resized to

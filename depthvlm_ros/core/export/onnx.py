@@ -18,6 +18,7 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
+from ..camera import TOKEN_PIXELS
 from ..depth_head import DPTDepthHead
 from ..errors import ExportError
 from .cache import atomic_write, file_sha256
@@ -35,7 +36,7 @@ def manifest_token_pixels(manifest: dict[str, Any]) -> int:
 
     Every export made before the key existed was of a Qwen3-VL geometry model (32 pixels).
     """
-    return int(manifest.get("token_pixels", 32))
+    return int(manifest.get("token_pixels", TOKEN_PIXELS))
 
 
 class ExportableHead(nn.Module):

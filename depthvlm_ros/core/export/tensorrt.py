@@ -14,6 +14,7 @@ from typing import Any, Callable, Sequence
 
 import torch
 
+from ..camera import TOKEN_PIXELS
 from ..errors import ExportError
 from .cache import check_engine_file, current_engine_key, engine_paths, write_engine
 from .interface import HEAD_INPUTS, HEAD_OUTPUT, canonical_grid, grid_pixels, logger, say
@@ -43,7 +44,7 @@ class TrtProfile:
     max_batch: int = 1
     out_min: tuple[int, int] = (32, 32)
     out_max: tuple[int, int] = (2048, 2048)
-    token_pixels: int = 32
+    token_pixels: int = TOKEN_PIXELS
 
     def contains(self, batch: int, grid: tuple[int, int], out_hw: tuple[int, int]) -> bool:
         """Whether a call with these sizes is inside the profile."""
@@ -58,12 +59,12 @@ class TrtProfile:
         of 32-pixel models, and this way their cached engines keep matching.
         """
         out = {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
-        if out["token_pixels"] == 32:
+        if out["token_pixels"] == TOKEN_PIXELS:
             del out["token_pixels"]
         return out
 
 
-def default_profile(max_image_tokens: int = 1280, token_pixels: int = 32) -> TrtProfile:
+def default_profile(max_image_tokens: int = 1280, token_pixels: int = TOKEN_PIXELS) -> TrtProfile:
     """A profile covering every grid up to ``max_image_tokens`` with a side of at most 64.
 
     The opt grid is that of a 640x480 image from a camera with fx = fy = 500 at canonical
