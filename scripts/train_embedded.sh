@@ -32,6 +32,8 @@ PHASE2=${PHASE2:-0}
 EVAL_EVERY=${EVAL_EVERY:-450}  # steps between held-out evaluations (phase 1)
 WORLD=${WORLD:-v1}           # synthetic world of the training and held-out splits
 PATCH=${PATCH:-16}           # ViT patch of a model trained from scratch (8: 16-pixel tokens)
+SILOG_LAMBDA=${SILOG_LAMBDA:-0.5}  # SILog variance weight (0: a wrong global scale costs in full)
+DATA=${DATA:-$RUN/data}      # rendered splits (several runs of one world may share them)
 # Token budget: 128 tokens of 32 pixels, the same image area in tokens of the chosen size.
 MAX_TOKENS=${MAX_TOKENS:-$(( 128 * (32 / (2 * PATCH)) * (32 / (2 * PATCH)) ))}
 THREADS=${THREADS:-2}        # torch threads per process (1 on a shared machine)
@@ -45,9 +47,9 @@ gen() {  # gen DIR N SEED WORLD
 w('$1', $2, $2, seed=$3, progress=False, workers=2, world='$4')"
   fi
 }
-gen "$RUN/data/train" "$N_TRAIN" 1 "$WORLD"
-gen "$RUN/data/heldout" "$N_EVAL" 7001 "$WORLD"
-gen "$RUN/data/heldout_v1" "$N_EVAL" 7001 v1
+gen "$DATA/train" "$N_TRAIN" 1 "$WORLD"
+gen "$DATA/heldout" "$N_EVAL" 7001 "$WORLD"
+gen "$DATA/heldout_v1" "$N_EVAL" 7001 v1
 
 # canonical_fx 256: a 640x480 image with fx 525 becomes 320x224 (70 tokens of 32 pixels, 280
 # of 16); the token budget (128 tokens of 32 pixels, or the same area in smaller ones) bounds
@@ -57,10 +59,10 @@ train() {  # train OUT INIT STAGES EVAL_EVERY SEED [extra args]
   shift 5
   nice -n "$NICE" "$PY" -m torch.distributed.run --standalone --nproc_per_node "$NPROC" \
     -m depthvlm_ros.cli train \
-    --train "$RUN/data/train/synthetic.jsonl" --eval "$RUN/data/heldout/synthetic.jsonl" \
+    --train "$DATA/train/synthetic.jsonl" --eval "$DATA/heldout/synthetic.jsonl" \
     --out "$out" --init "$init" --canonical-fx 256 --max-image-tokens "$MAX_TOKENS" \
     --stages "$stages" --warmup 100 --batch-size 8 --grad-accum 1 --depth-weight 1.0 \
-    --lm-weight 0.5 --hflip 0.5 --jitter 0.2 --crop 0.3 --text-mix dense=1,point=1,marker=2,qa=2 \
+    --lm-weight 0.5 --silog-lambda "$SILOG_LAMBDA" --hflip 0.5 --jitter 0.2 --crop 0.3 --text-mix dense=1,point=1,marker=2,qa=2 \
     --workers 1 --threads "$THREADS" --eval-every "$every" --ckpt-every 50 --log-every 10 \
     --eval-images 60 --eval-markers 2 --seed "$seed" --resume auto "$@"
 }

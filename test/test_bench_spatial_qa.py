@@ -19,7 +19,8 @@ from depthvlm_ros.core.errors import AnnotationError
 @pytest.fixture(scope="module")
 def synthetic_set(tmp_path_factory):
     out = tmp_path_factory.mktemp("qa")
-    write_benchmark(out, 2, 2, seed=5, progress=False, workers=1)
+    # Depth-map questions only (test_scene_questions.py covers the scene-kind and object ones).
+    write_benchmark(out, 2, 2, seed=5, progress=False, workers=1, scene_qa=False)
     return out
 
 

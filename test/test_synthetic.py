@@ -317,7 +317,11 @@ def test_writer_files_and_meta(bench_dir):
     assert meta["world"] == "v2"
     assert meta["frames_per_s"] > 0
     lines = (out / "synthetic.jsonl").read_text().splitlines()
-    assert len(lines) == meta["n_lines"] == 4 * 6
+    # Per image: the dense line, 5 depth-map questions, the scene-kind question and up to two
+    # named-object questions.
+    n_objects = meta["qa_counts"]["object_distance"]
+    assert 0 <= n_objects <= 4 * 2 and meta["qa_counts"]["scene_kind"] == 4
+    assert len(lines) == meta["n_lines"] == 4 * 7 + n_objects
     sub = [(out / f"synthetic_{k}.jsonl").read_text().splitlines() for k in S.KINDS]
     assert sub[0] + sub[1] == lines
 
@@ -343,12 +347,23 @@ def test_jsonl_fields_types_and_values(bench_dir):
         assert depth.max() <= S.MAX_DEPTH[kind] + 1e-9
         assert rec["canonical_size"] == [round(W * 1000 / rec["original_fx"]),
                                          round(H * 1000 / rec["original_fx"])]
+        qa_seen.add(rec["qa_type"])
+        if rec["qa_type"] == "scene_kind":
+            assert rec["answer"] == {"indoor": "indoors", "outdoor": "outdoors"}[kind]
+            continue
+        if rec["qa_type"] == "object_distance":
+            x1, y1, x2, y2 = rec["object_box"]
+            assert 0 <= x1 <= x2 < W and 0 <= y1 <= y2 < H
+            assert rec["prompt"] == f"How far is the {rec['object_label']} from the camera?"
+            inside = depth[y1:y2 + 1, x1:x2 + 1]
+            inside = inside[inside > 0]
+            assert inside.min() <= rec["answer"] <= inside.max()
+            continue
         assert len(rec["pixel_coords"]) == len(rec["depth"]) >= 1
         for (c, r), z in zip(rec["pixel_coords"], rec["depth"]):
             assert isinstance(c, int) and isinstance(r, int)        # [col, row]
             assert 0 <= c < W and 0 <= r < H
             assert depth[r, c] > 0 and depth[r, c] == pytest.approx(z, abs=1e-6)
-        qa_seen.add(rec["qa_type"])
         if rec["qa_type"] == "dense_depth":
             assert rec["prompt"] == S.DENSE_PROMPT and len(rec["pixel_coords"]) == 10
             continue
@@ -357,7 +372,7 @@ def test_jsonl_fields_types_and_values(bench_dir):
                         tuple(rec["region"]) if "region" in rec else None)
         # Recomputed from the PNG and the intrinsics written in the same line.
         _check_qa(item, depth, rec["original_fx"], rec["fy"], rec["cx"], rec["cy"], tol=1e-6)
-    assert qa_seen == {"dense_depth", *S.QA_TYPES}
+    assert {"dense_depth", "scene_kind", *S.QA_TYPES} <= qa_seen <= {"dense_depth", *S.ALL_QA_TYPES}
 
 
 def test_jsonl_readable_by_bench_reader(bench_dir):

@@ -36,8 +36,8 @@ HELP = "Train a DepthVLM model in stages (depth + text supervision; torchrun/DDP
 _DATA_FIELDS = ("canonical_fx", "max_image_tokens")
 _AUGMENT_FIELDS = ("hflip", "jitter", "crop")  # AugmentConfig
 _MODEL_FIELDS = ("init", "arch", "patch_size", "vocab_size")
-_OPTIMISATION_FIELDS = ("batch_size", "grad_accum", "depth_weight", "lm_weight", "weight_decay",
-                        "warmup_steps", "grad_clip", "seed")
+_OPTIMISATION_FIELDS = ("batch_size", "grad_accum", "depth_weight", "lm_weight", "silog_lambda",
+                        "weight_decay", "warmup_steps", "grad_clip", "seed")
 _RUNTIME_FIELDS = ("strategy", "device", "num_workers", "threads", "resume", "eval_every",
                    "ckpt_every", "log_every", "eval_images", "eval_points", "eval_markers",
                    "keep_checkpoints")
@@ -53,6 +53,8 @@ _HELP = {
                   "16 is Qwen3-VL's (32-pixel tokens), 8 makes 16-pixel tokens; a fine-tuned "
                   "model keeps its own",
     "batch_size": "per rank, per micro-step",
+    "silog_lambda": "SILog variance weight: 0.5 (the paper's) forgives half of a wrong global "
+                    "scale, 0 none of it",
     "device": "auto, cpu or cuda",
     "num_workers": "data-loading processes per rank",
     "threads": "torch CPU threads (0 = default)",

@@ -63,9 +63,7 @@ def load_model_callables(model: str, device: str | None = None
         for question in questions:
             res = answer_question(pipe, frame.context, frame.depth, intrinsics, question,
                                   mode="measured")
-            located = tuple(tuple(p) for p, lab in zip(res.pixels.pixels.tolist(),
-                                                       res.pixels.labels)
-                            if any(lab == o.label for o in res.located))
+            located = tuple(o.point for o in res.located)
             out.append(QAOutcome(res.model_answer, res.answer if res.ok else "", located))
         return out
 

@@ -51,6 +51,7 @@ from .datasets import DatasetSpec, predictions_from_dir
 from .depthlm import PointFn, ask_points, depthlm_points
 from .jsonl import BenchRecord, apply_gt_masks, load_gt_depth, load_rgb, read_jsonl
 from .tally import GROUPS, ROWS, Sample, Tally
+from .synthetic.constants import ALL_QA_TYPES
 from .metrics import (METRIC_DEFINITIONS, METRIC_PROVENANCE, SparseTargets, apply_depth_range,
                       dense_pair, image_metrics, points_inside, resize_linear, resize_nearest,
                       sample_points, sparse_targets)
@@ -93,9 +94,8 @@ SPARSE_SAMPLING = {
     "auto": "raw for saved predictions (--predictions), resize for a model run here",
 }
 
-#: qa_type labels of our generator's spatial-QA lines (see bench.synthetic.QA_TYPES).
-SYNTHETIC_QA_TYPES = frozenset({"point_depth", "region_mean", "region_median", "nearer",
-                                "distance_3d"})
+#: qa_type labels of our generator's spatial-QA lines.
+SYNTHETIC_QA_TYPES = frozenset(ALL_QA_TYPES)
 
 
 @dataclass

@@ -9,11 +9,13 @@ measurements on the predicted depth map (:func:`depthvlm_ros.core.answers.answer
 * numeric items (``point_depth``, ``region_mean``, ``region_median``, ``distance_3d``): the first
   distance in the text (:func:`~.answers.parse_metres`) within :data:`NUMERIC_TOLERANCE`
   (25 %) of the truth;
-* comparisons (``nearer``): the first standalone ``A`` or ``B`` in the text is the truth's.
+* comparisons (``nearer``): the first standalone ``A`` or ``B`` in the text is the truth's;
+* the scene's kind (``scene_kind``): the first "indoor(s)" / "outdoor(s)" in the text is the
+  truth's.
 
-Pointing (the located point inside the object's ground-truth box) is scored for items with an
-``object_box`` field ``[x1, y1, x2, y2]`` in input pixels; the synthetic sets have none yet, and
-the report says so.
+Pointing is scored for items with an ``object_box`` field ``[x1, y1, x2, y2]`` (inclusive input
+pixels; our synthetic sets write one for each ``object_distance`` item): right when a point the
+model located first (its point, or the centre of its box) lies inside the box.
 """
 
 from __future__ import annotations
@@ -32,10 +34,11 @@ from .datasets import DatasetSpec
 from .jsonl import BenchRecord, load_rgb, read_jsonl
 
 __all__ = ["QA_TYPES", "NUMERIC_QA_TYPES", "CHOICE_QA_TYPES", "NUMERIC_TOLERANCE", "SOURCES",
-           "QAOutcome", "QAFn", "score_text", "run_spatial_qa"]
+           "QAOutcome", "QAFn", "score_text", "pointing_hit", "run_spatial_qa"]
 
-NUMERIC_QA_TYPES = ("point_depth", "region_mean", "region_median", "distance_3d")
-CHOICE_QA_TYPES = ("nearer",)
+NUMERIC_QA_TYPES = ("point_depth", "region_mean", "region_median", "distance_3d",
+                    "object_distance")
+CHOICE_QA_TYPES = ("nearer", "scene_kind")
 #: qa_type values scored here.
 QA_TYPES = NUMERIC_QA_TYPES + CHOICE_QA_TYPES
 #: A numeric answer is right within this relative error of the truth.
@@ -44,6 +47,9 @@ NUMERIC_TOLERANCE = 0.25
 SOURCES = ("model", "measured")
 
 _CHOICE = re.compile(r"\b([AB])\b")
+_SCENE = re.compile(r"\b(indoor|outdoor)s?\b", re.IGNORECASE)
+#: The accepted truths of each choice type.
+_CHOICES = {"nearer": ("A", "B"), "scene_kind": ("indoors", "outdoors")}
 
 
 @dataclass
@@ -80,8 +86,12 @@ def score_text(qa_type: str, truth: Any, text: str) -> bool:
         got = parse_metres(text)
         return got is not None and abs(got - truth) <= NUMERIC_TOLERANCE * abs(truth)
     if qa_type in CHOICE_QA_TYPES:
-        if truth not in ("A", "B"):
-            raise AnnotationError(f"{qa_type} answer must be A or B, got {truth!r}")
+        if truth not in _CHOICES[qa_type]:
+            raise AnnotationError(f"{qa_type} answer must be one of {_CHOICES[qa_type]}, "
+                                  f"got {truth!r}")
+        if qa_type == "scene_kind":
+            m = _SCENE.search(text or "")
+            return m is not None and m.group(1).lower() + "s" == truth
         m = _CHOICE.search(text or "")
         return m is not None and m.group(1) == truth
     raise AnnotationError(f"unknown qa_type {qa_type!r}")
@@ -91,8 +101,15 @@ def _is_item(rec: BenchRecord) -> bool:
     return rec.qa_type in QA_TYPES and "answer" in rec.extra
 
 
-def _inside(point: tuple[float, float], box: Sequence[float]) -> bool:
-    return box[0] <= point[0] <= box[2] and box[1] <= point[1] <= box[3]
+def pointing_hit(located: Sequence[tuple[float, float]], box: Sequence[float]) -> bool:
+    """Whether the first located ``(u, v)`` lies inside the inclusive box ``[x1, y1, x2, y2]``.
+
+    Only the first counts: a model that lists many boxes must not score by covering the image.
+    """
+    if not located:
+        return False
+    u, v = located[0]
+    return box[0] - 0.5 <= u <= box[2] + 0.5 and box[1] - 0.5 <= v <= box[3] + 0.5
 
 
 def _hits_and_asked() -> list[int]:
@@ -129,7 +146,7 @@ class _Counts:
             self.right[dataset, rec.qa_type, source] += int(ok)
         box = rec.extra.get("object_box")
         if box is not None:
-            hit = any(_inside(p, box) for p in outcome.located)
+            hit = pointing_hit(outcome.located, box)
             self.pointing[dataset][0] += int(hit)
             self.pointing[dataset][1] += 1
         if len(self.examples) < 8:
@@ -220,10 +237,12 @@ def run_spatial_qa(datasets: Sequence[DatasetSpec], qa_fn: QAFn, *, limit: int |
         "definitions": {
             "numeric": f"first distance in the text within {NUMERIC_TOLERANCE:.0%} of the truth "
                        f"({', '.join(NUMERIC_QA_TYPES)})",
-            "choice": f"first standalone A or B is the truth ({', '.join(CHOICE_QA_TYPES)})",
+            "choice": "first standalone A or B (nearer), first indoor(s) / outdoor(s) "
+                      "(scene_kind) is the truth",
             "model": "the model's own text",
             "measured": "the answer composed from measurements on the predicted depth map",
-            "pointing": "located point inside the item's object_box",
+            "pointing": "the first located point (or centre of a located box) inside the "
+                        "item's object_box",
         },
         "n_items": n_items,
         "datasets": counts.table(names),

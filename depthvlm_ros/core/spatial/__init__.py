@@ -8,14 +8,14 @@ ROS-free. The modules, in the order an answer flows through them:
 * :mod:`.question`: pixels, regions and distance thresholds written in a question, and what
   it asks (how far, which is nearer, distance between, how big, closer than ...);
 * :mod:`.grounding`: the follow-up prompt that asks the model where a named object is, and the
-  parser of its Qwen3-VL grounding JSON;
+  parser of its Qwen3-VL grounding JSON (and its writer, for training targets);
 * :mod:`.wording`: the answer text, composed from the measurements only.
 
 :func:`depthvlm_ros.core.answers.answer_question` ties them to the pipeline.
 """
 
 from .grounding import (GROUNDING_SCALE, MAX_LOCATED, GroundingError, LocatedObject,
-                        grounding_prompt, parse_grounding)
+                        format_grounding, grounding_prompt, parse_grounding)
 from .pixels import (DEFAULT_RADIUS, MAX_PIXELS, PixelMeasurements, measure_pixels,
                      points_for_pixels, sample_depth, sample_depths, valid_depth_mask,
                      validate_pixels)
@@ -33,6 +33,6 @@ __all__ = [
     "INTENTS", "Threshold", "WrittenPixel", "ParsedQuestion", "parse_question",
     "asks_about_object",
     "GROUNDING_SCALE", "MAX_LOCATED", "GroundingError", "LocatedObject", "grounding_prompt",
-    "parse_grounding",
+    "parse_grounding", "format_grounding",
     "compose_answer", "format_metres", "nothing_to_measure_text", "not_located_text",
 ]

@@ -41,13 +41,13 @@ import json
 import math
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Sequence
 
 from ..errors import InputError
 from .regions import Region
 
 __all__ = ["GROUNDING_SCALE", "MAX_LOCATED", "GroundingError", "LocatedObject",
-           "grounding_prompt", "parse_grounding"]
+           "grounding_prompt", "parse_grounding", "format_grounding"]
 
 #: Qwen3-VL's relative coordinates run from 0 to this value across the image.
 GROUNDING_SCALE = 1000.0
@@ -92,6 +92,14 @@ class LocatedObject:
     pixel: tuple[float, float] | None
     normalized: tuple[float, ...]
 
+    @property
+    def point(self) -> tuple[float, float]:
+        """Where the model points: its point, or the centre of its box (input pixels)."""
+        if self.pixel is not None:
+            return self.pixel
+        r = self.region
+        return r.x_offset + (r.width - 1) / 2.0, r.y_offset + (r.height - 1) / 2.0
+
 
 def grounding_prompt(question: str, max_chars: int | None = None) -> str:
     """The follow-up question that asks the model to locate what ``question`` refers to.
@@ -106,6 +114,32 @@ def grounding_prompt(question: str, max_chars: int | None = None) -> str:
         if len(q) > room:
             q = q[:max(0, room - 3)].rstrip() + "..."
     return _PROMPT.format(q=q)
+
+
+def format_grounding(objects: Sequence[tuple[str, Region]], width: int, height: int) -> str:
+    """Qwen3-VL's grounding answer for labelled boxes, the inverse of :func:`parse_grounding`.
+
+    Args:
+        objects: ``(label, region)`` pairs; a region is whole input pixels.
+        width, height: input image size the regions refer to.
+
+    Returns:
+        ``[{"bbox_2d": [x1, y1, x2, y2], "label": "..."}]`` with integer 0-1000 coordinates
+        whose parse covers the same pixels (exactly below 1000 pixels a side, else to the
+        rounding of 1000 steps).
+    """
+    items = []
+    scale = GROUNDING_SCALE
+    for label, r in objects:
+        # Starts rounded up and ends down: the parser floors starts and ceils ends, so for
+        # images under 1000 pixels the parse gives back exactly these pixels.
+        x1 = math.ceil(scale * r.x_offset / width)
+        y1 = math.ceil(scale * r.y_offset / height)
+        x2 = max(x1 + 1, math.floor(scale * (r.x_offset + r.width) / width))
+        y2 = max(y1 + 1, math.floor(scale * (r.y_offset + r.height) / height))
+        items.append({"bbox_2d": [min(int(scale), max(0, c)) for c in (x1, y1, x2, y2)],
+                      "label": label})
+    return json.dumps(items)
 
 
 def _clean_label(value: Any) -> str:

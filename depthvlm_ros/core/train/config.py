@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from .data import AugmentConfig, TextMix
+from .losses import SILOG_LAMBDA
 
 __all__ = ["ARCHITECTURES", "DEFAULT_STAGES", "TEXT_KINDS", "StageSpec", "TrainConfig",
            "parse_stages", "format_stages", "stage_at", "parse_text_mix", "format_text_mix"]
@@ -33,7 +34,7 @@ ARCHITECTURES: dict[str, dict[str, Any]] = {
 DEFAULT_STAGES = "0:2000:1e-3,1:200:5e-4,2:600:2e-4"
 
 #: Text-target kinds a :class:`TextMix` weighs, in the order the text form lists them.
-TEXT_KINDS = ("dense", "point", "marker", "qa")
+TEXT_KINDS = ("dense", "point", "marker", "qa", "ground")
 
 
 @dataclass
@@ -115,6 +116,9 @@ class TrainConfig:
     grad_accum: int = 1
     depth_weight: float = 1.0
     lm_weight: float = 1.0
+    # SILog variance weight: 0.5 is the paper's (half of a wrong global scale forgiven); 0 makes
+    # the depth loss the plain RMS log error, which pays for all of it.
+    silog_lambda: float = SILOG_LAMBDA
     weight_decay: float = 0.01
     warmup_steps: int = 50
     min_lr_ratio: float = 0.1

@@ -14,7 +14,11 @@ Every sample carries two targets from one image:
   - ``point``: "how far is the point at pixel (u, v)" -> a number of metres;
   - ``marker``: the point is marked with a red ring drawn into the image (the per-point
     protocol of ``depthvlm bench``) and the question asks for its distance;
-  - ``qa``: a record's own prompt/solution (spatial QA items of the benchmark), used as is.
+  - ``qa``: a record's own prompt/solution (spatial QA items of the benchmark), used as is;
+  - ``ground``: for a record that names an object (``object_box`` and ``object_label``, as
+    our synthetic ``object_distance`` items have), the pipeline's grounding follow-up to its
+    question (:func:`~depthvlm_ros.core.spatial.grounding_prompt`), replied with the object's
+    box in Qwen3-VL's format, so the measured answer can find what a question names.
 
 Augmentation keeps metric scale honest: horizontal flips mirror ``cx`` (and any pixel
 coordinates in the text), colour jitter leaves geometry alone, and crops cut the original
@@ -45,7 +49,7 @@ from ..bench.metrics import resize_nearest
 from ..camera import Intrinsics, ResizePlan, check_token_pixels, plan_canonical_resize
 from ..frames import record_intrinsics
 from ..preprocess import prepare_image
-from ..spatial import sample_depth
+from ..spatial import Region, format_grounding, grounding_prompt, sample_depth
 
 __all__ = [
     "AugmentConfig", "TextMix", "TextTarget", "Sample", "SampleBuilder", "BucketBatchPlan",
@@ -66,7 +70,7 @@ MARKER_QUESTION = ("How far from the camera is the point marked by the red circl
 _COORD = re.compile(r"\(\s*(u\s*=\s*)?(-?\d+(?:\.\d+)?)\s*,\s*(?:v\s*=\s*)?(-?\d+(?:\.\d+)?)\s*\)")
 #: QA types whose text stays true under a horizontal flip once coordinates are mirrored
 #: (a region given by its top-left / bottom-right corners would swap corners, so it is not).
-FLIPPABLE_QA = ("point_depth", "nearer", "distance_3d")
+FLIPPABLE_QA = ("point_depth", "nearer", "distance_3d", "scene_kind", "object_distance")
 #: QA types with a numeric answer in metres (``nearer`` answers with a letter).
 NUMERIC_QA = ("point_depth", "region_mean", "region_median", "distance_3d")
 _NUMBER = re.compile(r"(?<![\w.])\d+(?:\.\d+)?")
@@ -143,10 +147,12 @@ class TextMix:
     point: float = 1.0
     marker: float = 1.0
     qa: float = 1.0
+    ground: float = 0.0
     facts: int = 3
 
-    def choose(self, rng: np.random.Generator, has_qa: bool) -> str:
-        names = ["dense", "point", "marker"] + (["qa"] if has_qa else [])
+    def choose(self, rng: np.random.Generator, has_qa: bool, has_object: bool = False) -> str:
+        names = (["dense", "point", "marker"] + (["qa"] if has_qa else [])
+                 + (["ground"] if has_object else []))
         w = np.array([max(0.0, getattr(self, n)) for n in names], dtype=np.float64)
         if w.sum() <= 0:
             return "dense"
@@ -180,6 +186,21 @@ class Sample:
     depth_scale: float
     text: TextTarget
     info: dict[str, Any] = field(default_factory=dict)
+
+
+def _object_box(record: BenchRecord, width: int, height: int) -> Region | None:
+    """The record's named object as a region of the image, or None (no or a bad box)."""
+    box, label = record.extra.get("object_box"), record.extra.get("object_label")
+    if not isinstance(label, str) or not label or not isinstance(box, (list, tuple)) \
+            or len(box) != 4:
+        return None
+    try:
+        x1, y1, x2, y2 = (int(c) for c in box)
+    except (TypeError, ValueError):
+        return None
+    if not (0 <= x1 <= x2 < width and 0 <= y1 <= y2 < height):
+        return None
+    return Region.from_corners(x1, y1, x2, y2)
 
 
 def _seeded(*parts: Any) -> np.random.Generator:
@@ -295,12 +316,18 @@ class SampleBuilder:
         qa_coords = [tuple(c) for c in record.pixel_coords]
         has_qa = bool(record.qa_type and record.qa_type not in ("depth", "dense", "dense_depth")
                       and record.prompt and record.solution)
-        # QA text names pixels of the whole image, so a cropped batch asks other kinds; the
-        # grid of every sample in a batch must stay the batch's.
-        kind = kind or self.text_mix.choose(rng, has_qa and crop_grid is None)
+        box = _object_box(record, w, h) if has_qa else None
+        # QA text names pixels (and objects) of the whole image, so a cropped batch asks other
+        # kinds; the grid of every sample in a batch must stay the batch's.
+        kind = kind or self.text_mix.choose(rng, has_qa and crop_grid is None,
+                                            box is not None and crop_grid is None)
+        if kind == "ground" and box is None:
+            kind = "dense"
         a = self.augment
         flip = augment and rng.random() < a.hflip
         qa_prompt = record.prompt
+        if kind == "ground":
+            crop_grid = None
         if kind == "qa":
             # QA coordinates refer to the full image: no crop; flip only if they can be rewritten.
             crop_grid = None
@@ -317,6 +344,8 @@ class SampleBuilder:
             rgb = np.ascontiguousarray(rgb[:, ::-1])
             gt = np.ascontiguousarray(gt[:, ::-1])
             intr = Intrinsics(intr.fx, intr.fy, w - 1 - intr.cx, intr.cy, w, h)
+            if box is not None:
+                box = Region(w - box.x_offset - box.width, box.y_offset, box.width, box.height)
         if augment:
             rgb = _jitter(rgb, a.jitter, rng)
         window = (0, 0, w, h)
@@ -328,7 +357,12 @@ class SampleBuilder:
         else:
             plan = plan_canonical_resize(intr, self.canonical_fx, self.max_tokens,
                                          token_pixels=self.token_pixels)
-        text = self._text(kind, record, qa_prompt, gt, rng)
+        if kind == "ground":
+            text = TextTarget("ground", grounding_prompt(record.prompt),
+                              [(format_grounding([(record.extra["object_label"], box)], w, h),
+                                True)])
+        else:
+            text = self._text(kind, record, qa_prompt, gt, rng)
         if text.kind == "marker" and text.uv is not None:
             rgb = draw_ring(rgb, *text.uv)
         mi = prepare_image(rgb, intr, self.canonical_fx, plan=plan, mean=self.mean, std=self.std,

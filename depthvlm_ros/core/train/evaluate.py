@@ -22,6 +22,8 @@ import torch
 from ..bench.jsonl import BenchRecord, load_gt_depth, load_rgb
 from ..bench.metrics import aggregate, apply_depth_range, dense_pair, image_metrics, resize_nearest
 from ..bench.answers import parse_metres
+from ..bench.spatial_qa import CHOICE_QA_TYPES, pointing_hit, score_text
+from ..answers import answer_question
 from ..config import DepthVLMConfig
 from ..pipeline import DepthVLMPipeline
 from ..spatial import sample_depth
@@ -30,6 +32,9 @@ from .data import MARKER_QUESTION, NUMERIC_QA, POINT_QUESTION, _seeded, draw_rin
 
 __all__ = ["evaluate_model", "answer_correct", "scale_diagnostics", "eval_subset",
            "selection_score", "ANSWER_TOLERANCE", "WORST_OF"]
+
+#: Answer kinds that are not a number the model says (a choice, a place, a measurement).
+_NOT_NUMERIC = CHOICE_QA_TYPES + ("pointing", "object_measured")
 
 #: Relative error within which a numeric answer counts as right.
 ANSWER_TOLERANCE = 0.25
@@ -163,17 +168,18 @@ def evaluate_model(model, tokenizer, records: Sequence[BenchRecord], canonical_f
                                   rec.canonical_size)
                 per_image[grp].append(image_metrics(p, g))
                 scale_diag[grp].append(scale_diagnostics(p, g))
-            asks: list[tuple[str, str, Any]] = []
+            asks: list[tuple[str, str, Any, BenchRecord | None]] = []
             for r in recs:
                 if not r.qa_type or r.qa_type in ("depth", "dense", "dense_depth") or not r.solution:
                     continue
                 ans = r.extra.get("answer")
-                if r.qa_type == "nearer":
-                    asks.append(("nearer", r.prompt, str(ans or r.solution.strip()[:1])))
+                if r.qa_type in CHOICE_QA_TYPES:
+                    truth = ans if isinstance(ans, str) else r.solution.strip()[:1]
+                    asks.append((r.qa_type, r.prompt, truth, r))
                 else:
                     truth = float(ans) if isinstance(ans, (int, float)) else first_number(r.solution)
                     if truth:
-                        asks.append((r.qa_type, r.prompt, truth))
+                        asks.append((r.qa_type, r.prompt, truth, r))
             rng = _seeded("eval", seed, rec.source)
             pts = []
             if gt is not None:
@@ -190,11 +196,23 @@ def evaluate_model(model, tokenizer, records: Sequence[BenchRecord], canonical_f
                         if math.isfinite(d) and d > 0:
                             pts.append((u, v, d))
             for u, v, d in pts[:points_per_image]:
-                asks.append(("point", POINT_QUESTION.format(u=u, v=v), d))
-            for kind, question, truth in asks:
-                text = pipe.answer(frame.context, question).text
-                if kind == "nearer":
-                    ok = text.strip()[:1].upper() == truth
+                asks.append(("point", POINT_QUESTION.format(u=u, v=v), d, None))
+            for kind, question, truth, r in asks:
+                box = r.extra.get("object_box") if r is not None else None
+                if box is not None:
+                    # The product's path: the model's answer, then the grounding follow-up
+                    # and the answer measured on the predicted depth inside what it located.
+                    res = answer_question(pipe, frame.context, frame.depth, intr, question,
+                                          mode="measured", max_new_tokens=max_new_tokens)
+                    text = res.model_answer
+                    answers["pointing"][grp].append(
+                        pointing_hit(tuple(o.point for o in res.located), box))
+                    answers["object_measured"][grp].append(
+                        res.ok and score_text(kind, truth, res.answer))
+                else:
+                    text = pipe.answer(frame.context, question).text
+                if kind in CHOICE_QA_TYPES:
+                    ok = score_text(kind, truth, text)
                 else:
                     ok = answer_correct(parse_metres(text), truth)
                 answers[kind][grp].append(ok)
@@ -229,7 +247,7 @@ def evaluate_model(model, tokenizer, records: Sequence[BenchRecord], canonical_f
         ans_out[kind] = {}
         for grp, oks in sorted(groups.items()):
             ans_out[kind][grp] = {"accuracy": float(np.mean(oks)), "n": len(oks)}
-            if kind != "nearer":  # a letter, not a number
+            if kind not in _NOT_NUMERIC:
                 all_ok.extend(oks)
                 numeric_by_group[grp].extend(oks)
         merged = [o for oks in groups.values() for o in oks]
@@ -245,5 +263,7 @@ def evaluate_model(model, tokenizer, records: Sequence[BenchRecord], canonical_f
         "n_answers": len(all_ok),
         "marker_accuracy": ans_out.get("marker", {}).get("all", {}).get("accuracy", float("nan")),
         "coordinate_qa_accuracy": float(np.mean(coord)) if coord else float("nan"),
+        **{f"{kind}_accuracy": ans_out[kind]["all"]["accuracy"]
+           for kind in ("scene_kind", "pointing", "object_measured") if kind in ans_out},
     }
     return {"depth": depth, "answers": ans_out, "summary": summary, "examples": examples}

@@ -56,7 +56,7 @@ from .distributed import (DistEnv, all_reduce_mean, barrier, fsdp_full_state_dic
                           init_distributed, no_sync, shutdown_distributed, unwrap_model,
                           wrap_model)
 from .evaluate import eval_subset, evaluate_model, selection_score
-from .losses import answer_lm_loss, silog_loss
+from .losses import SILOG_LAMBDA, answer_lm_loss, silog_loss
 from .plots import chain_logs, plot_losses
 
 # StageSpec, TrainConfig, parse_stages, ARCHITECTURES (from .config) and chain_logs,
@@ -93,16 +93,18 @@ class DepthVLMTrainStep(nn.Module):
     ``lm_head`` as one forward, so its gradient hooks cover every trainable parameter.
     """
 
-    def __init__(self, model: DepthVLMForConditionalGeneration) -> None:
+    def __init__(self, model: DepthVLMForConditionalGeneration,
+                 silog_lambda: float = SILOG_LAMBDA) -> None:
         super().__init__()
         self.model = model
+        self.silog_lambda = silog_lambda
 
     def forward(self, input_ids: torch.Tensor, labels: torch.Tensor, pixel_values: torch.Tensor,
                 image_grid_thw: torch.Tensor, gt: Sequence[torch.Tensor],
                 depth_scale: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         enc = self.model.encode(input_ids, pixel_values, image_grid_thw)
         pred = self.model.predict_depth(enc).float() * depth_scale[:, None, None]
-        d_loss = silog_loss(list(pred), list(gt))
+        d_loss = silog_loss(list(pred), list(gt), lam=self.silog_lambda)
         lm_loss, n_tok = answer_lm_loss(enc.hidden, labels, self.model.lm_head)
         return d_loss, lm_loss.float(), torch.tensor(float(n_tok))
 
@@ -257,7 +259,7 @@ class Trainer:
         """
         cfg, env = self.cfg, self.env
         names = set_trainable(self.model, spec.stage)
-        step_module = DepthVLMTrainStep(self.model)
+        step_module = DepthVLMTrainStep(self.model, self.cfg.silog_lambda)
         shard = ()
         if cfg.strategy == "fsdp" and env.distributed and index > 0:
             # fully_shard converts parameters to DTensors in place and cannot be re-applied

@@ -17,12 +17,15 @@ Modules, in the order a frame flows through them:
 * :mod:`.world_v1`: the generator 1.0 layouts, kept to reproduce its files exactly;
 * :mod:`.layouts`: :func:`build_scene` / :func:`render_scene` for either world;
 * :mod:`.qa`: spatial questions and answers from a depth map;
+* :mod:`.objects`: the objects a frame shows by colour and shape, the scene-kind and
+  named-object questions;
 * :mod:`.writer`: the DepthVLM-Bench folder (images, depth PNGs, JSONL, meta.json).
 """
 
-from .constants import (DENSE_PROMPT, DENSE_SOLUTION, DEPTH_SCALE, GENERATOR_VERSION, KINDS,
-                        MAX_DEPTH, QA_TYPES, WORLDS)
+from .constants import (ALL_QA_TYPES, DENSE_PROMPT, DENSE_SOLUTION, DEPTH_SCALE,
+                        GENERATOR_VERSION, KINDS, MAX_DEPTH, QA_TYPES, SCENE_QA_TYPES, WORLDS)
 from .layouts import build_scene, render_scene
+from .objects import VisibleObject, visible_objects
 from .qa import QAItem, backproject_pixel, make_qa
 from .raycast import raycast
 from .scene import Box, Camera, Cylinder, Light, Material, Plane, Scene, camera_rotation
@@ -33,14 +36,14 @@ from .writer import benchmark_summary, write_benchmark
 __all__ = [
     # constants
     "GENERATOR_VERSION", "WORLDS", "KINDS", "MAX_DEPTH", "DEPTH_SCALE", "DENSE_PROMPT", "DENSE_SOLUTION",
-    "QA_TYPES",
+    "QA_TYPES", "SCENE_QA_TYPES", "ALL_QA_TYPES",
     # scene description, ray casting and shading
     "Material", "Plane", "Box", "Cylinder", "Camera", "Light", "Scene", "camera_rotation",
     "raycast", "render",
     # random scenes
     "build_scene", "render_scene",
     # questions and answers
-    "QAItem", "backproject_pixel", "make_qa",
+    "QAItem", "backproject_pixel", "make_qa", "VisibleObject", "visible_objects",
     # benchmark folder
     "scene_seed", "write_benchmark", "benchmark_summary",
 ]

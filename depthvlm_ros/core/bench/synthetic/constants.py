@@ -15,6 +15,8 @@ __all__ = [
     "DENSE_PROMPT",
     "DENSE_SOLUTION",
     "QA_TYPES",
+    "SCENE_QA_TYPES",
+    "ALL_QA_TYPES",
 ]
 
 #: Bumped whenever the same seed would give different pixels (in the default world).
@@ -39,4 +41,10 @@ DENSE_PROMPT = ("Given this image, estimate the metric depth (in meters, rounded
                 "decimal places) for every pixel of the image.")
 DENSE_SOLUTION = "OK, I will estimate the depth map of this image."
 
+#: Questions answered from the depth map and the intrinsics alone (:mod:`.qa`).
 QA_TYPES = ("point_depth", "region_mean", "region_median", "nearer", "distance_3d")
+#: Questions that need what only the generator knows: the scene's kind and its named objects
+#: (:mod:`.objects`).
+SCENE_QA_TYPES = ("scene_kind", "object_distance")
+#: Every ``qa_type`` of a spatial-QA line the writer produces.
+ALL_QA_TYPES = QA_TYPES + SCENE_QA_TYPES

@@ -105,8 +105,9 @@ def render_scene(seed: int, kind: str = "indoor", *, width: int | None = None,
     cam, objs, light, look = build_scene(seed, kind, width=width, height=height, fx=fx,
                                          world=world)
     noise_rng = scene_streams(seed, kind).noise
-    rgb, depth = render(cam, objs, light, max_depth=MAX_DEPTH[kind], sky=look["sky"],
-                        rng=noise_rng, noise_sigma=look["noise_sigma"], gain=look["gain"],
-                        gamma=look["gamma"], fog=fog)
+    rgb, depth, ids = render(cam, objs, light, max_depth=MAX_DEPTH[kind], sky=look["sky"],
+                             rng=noise_rng, noise_sigma=look["noise_sigma"], gain=look["gain"],
+                             gamma=look["gamma"], fog=fog, return_ids=True)
     return Scene(rgb=rgb, depth=depth, fx=cam.fx, fy=cam.fy, cx=cam.cx, cy=cam.cy, kind=kind,
-                 seed=int(seed), max_depth=MAX_DEPTH[kind], camera=cam, objects=tuple(objs))
+                 seed=int(seed), max_depth=MAX_DEPTH[kind], camera=cam, objects=tuple(objs),
+                 object_ids=ids)

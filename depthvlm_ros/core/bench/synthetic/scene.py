@@ -159,6 +159,7 @@ class Scene:
         max_depth: the depth cap that was applied.
         camera: the full camera (pose included).
         objects: the primitives (for inspection and tests).
+        object_ids: (H, W) int16 index into ``objects`` of what each pixel shows (-1: sky).
     """
 
     rgb: np.ndarray
@@ -172,6 +173,7 @@ class Scene:
     max_depth: float = math.inf
     camera: Camera | None = None
     objects: tuple = ()
+    object_ids: np.ndarray | None = None
 
     @property
     def width(self) -> int:

@@ -79,7 +79,8 @@ def render(cam: Camera, objects: Sequence[Primitive], light: Light = Light(), *,
            max_depth: float = math.inf, sky: tuple = ((0.45, 0.6, 0.85), (0.85, 0.88, 0.92)),
            rng: np.random.Generator | None = None, noise_sigma: float = 0.0,
            gain: tuple[float, float, float] = (1.0, 1.0, 1.0), gamma: float = 2.2,
-           fog: float = 0.0, fog_color: tuple = (0.8, 0.8, 0.8)) -> tuple[np.ndarray, np.ndarray]:
+           fog: float = 0.0, fog_color: tuple = (0.8, 0.8, 0.8),
+           return_ids: bool = False) -> tuple[np.ndarray, ...]:
     """Ray-cast and shade a scene.
 
     Args:
@@ -95,9 +96,12 @@ def render(cam: Camera, objects: Sequence[Primitive], light: Light = Light(), *,
         fog: density per metre of a depth-tied fog (0 = none). Only for experiments: it
             makes brightness a monotone function of depth, which the generator avoids.
         fog_color: linear RGB the fog tends to.
+        return_ids: also return the (H, W) int16 index of the primitive each pixel shows
+            (-1 for sky), which names objects in the picture.
 
     Returns:
-        ``(rgb, depth)``: (H, W, 3) uint8 and (H, W) float32 metres (0 invalid).
+        ``(rgb, depth)``: (H, W, 3) uint8 and (H, W) float32 metres (0 invalid); with
+        ``return_ids``, ``(rgb, depth, ids)``.
     """
     h, w = int(cam.height), int(cam.width)
     t, ids, dirs = raycast(cam, objects)
@@ -155,4 +159,4 @@ def render(cam: Camera, objects: Sequence[Primitive], light: Light = Light(), *,
         img += rng.standard_normal(size=img.shape, dtype=np.float32) * np.float32(noise_sigma)
     rgb = np.clip(img + 0.5, 0, 255).astype(np.uint8)
     depth = np.where(hit & (t <= max_depth), t, np.float32(0.0)).astype(np.float32)
-    return rgb, depth
+    return (rgb, depth, ids) if return_ids else (rgb, depth)

@@ -16,9 +16,11 @@ from typing import Iterable, NamedTuple
 import numpy as np
 
 from ...errors import InputError
-from .constants import (DENSE_PROMPT, DENSE_SOLUTION, DEPTH_SCALE, KINDS, MAX_DEPTH, QA_TYPES,
+from .constants import (ALL_QA_TYPES, DENSE_PROMPT, DENSE_SOLUTION, DEPTH_SCALE, KINDS, MAX_DEPTH,
                         WORLDS)
 from .layouts import build_scene, render_scene
+from .objects import (OBJECT_QUESTION, OBJECTS_PER_IMAGE, SCENE_QUESTION, object_answer,
+                      scene_answer, visible_objects)
 from .qa import make_qa
 from .scene import Scene
 from .seeds import scene_seed, scene_streams
@@ -40,6 +42,7 @@ class _ImageTask(NamedTuple):
     n_points: int
     n_qa: int
     world: str
+    scene_qa: bool
 
 
 def _quantise(depth: np.ndarray, scale: float) -> np.ndarray:
@@ -114,6 +117,23 @@ def _annotation_lines(base: dict, dq: np.ndarray, qa_rng: np.random.Generator, n
     return lines
 
 
+def _scene_lines(base: dict, sc: Scene, dq: np.ndarray, qa_rng: np.random.Generator) -> list[dict]:
+    """The scene-kind line and a line for each of up to two named objects in view."""
+    kind = sc.kind
+    answer = scene_answer(kind)
+    lines = [{**base, "prompt": SCENE_QUESTION, "solution": f"{answer.capitalize()}.",
+              "pixel_coords": [], "depth": [], "qa_type": "scene_kind", "answer": answer}]
+    named = visible_objects(sc.rgb, dq, sc.object_ids, sc.objects) if sc.object_ids is not None \
+        else []
+    picks = qa_rng.permutation(len(named))[:OBJECTS_PER_IMAGE] if named else []
+    for obj in (named[int(i)] for i in sorted(picks)):
+        lines.append({**base, "prompt": OBJECT_QUESTION.format(label=obj.label),
+                      "solution": object_answer(obj), "pixel_coords": [], "depth": [],
+                      "qa_type": "object_distance", "answer": round(obj.depth, 6),
+                      "object_box": list(obj.box), "object_label": obj.label})
+    return lines
+
+
 def _one_image(task: _ImageTask) -> tuple[list[dict], tuple[float, float]]:
     """Render, save and annotate one image (runs in a worker process when workers > 1)."""
     t0, c0 = time.perf_counter(), time.process_time()
@@ -129,7 +149,11 @@ def _one_image(task: _ImageTask) -> tuple[list[dict], tuple[float, float]]:
     dq = raw.astype(np.float64) / scale
     base = _image_fields(sc, task, stem, img_rel, dep_rel, scale)
     qa_rng = scene_streams(task.scene_seed, task.kind).qa
-    return _annotation_lines(base, dq, qa_rng, task.n_points, task.n_qa), t_render
+    lines = _annotation_lines(base, dq, qa_rng, task.n_points, task.n_qa)
+    # Drawn after the depth-map questions, so those stay what earlier files hold.
+    if task.scene_qa:
+        lines += _scene_lines(base, sc, dq, qa_rng)
+    return lines, t_render
 
 
 def _check_arguments(n_indoor, n_outdoor, seed, width, height, fx, image_format,
@@ -206,7 +230,7 @@ def write_benchmark(out_dir: str | os.PathLike, n_indoor: int, n_outdoor: int, s
                     fx: float | None = None, image_format: str = "png", points_per_image: int = 10,
                     qa_per_image: int = 4, workers: int = 1, progress: bool = True,
                     jsonl_name: str = "synthetic.jsonl", split_by_kind: bool = True,
-                    world: str = "v2") -> dict:
+                    world: str = "v2", scene_qa: bool = True) -> dict:
     """Generate a synthetic DepthVLM-Bench folder.
 
     Layout::
@@ -218,8 +242,10 @@ def write_benchmark(out_dir: str | os.PathLike, n_indoor: int, n_outdoor: int, s
         out_dir/synthetic_outdoor.jsonl      range and domain from these names)
         out_dir/meta.json                    version, seeds, counts, timing
 
-    Per image: one dense-depth line (the authors' prompt, ``points_per_image`` sample points)
-    and ``qa_per_image`` spatial QA lines (``qa_type`` says which).
+    Per image: one dense-depth line (the authors' prompt, ``points_per_image`` sample points),
+    ``qa_per_image`` spatial QA lines about the depth map (``qa_type`` says which) and, with
+    ``scene_qa``, a ``scene_kind`` line and an ``object_distance`` line about a named object
+    when the frame shows one (:mod:`.objects`).
 
     Args:
         out_dir: output folder (created; existing files with the same names are overwritten).
@@ -234,6 +260,8 @@ def write_benchmark(out_dir: str | os.PathLike, n_indoor: int, n_outdoor: int, s
         jsonl_name: name of the combined annotation file.
         split_by_kind: also write ``synthetic_<kind>.jsonl``.
         world: ``v2`` (real-world sizes, generator 2.0) or ``v1`` (reproduces 1.0 files).
+        scene_qa: add the scene-kind and named-object lines (False: the lines earlier
+            versions wrote, nothing else).
 
     Returns:
         The metadata written to ``meta.json``: ``frames_per_s`` is frames per second of
@@ -251,7 +279,7 @@ def write_benchmark(out_dir: str | os.PathLike, n_indoor: int, n_outdoor: int, s
     (out / "rgb").mkdir(parents=True, exist_ok=True)
     (out / "depth").mkdir(parents=True, exist_ok=True)
     tasks = [_ImageTask(str(out), kind, i, scene_seed(seed, kind, i), width, height, fx,
-                        image_format, points_per_image, qa_per_image, world)
+                        image_format, points_per_image, qa_per_image, world, bool(scene_qa))
              for kind, count in (("indoor", n_indoor), ("outdoor", n_outdoor))
              for i in range(count)]
     t0 = time.perf_counter()
@@ -270,8 +298,9 @@ def write_benchmark(out_dir: str | os.PathLike, n_indoor: int, n_outdoor: int, s
         "n_indoor": int(n_indoor),
         "n_outdoor": int(n_outdoor),
         "n_lines": len(all_lines),
+        "scene_qa": bool(scene_qa),
         "qa_counts": {t: sum(1 for ln in all_lines if ln["qa_type"] == t)
-                      for t in ("dense_depth",) + QA_TYPES},
+                      for t in ("dense_depth",) + ALL_QA_TYPES},
         "width": width, "height": height, "fx": fx,
         "image_format": "jpg" if image_format == "jpeg" else image_format,
         "depth_scale": DEPTH_SCALE,
