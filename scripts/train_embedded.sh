@@ -34,6 +34,9 @@ WORLD=${WORLD:-v1}           # synthetic world of the training and held-out spli
 PATCH=${PATCH:-16}           # ViT patch of a model trained from scratch (8: 16-pixel tokens)
 SILOG_LAMBDA=${SILOG_LAMBDA:-0.5}  # SILog variance weight (0: a wrong global scale costs in full)
 DATA=${DATA:-$RUN/data}      # rendered splits (several runs of one world may share them)
+# Text targets: depth facts, point and marker questions, the data's own questions (depth-map,
+# scene-kind and named-object ones) and the grounding reply for named objects.
+TEXT_MIX=${TEXT_MIX:-dense=1,point=1,marker=2,qa=2,ground=4}
 # Token budget: 128 tokens of 32 pixels, the same image area in tokens of the chosen size.
 MAX_TOKENS=${MAX_TOKENS:-$(( 128 * (32 / (2 * PATCH)) * (32 / (2 * PATCH)) ))}
 THREADS=${THREADS:-2}        # torch threads per process (1 on a shared machine)
@@ -62,7 +65,7 @@ train() {  # train OUT INIT STAGES EVAL_EVERY SEED [extra args]
     --train "$DATA/train/synthetic.jsonl" --eval "$DATA/heldout/synthetic.jsonl" \
     --out "$out" --init "$init" --canonical-fx 256 --max-image-tokens "$MAX_TOKENS" \
     --stages "$stages" --warmup 100 --batch-size 8 --grad-accum 1 --depth-weight 1.0 \
-    --lm-weight 0.5 --silog-lambda "$SILOG_LAMBDA" --hflip 0.5 --jitter 0.2 --crop 0.3 --text-mix dense=1,point=1,marker=2,qa=2 \
+    --lm-weight 0.5 --silog-lambda "$SILOG_LAMBDA" --hflip 0.5 --jitter 0.2 --crop 0.3 --text-mix "$TEXT_MIX" \
     --workers 1 --threads "$THREADS" --eval-every "$every" --ckpt-every 50 --log-every 10 \
     --eval-images 60 --eval-markers 2 --seed "$seed" --resume auto "$@"
 }

@@ -36,7 +36,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--points", type=int, default=10, metavar="K",
                    help="sample points on each dense-depth line (default 10)")
     p.add_argument("--qa", type=int, default=4, metavar="K",
-                   help="spatial question lines per image (default 4)")
+                   help="spatial question lines about the depth map per image (default 4)")
+    p.add_argument("--no-scene-qa", action="store_true",
+                   help="leave out the scene-kind question and the named-object questions "
+                        "(with their object boxes) that each image otherwise gets")
     p.add_argument("--workers", type=int, default=1, metavar="N",
                    help="worker processes (default 1; the output does not depend on it)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -49,6 +52,7 @@ def run(args: argparse.Namespace) -> int:
     meta = write_benchmark(args.out, args.indoor, args.outdoor, args.seed, width=args.width,
                            height=args.height, fx=args.fx, image_format=args.image_format,
                            points_per_image=args.points, qa_per_image=args.qa,
-                           workers=args.workers, progress=not args.no_progress)
+                           workers=args.workers, progress=not args.no_progress,
+                           scene_qa=not args.no_scene_qa)
     print(benchmark_summary(meta, args.out))
     return 0

@@ -158,5 +158,5 @@ def scene_answer(kind: str) -> str:
 
 
 def object_answer(obj: VisibleObject) -> str:
-    """The reference answer to :data:`OBJECT_QUESTION` about ``obj``."""
-    return f"The {obj.label} is {obj.depth:.2f} meters from the camera."
+    """The reference answer to :data:`OBJECT_QUESTION` about ``obj`` (the point-depth form)."""
+    return f"{obj.depth:.2f} meters"
