@@ -122,6 +122,13 @@ def scene_set(tmp_path_factory):
     return out
 
 
+def test_scene_questions_can_be_left_out(tmp_path):
+    meta = write_benchmark(tmp_path, 1, 1, seed=11, width=W, height=H, progress=False,
+                           world="v1", qa_per_image=2, scene_qa=False)
+    assert meta["qa_counts"]["scene_kind"] == meta["qa_counts"]["object_distance"] == 0
+    assert meta["n_lines"] == 2 * 3
+
+
 def test_benchmark_scores_scene_kind_and_pointing_with_an_oracle(scene_set):
     spec = spec_for_jsonl(scene_set / "synthetic.jsonl")
     by_image = {}

@@ -395,3 +395,26 @@ def test_training_and_benchmark_share_one_intrinsics_rule(tmp_path):
     # Every caller takes the one rule.
     for module in (runner, data, evaluate):
         assert module.record_intrinsics is record_intrinsics
+
+
+def test_silog_lambda_option_reaches_the_loss():
+    """``--silog-lambda`` sets the variance weight the training step's depth loss uses."""
+    import argparse
+
+    from depthvlm_ros.commands import train as train_cmd
+    from depthvlm_ros.core.train.loop import DepthVLMTrainStep
+    from depthvlm_ros.core.train.losses import SILOG_LAMBDA
+
+    p = argparse.ArgumentParser()
+    train_cmd.add_arguments(p)
+    base = ["--train", "t.jsonl", "--out", "o"]
+    assert train_cmd.config_from_args(p.parse_args(base)).silog_lambda == SILOG_LAMBDA
+    cfg = train_cmd.config_from_args(p.parse_args(base + ["--silog-lambda", "0"]))
+    assert cfg.silog_lambda == 0.0
+    model, _ = make_tiny_model(0, **ARCHITECTURES["test"])
+    assert DepthVLMTrainStep(model, cfg.silog_lambda).silog_lambda == 0.0
+    # lambda 0 pays for a global scale error in full: the loss of a uniformly 2x map is log 2.
+    gt = torch.full((1, 4, 4), 3.0)
+    assert float(silog_loss(gt * 2, gt, lam=0.0)) == pytest.approx(math.log(2.0), rel=1e-4)
+    assert float(silog_loss(gt * 2, gt, lam=SILOG_LAMBDA)) == pytest.approx(
+        math.log(2.0) * math.sqrt(1 - SILOG_LAMBDA), rel=1e-4)
