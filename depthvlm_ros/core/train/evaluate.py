@@ -205,6 +205,9 @@ def evaluate_model(model, tokenizer, records: Sequence[BenchRecord], canonical_f
                     res = answer_question(pipe, frame.context, frame.depth, intr, question,
                                           mode="measured", max_new_tokens=max_new_tokens)
                     text = res.model_answer
+                    if len(examples) < 16:
+                        examples.append({"kind": "grounding", "q": question,
+                                         "a": res.grounding_answer, "truth": box})
                     answers["pointing"][grp].append(
                         pointing_hit(tuple(o.point for o in res.located), box))
                     answers["object_measured"][grp].append(
