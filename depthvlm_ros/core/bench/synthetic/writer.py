@@ -244,8 +244,8 @@ def write_benchmark(out_dir: str | os.PathLike, n_indoor: int, n_outdoor: int, s
 
     Per image: one dense-depth line (the authors' prompt, ``points_per_image`` sample points),
     ``qa_per_image`` spatial QA lines about the depth map (``qa_type`` says which) and, with
-    ``scene_qa``, a ``scene_kind`` line and an ``object_distance`` line about a named object
-    when the frame shows one (:mod:`.objects`).
+    ``scene_qa``, a ``scene_kind`` line and an ``object_distance`` line for each of up to two
+    objects the frame names (:mod:`.objects`).
 
     Args:
         out_dir: output folder (created; existing files with the same names are overwritten).
