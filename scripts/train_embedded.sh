@@ -17,6 +17,10 @@
 # PHASE2=1 adds the measured continuation (README "Embedded model"): 3750 more steps from
 # RUN_DIR/best with a warm restart of the learning rate, in RUN_DIR/phase2, and
 # RUN_DIR/training.png with both phases. It did not beat phase 1 (the loss had plateaued).
+# The training split carries the generator's scene-kind and named-object questions; the text
+# mix teaches their answers and the grounding reply (box) of each named object.
+# SILOG_LAMBDA=0 (full scale penalty) and ARCH=embedded_wide (a 1.5x backbone) are levers
+# measured in the README; neither is the shipped recipe.
 # PATCH=8 trains a model with an 8-pixel ViT patch (16-pixel LLM tokens: four times the token
 # grid of the same image, measured in the README against the shipped 32-pixel-token model).
 # It is restartable: rerunning resumes each phase from its latest checkpoint (--resume auto).
@@ -32,6 +36,7 @@ PHASE2=${PHASE2:-0}
 EVAL_EVERY=${EVAL_EVERY:-450}  # steps between held-out evaluations (phase 1)
 WORLD=${WORLD:-v1}           # synthetic world of the training and held-out splits
 PATCH=${PATCH:-16}           # ViT patch of a model trained from scratch (8: 16-pixel tokens)
+ARCH=${ARCH:-embedded}       # sizes (depthvlm_ros.core.train.config.ARCHITECTURES)
 SILOG_LAMBDA=${SILOG_LAMBDA:-0.5}  # SILog variance weight (0: a wrong global scale costs in full)
 DATA=${DATA:-$RUN/data}      # rendered splits (several runs of one world may share them)
 # Text targets: depth facts, point and marker questions, the data's own questions (depth-map,
@@ -69,7 +74,7 @@ train() {  # train OUT INIT STAGES EVAL_EVERY SEED [extra args]
     --workers 1 --threads "$THREADS" --eval-every "$every" --ckpt-every 50 --log-every 10 \
     --eval-images 60 --eval-markers 2 --seed "$seed" --resume auto "$@"
 }
-train "$RUN" scratch "$STAGES" "$EVAL_EVERY" 0 --arch embedded --patch-size "$PATCH"
+train "$RUN" scratch "$STAGES" "$EVAL_EVERY" 0 --arch "$ARCH" --patch-size "$PATCH"
 if [ "$PHASE2" = 1 ]; then
   train "$RUN/phase2" "$RUN/best" "$STAGES2" 750 1
   # Both phases on one step axis (the README figure), phase 2 drawn from the step it
