@@ -100,12 +100,13 @@ SAMPLE_START_NS = 1_700_000_000 * 1_000_000_000
 
 def write_sample_bag(path: str | Path, frames: int = 20, width: int = 320, height: int = 240,
                      storage: str = "mcap", rate_hz: float = 10.0, seed: int = 0,
-                     fx: float | None = None) -> int:
+                     fx: float | None = None, world: str = "v1") -> int:
     """A bag of procedural RGB-D frames from the benchmark's scene generator.
 
     Frames alternate between indoor and outdoor scenes (seed ``seed + i``), at ``rate_hz``
     from :data:`SAMPLE_START_NS`, on the :data:`SAMPLE_TOPICS` topics, frame
-    ``camera_optical_frame``, GT as ``32FC1`` metres.
+    ``camera_optical_frame``, GT as ``32FC1`` metres. ``world`` defaults to ``v1``, the world the
+    embedded model was trained in, so a demo on it shows what that model learned.
 
     Returns:
         The number of frames written.
@@ -119,7 +120,7 @@ def write_sample_bag(path: str | Path, frames: int = 20, width: int = 320, heigh
 
     def gen():
         for i in range(frames):
-            kw = {"width": width, "height": height}
+            kw = {"width": width, "height": height, "world": world}
             if fx is not None:
                 kw["fx"] = fx
             sc = render_scene(seed + i, kinds[i % 2], **kw)
