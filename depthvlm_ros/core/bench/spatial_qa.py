@@ -6,7 +6,8 @@ answered twice from that one frame: by the model's text, and by the answer compo
 measurements on the predicted depth map (:func:`depthvlm_ros.core.answers.answer_question`,
 ``measured`` mode). Both texts are scored the same way:
 
-* numeric items (``point_depth``, ``region_mean``, ``region_median``, ``distance_3d``): the first
+* numeric items (``point_depth``, ``region_mean``, ``region_median``, ``distance_3d``,
+  ``object_distance``): the first
   distance in the text (:func:`~.answers.parse_metres`) within :data:`NUMERIC_TOLERANCE`
   (25 %) of the truth;
 * comparisons (``nearer``): the first standalone ``A`` or ``B`` in the text is the truth's;
