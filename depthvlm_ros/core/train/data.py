@@ -326,11 +326,11 @@ class SampleBuilder:
         a = self.augment
         flip = augment and rng.random() < a.hflip
         qa_prompt = record.prompt
-        if kind == "ground":
+        if kind in ("qa", "ground"):
+            # Their text names pixels or boxes of the full image: no crop.
             crop_grid = None
         if kind == "qa":
-            # QA coordinates refer to the full image: no crop; flip only if they can be rewritten.
-            crop_grid = None
+            # Flip only if the question's coordinates can be rewritten.
             if flip and record.qa_type not in FLIPPABLE_QA:
                 flip = False
             if flip:
