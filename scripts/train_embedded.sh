@@ -5,7 +5,7 @@
 #
 # 1. renders the synthetic DepthVLM-Bench (indoor + outdoor) in world WORLD (default v1:
 #    generator 1.0, the world the shipped model was trained in; v2: real-world sizes,
-#    generator 2.0, measured in the README): a training split (seed 1) and a held-out split with new seeds (seed 7001) that
+#    generator 2.0; mount: v2 from one robot's fixed camera mount; both measured in the README): a training split (seed 1) and a held-out split with new seeds (seed 7001) that
 #    training never sees, plus the generator 1.0 held-out split (heldout_v1) for comparison;
 # 2. trains from random weights with `depthvlm train` under torchrun (DDP; one CPU process by
 #    default, NPROC=N for more): stage 0 (whole model, depth + text; needed because there is
@@ -39,6 +39,9 @@ PATCH=${PATCH:-16}           # ViT patch of a model trained from scratch (8: 16-
 ARCH=${ARCH:-embedded}       # sizes (depthvlm_ros.core.train.config.ARCHITECTURES)
 SILOG_LAMBDA=${SILOG_LAMBDA:-0.5}  # SILog variance weight (0: a wrong global scale costs in full)
 DATA=${DATA:-$RUN/data}      # rendered splits (several runs of one world may share them)
+# Probability of a random-crop batch. A crop keeps fx but moves the principal point, so for a
+# fixed-mount world (WORLD=mount), where the horizon's row is a scale cue, use CROP=0.
+CROP=${CROP:-0.3}
 # Text targets: depth facts, point and marker questions, the data's own questions (depth-map,
 # scene-kind and named-object ones) and the grounding reply for named objects.
 TEXT_MIX=${TEXT_MIX:-dense=1,point=1,marker=2,qa=2,ground=4}
@@ -70,7 +73,7 @@ train() {  # train OUT INIT STAGES EVAL_EVERY SEED [extra args]
     --train "$DATA/train/synthetic.jsonl" --eval "$DATA/heldout/synthetic.jsonl" \
     --out "$out" --init "$init" --canonical-fx 256 --max-image-tokens "$MAX_TOKENS" \
     --stages "$stages" --warmup 100 --batch-size 8 --grad-accum 1 --depth-weight 1.0 \
-    --lm-weight 0.5 --silog-lambda "$SILOG_LAMBDA" --hflip 0.5 --jitter 0.2 --crop 0.3 --text-mix "$TEXT_MIX" \
+    --lm-weight 0.5 --silog-lambda "$SILOG_LAMBDA" --hflip 0.5 --jitter 0.2 --crop "$CROP" --text-mix "$TEXT_MIX" \
     --workers 1 --threads "$THREADS" --eval-every "$every" --ckpt-every 50 --log-every 10 \
     --eval-images 60 --eval-markers 2 --seed "$seed" --resume auto "$@"
 }

@@ -340,3 +340,11 @@ def test_make_sample_bag(tmp_path):
     # Indoor and outdoor scenes alternate, so their depth ranges differ.
     far = [np.nanmax(bagconv.image_depth_m(gt)) for _, gt in msgs[GT]]
     assert far[0] != far[1]
+    # --world picks the generator's world: other scenes from the same seeds.
+    other = tmp_path / "sample_v2"
+    assert cli_main(["make-sample-bag", str(other), "--frames", "1", "--width", "64",
+                     "--height", "48", "--format", "sqlite3", "--world", "v2"]) == 0
+    gt_v2 = np.nan_to_num(bagconv.image_depth_m(_read(other)[GT][0][1]))
+    assert not np.array_equal(gt_v2, np.nan_to_num(bagconv.image_depth_m(msgs[GT][0][1])))
+    assert cli_main(["make-sample-bag", str(tmp_path / "bad"), "--frames", "1",
+                     "--world", "v9"]) == 1

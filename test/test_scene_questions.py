@@ -9,13 +9,16 @@ product does it (the grounding follow-up of a measured answer).
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from depthvlm_ros.core.bench.datasets import spec_for_jsonl
 from depthvlm_ros.core.bench.jsonl import load_rgb, read_jsonl
-from depthvlm_ros.core.bench.spatial_qa import QAOutcome, pointing_hit, run_spatial_qa, score_text
+from depthvlm_ros.core.bench.jsonl import BenchRecord
+from depthvlm_ros.core.bench.spatial_qa import (QAOutcome, item_truth, pointing_hit, run_spatial_qa,
+                                              score_text)
 from depthvlm_ros.core.bench.synthetic import (Box, Camera, Cylinder, Light, Material, Plane,
                                                camera_rotation, render, visible_objects,
                                                write_benchmark)
@@ -110,6 +113,23 @@ def test_scene_kind_and_pointing_scores():
     assert not pointing_hit([], box)
     # Only the first located object counts, so listing many cannot score.
     assert not pointing_hit([(50.0, 50.0), (15.0, 15.0)], box)
+
+
+def _record(qa_type, solution, **extra):
+    return BenchRecord(image=Path("x.png"), depth_path=None, original_fx=500.0, prompt="q",
+                       solution=solution, qa_type=qa_type, extra=extra)
+
+
+def test_item_truth_reads_the_answer_field_or_the_solution_text():
+    # Generator lines carry an answer field; hand-written ones may carry only the solution,
+    # which is read with the same rules as a model's answer.
+    assert item_truth(_record("scene_kind", "Indoors.", answer="indoors")) == "indoors"
+    assert item_truth(_record("scene_kind", "It is an outdoor scene.")) == "outdoors"
+    assert item_truth(_record("nearer", "B is nearer.")) == "B"
+    assert item_truth(_record("object_distance", "2.35 meters", answer=2.35)) == 2.35
+    assert item_truth(_record("point_depth", "About 4.5 meters.")) == pytest.approx(4.5)
+    assert item_truth(_record("scene_kind", "Hard to say.")) is None
+    assert item_truth(_record("dense_depth", "[[1.0]]")) is None
 
 
 @pytest.fixture(scope="module")

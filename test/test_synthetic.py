@@ -204,6 +204,21 @@ def test_world_v2_camera_heights_are_a_robots():
         assert 0.3 <= indoor.position[2] <= 1.5 and 0.5 <= outdoor.position[2] <= 2.0
 
 
+def test_world_mount_keeps_one_camera_mount_and_v2_sizes():
+    # A robot's camera sits at one height and tilt in every frame; the rooms and streets
+    # around it are v2's (real sizes).
+    m = S.world_v2.ROBOT_MOUNT
+    for seed in range(30):
+        for kind in S.KINDS:
+            cam, objs, _, _ = S.build_scene(seed, kind, world="mount")
+            assert abs(cam.position[2] - m.height_m) <= m.height_jitter_m + 1e-9
+            forward = np.asarray(cam.rotation)[:, 2]      # optical axis in the world
+            pitch = math.degrees(math.asin(-forward[2]))
+            assert abs(pitch - m.pitch_deg) <= m.tilt_jitter_deg + 1e-6, (seed, kind, pitch)
+        _, objs, _, _ = S.build_scene(seed, "indoor", world="mount")
+        assert any(0.8 <= b <= 0.9 and 2.0 <= top <= 2.1 for _, b, top in _sizes(objs))
+
+
 def test_world_v2_things_have_their_real_sizes():
     # Every v2 room has a door of 0.8-0.9 x 2.0-2.1 m; every ceiling is 2.4-3.0 m high;
     # tables stand 0.72-0.76 m high; every street's kerb is 0.12-0.16 m.

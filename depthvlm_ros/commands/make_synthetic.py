@@ -37,6 +37,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="sample points on each dense-depth line (default 10)")
     p.add_argument("--qa", type=int, default=4, metavar="K",
                    help="spatial question lines about the depth map per image (default 4)")
+    p.add_argument("--world", default=None,
+                   help="layout rules: v2 (default; real-world sizes), mount (v2 seen from one "
+                        "robot's fixed camera mount) or v1 (reproduces generator 1.0 files)")
     p.add_argument("--no-scene-qa", action="store_true",
                    help="leave out the scene-kind question and the named-object questions "
                         "(with their object boxes) that each image otherwise gets")
@@ -49,10 +52,11 @@ def run(args: argparse.Namespace) -> int:
     """Generate the folder and print a summary with the measured frames per second."""
     from ..core.bench.synthetic import benchmark_summary, write_benchmark
 
+    world = {} if args.world is None else {"world": args.world}
     meta = write_benchmark(args.out, args.indoor, args.outdoor, args.seed, width=args.width,
                            height=args.height, fx=args.fx, image_format=args.image_format,
                            points_per_image=args.points, qa_per_image=args.qa,
                            workers=args.workers, progress=not args.no_progress,
-                           scene_qa=not args.no_scene_qa)
+                           scene_qa=not args.no_scene_qa, **world)
     print(benchmark_summary(meta, args.out))
     return 0

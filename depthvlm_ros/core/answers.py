@@ -137,6 +137,11 @@ class SpatialResult:
     def ok(self) -> bool:
         return self.status == STATUS_OK
 
+    @property
+    def located_points(self) -> tuple[tuple[float, float], ...]:
+        """Where each located object is, as ``(u, v)`` input pixels (a box by its centre)."""
+        return tuple(o.point for o in self.located)
+
 
 def _merge_pixels(given: np.ndarray, parsed: ParsedQuestion,
                   located: Sequence[LocatedObject]) -> tuple[np.ndarray, list[str]]:

@@ -63,7 +63,7 @@ def load_model_callables(model: str, device: str | None = None
         for question in questions:
             res = answer_question(pipe, frame.context, frame.depth, intrinsics, question,
                                   mode="measured")
-            located = tuple(o.point for o in res.located)
+            located = res.located_points
             out.append(QAOutcome(res.model_answer, res.answer if res.ok else "", located))
         return out
 

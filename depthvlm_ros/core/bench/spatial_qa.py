@@ -35,7 +35,7 @@ from .datasets import DatasetSpec
 from .jsonl import BenchRecord, load_rgb, read_jsonl
 
 __all__ = ["QA_TYPES", "NUMERIC_QA_TYPES", "CHOICE_QA_TYPES", "NUMERIC_TOLERANCE", "SOURCES",
-           "QAOutcome", "QAFn", "score_text", "pointing_hit", "run_spatial_qa"]
+           "QAOutcome", "QAFn", "score_text", "item_truth", "pointing_hit", "run_spatial_qa"]
 
 NUMERIC_QA_TYPES = ("point_depth", "region_mean", "region_median", "distance_3d",
                     "object_distance")
@@ -90,12 +90,37 @@ def score_text(qa_type: str, truth: Any, text: str) -> bool:
         if truth not in _CHOICES[qa_type]:
             raise AnnotationError(f"{qa_type} answer must be one of {_CHOICES[qa_type]}, "
                                   f"got {truth!r}")
-        if qa_type == "scene_kind":
-            m = _SCENE.search(text or "")
-            return m is not None and m.group(1).lower() + "s" == truth
-        m = _CHOICE.search(text or "")
-        return m is not None and m.group(1) == truth
+        return _choice_in(qa_type, text) == truth
     raise AnnotationError(f"unknown qa_type {qa_type!r}")
+
+
+def _choice_in(qa_type: str, text: str | None) -> str | None:
+    """The choice a text makes (``A``/``B``, ``indoors``/``outdoors``), or None."""
+    if qa_type == "scene_kind":
+        m = _SCENE.search(text or "")
+        return None if m is None else m.group(1).lower() + "s"
+    m = _CHOICE.search(text or "")
+    return None if m is None else m.group(1)
+
+
+def item_truth(rec: BenchRecord) -> Any | None:
+    """What a QA record's answer is scored against, or None when it has none to score.
+
+    The ``answer`` field when it is a valid truth for the record's type; otherwise the truth
+    read from its ``solution`` text with the rules that read a model's answer (first distance;
+    first choice), so hand-written lines without an ``answer`` field score too.
+    """
+    ans = rec.extra.get("answer")
+    if rec.qa_type in NUMERIC_QA_TYPES:
+        if isinstance(ans, (int, float)) and not isinstance(ans, bool) and ans > 0:
+            return float(ans)
+        got = parse_metres(rec.solution or "")
+        return got if got else None
+    if rec.qa_type in CHOICE_QA_TYPES:
+        if ans in _CHOICES[rec.qa_type]:
+            return ans
+        return _choice_in(rec.qa_type, rec.solution)
+    return None
 
 
 def _is_item(rec: BenchRecord) -> bool:

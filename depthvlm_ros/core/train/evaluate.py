@@ -22,13 +22,13 @@ import torch
 from ..bench.jsonl import BenchRecord, load_gt_depth, load_rgb
 from ..bench.metrics import aggregate, apply_depth_range, dense_pair, image_metrics, resize_nearest
 from ..bench.answers import parse_metres
-from ..bench.spatial_qa import CHOICE_QA_TYPES, pointing_hit, score_text
+from ..bench.spatial_qa import CHOICE_QA_TYPES, item_truth, pointing_hit, score_text
 from ..answers import answer_question
 from ..config import DepthVLMConfig
 from ..pipeline import DepthVLMPipeline
 from ..spatial import sample_depth
 from ..frames import record_intrinsics
-from .data import MARKER_QUESTION, NUMERIC_QA, POINT_QUESTION, _seeded, draw_ring, first_number
+from .data import MARKER_QUESTION, NUMERIC_QA, POINT_QUESTION, _seeded, draw_ring
 
 __all__ = ["evaluate_model", "answer_correct", "scale_diagnostics", "eval_subset",
            "selection_score", "ANSWER_TOLERANCE", "WORST_OF"]
@@ -170,16 +170,9 @@ def evaluate_model(model, tokenizer, records: Sequence[BenchRecord], canonical_f
                 scale_diag[grp].append(scale_diagnostics(p, g))
             asks: list[tuple[str, str, Any, BenchRecord | None]] = []
             for r in recs:
-                if not r.qa_type or r.qa_type in ("depth", "dense", "dense_depth") or not r.solution:
-                    continue
-                ans = r.extra.get("answer")
-                if r.qa_type in CHOICE_QA_TYPES:
-                    truth = ans if isinstance(ans, str) else r.solution.strip()[:1]
+                truth = item_truth(r)   # None for depth-only lines
+                if truth is not None:
                     asks.append((r.qa_type, r.prompt, truth, r))
-                else:
-                    truth = float(ans) if isinstance(ans, (int, float)) else first_number(r.solution)
-                    if truth:
-                        asks.append((r.qa_type, r.prompt, truth, r))
             rng = _seeded("eval", seed, rec.source)
             pts = []
             if gt is not None:
@@ -209,7 +202,7 @@ def evaluate_model(model, tokenizer, records: Sequence[BenchRecord], canonical_f
                         examples.append({"kind": "grounding", "q": question,
                                          "a": res.grounding_answer, "truth": box})
                     answers["pointing"][grp].append(
-                        pointing_hit(tuple(o.point for o in res.located), box))
+                        pointing_hit(res.located_points, box))
                     answers["object_measured"][grp].append(
                         res.ok and score_text(kind, truth, res.answer))
                 else:

@@ -13,9 +13,10 @@ Modules, in the order a frame flows through them:
 * :mod:`.raycast`: one ray per pixel, the nearest hit and its z-depth;
 * :mod:`.shading`: normals, procedural albedo, lighting, the 8-bit image;
 * :mod:`.draws`: random intrinsics, colours, materials and lights;
-* :mod:`.world_v2`: indoor / outdoor layouts with real-world sizes (the default world);
+* :mod:`.world_v2`: indoor / outdoor layouts with real-world sizes (the default world), and
+  the fixed camera mount of world ``mount``;
 * :mod:`.world_v1`: the generator 1.0 layouts, kept to reproduce its files exactly;
-* :mod:`.layouts`: :func:`build_scene` / :func:`render_scene` for either world;
+* :mod:`.layouts`: :func:`build_scene` / :func:`render_scene` for any world;
 * :mod:`.qa`: spatial questions and answers from a depth map;
 * :mod:`.objects`: the objects a frame shows by colour and shape, the scene-kind and
   named-object questions;

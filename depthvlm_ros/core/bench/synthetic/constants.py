@@ -23,8 +23,9 @@ __all__ = [
 GENERATOR_VERSION = "2.0"
 
 #: Layout rules by name, with the generator version whose files each reproduces: ``v2`` gives
-#: things their real-world sizes (the default), ``v1`` is kept to reproduce 1.0 files exactly.
-WORLDS = {"v1": "1.0", "v2": "2.0"}
+#: things their real-world sizes (the default), ``mount`` shows v2's rooms and streets from one
+#: robot's fixed camera mount (world_v2.ROBOT_MOUNT), ``v1`` reproduces 1.0 files exactly.
+WORLDS = {"v1": "1.0", "v2": "2.0", "mount": "2.0-mount"}
 
 KINDS = ("indoor", "outdoor")
 

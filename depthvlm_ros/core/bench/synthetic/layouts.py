@@ -1,8 +1,10 @@
-"""Random scenes: :func:`build_scene` and :func:`render_scene` for either world.
+"""Random scenes: :func:`build_scene` and :func:`render_scene` for any world.
 
 A *world* is a set of layout rules. ``v2`` (the default, generator 2.0) gives things their
-real-world sizes so that metric scale can be read from an image (:mod:`.world_v2`); ``v1``
-(generator 1.0, :mod:`.world_v1`) reproduces the earlier files exactly. Appearance is random
+real-world sizes so that metric scale can be read from an image (:mod:`.world_v2`);
+``mount`` is v2 seen from one robot's fixed camera mount (height and tilt the same in every
+frame, as on a robot); ``v1`` (generator 1.0, :mod:`.world_v1`) reproduces the earlier files
+exactly. Appearance is random
 per object (hue, value, texture mix), and so are the light, white balance and sensor noise, so
 that brightness says nothing about distance.
 
@@ -11,6 +13,8 @@ resolution or the focal length leaves the 3-D scene and its materials unchanged.
 """
 
 from __future__ import annotations
+
+from functools import partial
 
 import numpy as np
 
@@ -24,7 +28,13 @@ from .shading import render
 
 __all__ = ["build_scene", "render_scene"]
 
-_LAYOUTS = {"v1": world_v1, "v2": world_v2}
+#: (indoor, outdoor) layout function of each world in WORLDS.
+_LAYOUTS = {
+    "v1": (world_v1.indoor_layout, world_v1.outdoor_layout),
+    "v2": (world_v2.indoor_layout, world_v2.outdoor_layout),
+    "mount": (partial(world_v2.indoor_layout, mount=world_v2.ROBOT_MOUNT),
+              partial(world_v2.outdoor_layout, mount=world_v2.ROBOT_MOUNT)),
+}
 
 
 def build_scene(seed: int, kind: str, *, width: int | None = None, height: int | None = None,
@@ -37,7 +47,8 @@ def build_scene(seed: int, kind: str, *, width: int | None = None, height: int |
         kind: ``indoor`` or ``outdoor``.
         width, height, fx: overrides of the random resolution / focal length (the pose, the
             objects and their appearance stay the same).
-        world: ``v2`` (real-world sizes, generator 2.0) or ``v1`` (generator 1.0).
+        world: ``v2`` (real-world sizes, generator 2.0), ``mount`` (the same rooms and
+            streets seen from one robot's fixed camera mount) or ``v1`` (generator 1.0).
 
     Returns:
         ``(camera, objects, light, look)`` where ``look`` holds the sky colours, white
@@ -58,11 +69,11 @@ def build_scene(seed: int, kind: str, *, width: int | None = None, height: int |
     streams = scene_streams(seed, kind)
     r_int, r_lay, r_app = streams.intrinsics, streams.layout, streams.appearance
     w, h, f, fy, cx, cy = draw_intrinsics(r_int, width, height, fx)
-    layouts = _LAYOUTS[world]
+    indoor_layout, outdoor_layout = _LAYOUTS[world]
     if kind == "indoor":
-        objs, pos, (yaw, pitch, roll), room = layouts.indoor_layout(r_lay, MAX_DEPTH["indoor"])
+        objs, pos, (yaw, pitch, roll), room = indoor_layout(r_lay, MAX_DEPTH["indoor"])
     else:
-        objs, pos, (yaw, pitch, roll) = layouts.outdoor_layout(r_lay)
+        objs, pos, (yaw, pitch, roll) = outdoor_layout(r_lay)
         room = None
     light = rand_light(r_app, kind, room)
     R = camera_rotation(yaw, pitch, roll)

@@ -24,6 +24,7 @@ from typing import Sequence
 
 import numpy as np
 
+from .raycast import group_by_object
 from .scene import Box, Cylinder
 
 __all__ = ["VisibleObject", "colour_names", "visible_objects", "SCENE_QUESTION",
@@ -123,9 +124,7 @@ def visible_objects(rgb: np.ndarray, depth: np.ndarray, ids: np.ndarray,
     names = colour_names(rgb)
     candidates = []
     rivals: dict[str, int] = {}
-    order = np.argsort(flat_ids, kind="stable")
-    sorted_ids = flat_ids[order]
-    bounds = np.searchsorted(sorted_ids, np.arange(len(objects) + 1))
+    order, bounds = group_by_object(flat_ids, len(objects))
     for k in np.flatnonzero(np.diff(bounds)):
         shape = _shape(objects[k])
         if shape is None:

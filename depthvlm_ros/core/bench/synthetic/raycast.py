@@ -17,7 +17,7 @@ import numpy as np
 from ...errors import InputError
 from .scene import Box, Camera, Cylinder, Plane, Primitive, box_corners
 
-__all__ = ["raycast"]
+__all__ = ["raycast", "group_by_object"]
 
 _EPS_T = 1e-4          # rays start this far in front of the camera (avoid self-hits)
 _NEAR = 0.05           # corners closer than this (camera z) disable the screen-rect cull
@@ -151,3 +151,19 @@ def raycast(cam: Camera, objects: Sequence[Primitive]) -> tuple[np.ndarray, np.n
         bv[closer] = t[closer]
         iv[closer] = k
     return best, ids, dirs
+
+
+def group_by_object(ids: np.ndarray, n_objects: int) -> tuple[np.ndarray, np.ndarray]:
+    """Pixels grouped by the primitive they show, for per-object work on contiguous slices.
+
+    Args:
+        ids: 1-D primitive index per pixel (negative: no primitive, e.g. sky).
+        n_objects: number of primitives.
+
+    Returns:
+        ``(order, bounds)``: ``order`` sorts the pixels by id (stable, so each group keeps
+        pixel order) and object ``k``'s pixels are ``order[bounds[k]:bounds[k + 1]]``.
+    """
+    order = np.argsort(ids, kind="stable")
+    bounds = np.searchsorted(ids[order], np.arange(n_objects + 1))
+    return order, bounds

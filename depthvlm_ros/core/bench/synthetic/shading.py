@@ -14,7 +14,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .raycast import raycast
+from .raycast import group_by_object, raycast
 from .scene import Box, Camera, Light, Material, Plane, Primitive
 
 __all__ = ["render"]
@@ -119,14 +119,13 @@ def render(cam: Camera, objects: Sequence[Primitive], light: Light = Light(), *,
         hid = ids.reshape(-1)[flat]
         # Group pixels by object (stable radix sort of int16) so that every object is shaded
         # on one contiguous slice, with its material parameters as scalars.
-        order = np.argsort(hid, kind="stable")
-        flat, hid = flat[order], hid[order]
+        order, bounds = group_by_object(hid, len(objects))
+        flat = flat[order]
         th = t.reshape(-1)[flat]
         dh = dirs.reshape(3, -1)[:, flat]
         p = np.asarray(cam.position, np.float32)[:, None] + th[None, :] * dh
         n = np.empty_like(p)
         albedo = np.empty((p.shape[1], 3), np.float32)
-        bounds = np.searchsorted(hid, np.arange(len(objects) + 1))
         for k in np.flatnonzero(np.diff(bounds)):
             sl = slice(bounds[k], bounds[k + 1])
             nk = _normal_of(objects[k], p[:, sl])

@@ -17,6 +17,7 @@ every scene.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
@@ -24,7 +25,39 @@ import numpy as np
 from .draws import against_wall, clear_of, inside, rand_color
 from .scene import Box, Cylinder, Material, Plane, Primitive, box_corners
 
-__all__ = ["indoor_layout", "outdoor_layout"]
+__all__ = ["Mount", "ROBOT_MOUNT", "indoor_layout", "outdoor_layout"]
+
+
+@dataclass(frozen=True)
+class Mount:
+    """Where one robot carries its camera: a fixed height and tilt, up to small jitters.
+
+    A robot's camera does not move on its body, so its height above the floor and its tilt
+    are the same in every frame it records. Seen from a mount, the floor at a given image row
+    always lies at the same distance, which pins metric scale in a way a random pose cannot.
+
+    Attributes:
+        height_m: camera height above the floor or road.
+        height_jitter_m: half-range of the per-frame variation (suspension, floor unevenness).
+        pitch_deg: downward tilt (positive looks down).
+        tilt_jitter_deg: half-range of the per-frame variation of pitch and roll.
+    """
+
+    height_m: float
+    height_jitter_m: float
+    pitch_deg: float
+    tilt_jitter_deg: float
+
+    def pose(self, rng: np.random.Generator) -> tuple[float, float, float]:
+        """``(height, pitch, roll)`` of one frame, angles in radians; three uniform draws."""
+        u = rng.uniform(-1.0, 1.0, 3)
+        return (self.height_m + float(u[0]) * self.height_jitter_m,
+                math.radians(self.pitch_deg + float(u[1]) * self.tilt_jitter_deg),
+                math.radians(float(u[2]) * self.tilt_jitter_deg))
+
+
+#: The camera mount of world ``mount``: a head camera about 1 m up, tilted 3 degrees down.
+ROBOT_MOUNT = Mount(height_m=1.0, height_jitter_m=0.02, pitch_deg=3.0, tilt_jitter_deg=1.0)
 
 _BUDGET = 40   # primitives per scene: the ray caster's cost grows with it
 
@@ -233,24 +266,32 @@ _FURNITURE = (_table, _chair, _shelf, _cabinet, _cartons, _round_things)
 _FURNITURE_P = (0.2, 0.2, 0.15, 0.15, 0.15, 0.15)
 
 
-def indoor_layout(rng: np.random.Generator, max_depth: float):
-    """Room, camera pose and furniture. All room corners within ``max_depth`` of the camera."""
+def indoor_layout(rng: np.random.Generator, max_depth: float, mount: Mount | None = None):
+    """Room, camera pose and furniture. All room corners within ``max_depth`` of the camera.
+
+    Without ``mount`` the camera height and tilt are drawn anew per scene (robots of many
+    sizes); with one they are that mount's.
+    """
+    pose = mount.pose(rng) if mount is not None else None
     for _ in range(200):
         wx, ly = rng.uniform(3.0, 8.0), rng.uniform(3.0, 8.0)
         hz = float(rng.choice([2.4, 2.5, 2.6, 2.7, 2.8, 3.0]))
         cam = np.array([rng.uniform(0.8, wx - 0.8), rng.uniform(0.8, ly - 0.8),
-                        rng.uniform(0.3, 1.5)])
+                        rng.uniform(0.3, 1.5) if pose is None else pose[0]])
         if np.linalg.norm(box_corners((0, 0, 0), (wx, ly, hz)) - cam, axis=1).max() \
                 <= max_depth - 0.05:
             break
     else:  # pragma: no cover - practically unreachable; keep a safe small room
         wx, ly, hz = 4.0, 4.0, 2.6
-        cam = np.array([2.0, 2.0, 1.0])
+        cam = np.array([2.0, 2.0, 1.0 if pose is None else pose[0]])
     # Face the longest of four random directions, so a wall rarely fills the view.
     yaws = rng.uniform(0, 2 * math.pi, 4)
     yaw = float(yaws[int(np.argmax([_wall_distance(cam, y, (wx, ly)) for y in yaws]))])
-    pitch = math.radians(rng.uniform(-10, 20))
-    roll = math.radians(rng.uniform(-3, 3))
+    if pose is None:
+        pitch = math.radians(rng.uniform(-10, 20))
+        roll = math.radians(rng.uniform(-3, 3))
+    else:
+        pitch, roll = pose[1], pose[2]
 
     objs: list[Primitive] = [
         Plane((0, 0, 1), 0.0, _surface(rng, "floor")),
@@ -310,14 +351,21 @@ def _facade(rng, storey: float) -> Material:
                     phase=(m.phase[0], m.phase[1], 0.0))
 
 
-def outdoor_layout(rng: np.random.Generator):
-    """A street (buildings, kerbs, lanes, cars, poles) or an open field (trees, houses, fences)."""
-    cam = np.array([0.0, 0.0, rng.uniform(0.5, 2.0)])
+def outdoor_layout(rng: np.random.Generator, mount: Mount | None = None):
+    """A street (buildings, kerbs, lanes, cars, poles) or an open field (trees, houses, fences).
+
+    ``mount`` as in :func:`indoor_layout`.
+    """
+    pose = mount.pose(rng) if mount is not None else None
+    cam = np.array([0.0, 0.0, rng.uniform(0.5, 2.0) if pose is None else pose[0]])
     yaw = math.radians(rng.uniform(-20, 20))
     if rng.random() < 0.15:
         yaw += math.radians(rng.choice([-70.0, 70.0]))
-    pitch = math.radians(rng.uniform(-5, 12))
-    roll = math.radians(rng.uniform(-2, 2))
+    if pose is None:
+        pitch = math.radians(rng.uniform(-5, 12))
+        roll = math.radians(rng.uniform(-2, 2))
+    else:
+        pitch, roll = pose[1], pose[2]
     objs: list[Primitive] = []
 
     def add(parts: list[Primitive]) -> None:
