@@ -28,7 +28,8 @@ from depthvlm_ros.core.errors import AnnotationError
 from depthvlm_ros.core.folders import make_tiny_model
 from depthvlm_ros.core.pipeline import DepthVLMPipeline
 from depthvlm_ros.core.spatial import Region, format_grounding, grounding_prompt, parse_grounding
-from depthvlm_ros.core.train.data import AugmentConfig, SampleBuilder, TextMix
+from depthvlm_ros.core.train.data import (AugmentConfig, SampleBuilder, TextMix,
+                                         named_objects_by_image)
 from depthvlm_ros.core.train.evaluate import evaluate_model
 from depthvlm_ros.core.train.loop import ARCHITECTURES
 
@@ -177,11 +178,40 @@ def test_benchmark_scores_scene_kind_and_pointing_with_an_oracle(scene_set):
     assert d["pointing"]["hit_rate"] == 1.0
 
 
-def _builder(model, tok, hflip):
+def _builder(model, tok, hflip, image_objects=None, mix=None):
     pipe = DepthVLMPipeline(model, tok, DepthVLMConfig(canonical_fx=100.0, device="cpu"),
                             model_canonical_fx=100.0)
     return SampleBuilder(pipe.prompt_ids, tok, tok.convert_tokens_to_ids("<|im_end|>"), 100.0,
-                         64, AugmentConfig(hflip=hflip, jitter=0.0), TextMix(ground=1.0))
+                         64, AugmentConfig(hflip=hflip, jitter=0.0), mix or TextMix(ground=1.0),
+                         image_objects=image_objects)
+
+
+def test_any_record_of_an_image_with_a_named_object_can_carry_its_grounding(scene_set):
+    model, tok = make_tiny_model(0, **ARCHITECTURES["test"])
+    records = read_jsonl(scene_set / "synthetic.jsonl")
+    by_image = named_objects_by_image(records)
+    assert by_image and all(r.qa_type == "object_distance" for v in by_image.values() for r in v)
+    image = next(iter(by_image))
+    dense = next(r for r in records if r.image == image and r.qa_type == "dense_depth")
+    only_ground = TextMix(dense=0, point=0, marker=0, qa=0, ground=1.0)
+    with_objects = _builder(model, tok, 0.0, by_image, only_ground)
+    replies = set()
+    for seed in range(6):
+        s = with_objects.build(dense, np.random.default_rng(seed))
+        assert s.text.kind == "ground"
+        named = next(r for r in by_image[image]
+                     if s.text.question == grounding_prompt(r.prompt))
+        (obj,) = parse_grounding(s.text.reply_text, W, H)
+        assert obj.label == named.extra["object_label"]
+        assert obj.region == Region.from_corners(*named.extra["object_box"])
+        replies.add(s.text.reply_text)
+    assert len(replies) == len(by_image[image])   # each of the image's objects is drawn
+    # Without the map, a depth line cannot: its own record names nothing.
+    s = _builder(model, tok, 0.0, None, only_ground).build(dense, np.random.default_rng(0))
+    assert s.text.kind == "dense"
+    # An image with no named object never gets a grounding target.
+    bare = next(r for r in records if r.image not in by_image)
+    assert with_objects.build(bare, np.random.default_rng(0)).text.kind == "dense"
 
 
 def test_ground_target_is_the_objects_box_and_mirrors_with_the_image(scene_set):

@@ -15,10 +15,14 @@ Every sample carries two targets from one image:
   - ``marker``: the point is marked with a red ring drawn into the image (the per-point
     protocol of ``depthvlm bench``) and the question asks for its distance;
   - ``qa``: a record's own prompt/solution (spatial QA items of the benchmark), used as is;
-  - ``ground``: for a record that names an object (``object_box`` and ``object_label``, as
-    our synthetic ``object_distance`` items have), the pipeline's grounding follow-up to its
-    question (:func:`~depthvlm_ros.core.spatial.grounding_prompt`), replied with the object's
-    box in Qwen3-VL's format, so the measured answer can find what a question names.
+  - ``ground``: for an image with a record that names an object (``object_box`` and
+    ``object_label``, as our synthetic ``object_distance`` items have), the pipeline's
+    grounding follow-up to that record's question
+    (:func:`~depthvlm_ros.core.spatial.grounding_prompt`), replied with the object's box in
+    Qwen3-VL's format, so the measured answer can find what a question names. Any record of
+    such an image may draw it (:func:`named_objects_by_image`), not only the object's own
+    line: an image is one line of depth, several of questions and at most two of objects, and
+    learning where a named thing is needs every image that shows one.
 
 Augmentation keeps metric scale honest: horizontal flips mirror ``cx`` (and any pixel
 coordinates in the text), colour jitter leaves geometry alone, and crops cut the original
@@ -55,7 +59,7 @@ __all__ = [
     "AugmentConfig", "TextMix", "TextTarget", "Sample", "SampleBuilder", "BucketBatchPlan",
     "BatchDataset", "collate", "record_intrinsics", "format_metres", "draw_ring",
     "POINT_QUESTION", "MARKER_QUESTION", "DEPTH_PROMPT", "rewrite_coords", "first_number",
-    "FLIPPABLE_QA", "NUMERIC_QA",
+    "FLIPPABLE_QA", "NUMERIC_QA", "named_objects_by_image",
 ]
 
 DEPTH_PROMPT = DEFAULT_DEPTH_PROMPT
@@ -203,6 +207,15 @@ def _object_box(record: BenchRecord, width: int, height: int) -> Region | None:
     return Region.from_corners(x1, y1, x2, y2)
 
 
+def named_objects_by_image(records: Sequence[BenchRecord]) -> dict[Any, list[BenchRecord]]:
+    """The records that name an object (``object_box`` + ``object_label``), by image path."""
+    out: dict[Any, list[BenchRecord]] = {}
+    for r in records:
+        if isinstance(r.extra.get("object_label"), str) and r.extra.get("object_box") is not None:
+            out.setdefault(r.image, []).append(r)
+    return out
+
+
 def _seeded(*parts: Any) -> np.random.Generator:
     # A stable hash (Python's hash() is salted per process) so every rank and every resumed
     # run derives the same stream from the same (seed, step, rank, slot).
@@ -243,13 +256,18 @@ class SampleBuilder:
         patch_size, merge_size: the model's ViT patch and spatial merge
             (:func:`~depthvlm_ros.core.camera.vision_patching` of its config); every plan and
             crop is in whole tokens of ``patch_size * merge_size`` pixels.
+        image_objects: :func:`named_objects_by_image` of the training records, so that any
+            record of an image with a named object can carry the ``ground`` target; without
+            it only an object's own record can.
     """
 
     def __init__(self, prompt_ids: Callable[[int, str], list[int]], tokenizer, eos_id: int,
                  canonical_fx: float, max_tokens: int, augment: AugmentConfig | None = None,
                  text_mix: TextMix | None = None, mean: Sequence[float] = (0.5, 0.5, 0.5),
                  std: Sequence[float] = (0.5, 0.5, 0.5), gt_at_model_size: bool = True,
-                 patch_size: int = 16, merge_size: int = 2) -> None:
+                 patch_size: int = 16, merge_size: int = 2,
+                 image_objects: dict[Any, list[BenchRecord]] | None = None) -> None:
+        self.image_objects = image_objects or {}
         self.gt_at_model_size = bool(gt_at_model_size)
         self.patch_size, self.merge_size = int(patch_size), int(merge_size)
         #: Pixels per side of one LLM token of the model being trained.
@@ -316,11 +334,16 @@ class SampleBuilder:
         qa_coords = [tuple(c) for c in record.pixel_coords]
         has_qa = bool(record.qa_type and record.qa_type not in ("depth", "dense", "dense_depth")
                       and record.prompt and record.solution)
-        box = _object_box(record, w, h) if has_qa else None
+        named = self.image_objects.get(record.image) or (
+            [record] if has_qa and _object_box(record, w, h) is not None else [])
         # QA text names pixels (and objects) of the whole image, so a cropped batch asks other
         # kinds; the grid of every sample in a batch must stay the batch's.
         kind = kind or self.text_mix.choose(rng, has_qa and crop_grid is None,
-                                            box is not None and crop_grid is None)
+                                            bool(named) and crop_grid is None)
+        box = None
+        if kind == "ground" and named:
+            named_record = named[int(rng.integers(len(named)))] if len(named) > 1 else named[0]
+            box = _object_box(named_record, w, h)
         if kind == "ground" and box is None:
             kind = "dense"
         a = self.augment
@@ -358,9 +381,9 @@ class SampleBuilder:
             plan = plan_canonical_resize(intr, self.canonical_fx, self.max_tokens,
                                          token_pixels=self.token_pixels)
         if kind == "ground":
-            text = TextTarget("ground", grounding_prompt(record.prompt),
-                              [(format_grounding([(record.extra["object_label"], box)], w, h),
-                                True)])
+            text = TextTarget("ground", grounding_prompt(named_record.prompt),
+                              [(format_grounding([(named_record.extra["object_label"], box)],
+                                                 w, h), True)])
         else:
             text = self._text(kind, record, qa_prompt, gt, rng)
         if text.kind == "marker" and text.uv is not None:

@@ -51,7 +51,7 @@ from .checkpoint import (gather_optimizer_state, load_optimizer, mark_latest, pr
                          save_optimizer, save_torch_rngs, seed_rngs, write_folder_atomically,
                          write_param_digest, write_trainer_state)
 from .config import ARCHITECTURES, StageSpec, TrainConfig, parse_stages, stage_at
-from .data import BatchDataset, BucketBatchPlan, SampleBuilder
+from .data import BatchDataset, BucketBatchPlan, SampleBuilder, named_objects_by_image
 from .distributed import (DistEnv, all_reduce_mean, barrier, fsdp_full_state_dict,
                           init_distributed, no_sync, shutdown_distributed, unwrap_model,
                           wrap_model)
@@ -192,7 +192,8 @@ class Trainer:
                                 self.canonical_fx, cfg.max_image_tokens, cfg.augment, cfg.text_mix,
                                 self.pipe.image_mean, self.pipe.image_std,
                                 gt_at_model_size=cfg.gt_at_model_size,
-                                patch_size=patch, merge_size=merge)
+                                patch_size=patch, merge_size=merge,
+                                image_objects=named_objects_by_image(self.train_records))
         if not hasattr(self, "_grids"):
             self._grids = [builder.full_grid(r) for r in self.train_records]
         plan = BucketBatchPlan(self._grids, cfg.batch_size, env.world_size, env.rank,
