@@ -46,8 +46,10 @@ def test_demo_runs_the_whole_system(tmp_path):
         for r in a["regions"]:
             assert r["gt_nearest_m"] is not None and f"{r['nearest_m']:.2f} m" in a["answer"]
     assert any(m["gt_m"] is not None for i in range(3) for m in by_id[f"demo-{i}"]["pixels"])
-    # The object question: the embedded model cannot point at it, and says so.
-    assert by_id["demo-5"]["source"] == "measured" and "could not locate" in by_id["demo-5"]["answer"]
+    # The object question: measured inside what the model locates, or it says it found nothing.
+    obj = by_id["demo-5"]
+    assert obj["source"] == "measured"
+    assert obj["regions"] or obj["pixels"] or "could not locate" in obj["answer"], obj
     assert by_id[""]["source"] == "model"  # indoors or outdoors: nothing to measure
     assert "GT nearest" in res.stdout and "error" in res.stdout
     assert s["node_exit_code"] == 0

@@ -31,7 +31,8 @@ _NODE_REMAPS = ["-r", "__node:=depthvlm_node",
                 "-r", "image:=/camera/image_raw", "-r", "camera_info:=/camera/camera_info"]
 #: (text, pixels, regions) asked about the latest frame of the 320x240 sample bag: pixels given
 #: with the query, pixels written in the question, a region, a threshold over a region, and an
-#: object named in words (the embedded model cannot point at it: the answer says so).
+#: object named in words (measured inside what the model locates, or, when it locates
+#: nothing, an answer that says so).
 _QUESTIONS = [
     ("How far is the point at pixel (u=160, v=120) from the camera?", [(160, 120)], []),
     ("Which is nearer, (u=60, v=200) or (u=260, v=60)?", [], []),
