@@ -16,7 +16,8 @@ import argparse
 import numpy as np
 
 from depthvlm_ros.core.answers import SOURCE_MEASURED, SOURCE_MODEL, answer_question
-from depthvlm_ros.core.bench.synthetic import render_scene, visible_objects
+from depthvlm_ros.core.bench.synthetic import (EMBEDDED_WORLD, WORLDS, render_scene,
+                                              visible_objects)
 from depthvlm_ros.core.bench.synthetic.objects import OBJECT_QUESTION, SCENE_QUESTION
 from depthvlm_ros.core.camera import Intrinsics
 from depthvlm_ros.core.config import DepthVLMConfig
@@ -36,7 +37,7 @@ def main(argv=None) -> int:
     p.add_argument("--model", default="embedded")
     p.add_argument("--kind", default="indoor", choices=("indoor", "outdoor"))
     p.add_argument("--seed", type=int, default=7001)
-    p.add_argument("--world", default="v1", choices=("v1", "v2"))
+    p.add_argument("--world", default=EMBEDDED_WORLD, choices=tuple(WORLDS))
     args = p.parse_args(argv)
 
     seed = args.seed

@@ -3,9 +3,10 @@
 #
 #   scripts/train_embedded.sh [RUN_DIR]          # default runs/embedded
 #
-# 1. renders the synthetic DepthVLM-Bench (indoor + outdoor) in world WORLD (default v1:
-#    generator 1.0, the world the shipped model was trained in; v2: real-world sizes,
-#    generator 2.0; mount: v2 from one robot's fixed camera mount; both measured in the README): a training split (seed 1) and a held-out split with new seeds (seed 7001) that
+# 1. renders the synthetic DepthVLM-Bench (indoor + outdoor) in world WORLD (default: the
+#    generator's EMBEDDED_WORLD, the world the shipped model was trained in; v1: generator 1.0;
+#    v2: real-world sizes from random camera poses; mount: v2's rooms and streets from one
+#    robot's fixed camera mount; each measured in the README): a training split (seed 1) and a held-out split with new seeds (seed 7001) that
 #    training never sees, plus the generator 1.0 held-out split (heldout_v1) for comparison;
 # 2. trains from random weights with `depthvlm train` under torchrun (DDP; one CPU process by
 #    default, NPROC=N for more): stage 0 (whole model, depth + text; needed because there is
@@ -34,14 +35,16 @@ STAGES=${STAGES:-0:1400:6e-4,1:120:3e-4,2:380:1.5e-4}
 STAGES2=${STAGES2:-0:3000:8e-4,1:150:3e-4,2:600:1.5e-4}
 PHASE2=${PHASE2:-0}
 EVAL_EVERY=${EVAL_EVERY:-450}  # steps between held-out evaluations (phase 1)
-WORLD=${WORLD:-v1}           # synthetic world of the training and held-out splits
+PY=${PYTHON:-python}
+# Synthetic world of the training and held-out splits; the default is the shipped model's.
+WORLD=${WORLD:-$("$PY" -c 'from depthvlm_ros.core.bench.synthetic import EMBEDDED_WORLD as w; print(w)')}
 PATCH=${PATCH:-16}           # ViT patch of a model trained from scratch (8: 16-pixel tokens)
 ARCH=${ARCH:-embedded}       # sizes (depthvlm_ros.core.train.config.ARCHITECTURES)
 SILOG_LAMBDA=${SILOG_LAMBDA:-0.5}  # SILog variance weight (0: a wrong global scale costs in full)
 DATA=${DATA:-$RUN/data}      # rendered splits (several runs of one world may share them)
-# Probability of a random-crop batch. A crop keeps fx but moves the principal point, so for a
-# fixed-mount world (WORLD=mount), where the horizon's row is a scale cue, use CROP=0.
-CROP=${CROP:-0.3}
+# Probability of a random-crop batch. A crop keeps fx but moves the principal point, so in the
+# fixed-mount world, where the horizon's row is a scale cue, there are none by default.
+if [ "$WORLD" = mount ]; then CROP=${CROP:-0}; else CROP=${CROP:-0.3}; fi
 # Text targets: depth facts, point and marker questions, the data's own questions (depth-map,
 # scene-kind and named-object ones) and the grounding reply for named objects.
 TEXT_MIX=${TEXT_MIX:-dense=1,point=1,marker=2,qa=2,ground=4}
@@ -49,7 +52,6 @@ TEXT_MIX=${TEXT_MIX:-dense=1,point=1,marker=2,qa=2,ground=4}
 MAX_TOKENS=${MAX_TOKENS:-$(( 128 * (32 / (2 * PATCH)) * (32 / (2 * PATCH)) ))}
 THREADS=${THREADS:-2}        # torch threads per process (1 on a shared machine)
 NICE=${NICE:-10}
-PY=${PYTHON:-python}
 mkdir -p "$RUN"
 
 gen() {  # gen DIR N SEED WORLD

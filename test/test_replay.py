@@ -340,6 +340,10 @@ def test_make_sample_bag(tmp_path):
     # Indoor and outdoor scenes alternate, so their depth ranges differ.
     far = [np.nanmax(bagconv.image_depth_m(gt)) for _, gt in msgs[GT]]
     assert far[0] != far[1]
+    # By default the frames are of the world the embedded model was trained in.
+    from depthvlm_ros.core.bench.synthetic import EMBEDDED_WORLD, render_scene
+    first = render_scene(0, "indoor", width=64, height=48, world=EMBEDDED_WORLD)
+    np.testing.assert_allclose(np.nan_to_num(bagconv.image_depth_m(msgs[GT][0][1])), first.depth)
     # --world picks the generator's world: other scenes from the same seeds.
     other = tmp_path / "sample_v2"
     assert cli_main(["make-sample-bag", str(other), "--frames", "1", "--width", "64",

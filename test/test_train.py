@@ -60,7 +60,8 @@ def write_plane_dataset(out: Path, n: int, seed: int, size=(160, 128), fx=120.0)
                       "canonical_fx": 100.0, "dataset": "indoor" if i % 2 else "outdoor",
                       "prompt": "How far from the camera is the point at pixel (80, 100)?",
                       "solution": f"{float(depth[100, 80]):.2f} m", "qa_type": "point_depth",
-                      "pixel_coords": [[80, 100]], "depth": [float(depth[100, 80])]})
+                      "pixel_coords": [[80, 100]], "depth": [float(depth[100, 80])],
+                      "generator": "test planes"})
     path = out / "bench.jsonl"
     path.write_text("".join(json.dumps(x) + "\n" for x in lines))
     return path
@@ -283,6 +284,7 @@ def test_ddp_two_processes_identical_and_loss_falls(plane_data, tmp_path):
     meta = json.loads((out / "final" / "depthvlm_meta.json").read_text())
     assert meta["stage"] == 2 and meta["steps"] == 16 and meta["canonical_fx"] == 100.0
     assert "depthvlm train" in meta["command"]
+    assert meta["train_generators"] == ["test planes"]   # which images it learned from
     # The final folder is a standard model folder that the pipeline loads via model_path.
     pipe = DepthVLMPipeline.from_config(DepthVLMConfig(model_path=str(out / "final"),
                                                        head_backend="torch", device="cpu"))

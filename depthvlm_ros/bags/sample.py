@@ -100,18 +100,19 @@ SAMPLE_START_NS = 1_700_000_000 * 1_000_000_000
 
 def write_sample_bag(path: str | Path, frames: int = 20, width: int = 320, height: int = 240,
                      storage: str = "mcap", rate_hz: float = 10.0, seed: int = 0,
-                     fx: float | None = None, world: str = "v1") -> int:
+                     fx: float | None = None, world: str | None = None) -> int:
     """A bag of procedural RGB-D frames from the benchmark's scene generator.
 
     Frames alternate between indoor and outdoor scenes (seed ``seed + i``), at ``rate_hz``
     from :data:`SAMPLE_START_NS`, on the :data:`SAMPLE_TOPICS` topics, frame
-    ``camera_optical_frame``, GT as ``32FC1`` metres. ``world`` defaults to ``v1``, the world the
-    embedded model was trained in, so a demo on it shows what that model learned.
+    ``camera_optical_frame``, GT as ``32FC1`` metres. ``world`` defaults to the generator's
+    ``EMBEDDED_WORLD``, the world the embedded model was trained in, so a demo on it shows
+    what that model learned.
 
     Returns:
         The number of frames written.
     """
-    from ..core.bench.synthetic import render_scene
+    from ..core.bench.synthetic import EMBEDDED_WORLD, render_scene
 
     if frames < 1 or width < 8 or height < 8 or rate_hz <= 0:
         raise InputError("need frames >= 1, width and height >= 8 and a positive rate")
@@ -120,7 +121,7 @@ def write_sample_bag(path: str | Path, frames: int = 20, width: int = 320, heigh
 
     def gen():
         for i in range(frames):
-            kw = {"width": width, "height": height, "world": world}
+            kw = {"width": width, "height": height, "world": world or EMBEDDED_WORLD}
             if fx is not None:
                 kw["fx"] = fx
             sc = render_scene(seed + i, kinds[i % 2], **kw)

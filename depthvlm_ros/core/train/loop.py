@@ -405,6 +405,10 @@ class Trainer:
                 "recipe": "stage 0 (whole model, depth+text; embedded only) -> stage 1 (head, "
                           "SILog) -> stage 2 (LLM+lm_head+head, LM + depth)",
                 "stages": [asdict(s) for s in self.cfg.stages],
+                # What the training images were (e.g. "depthvlm_ros.synthetic 2.0-mount"),
+                # so a folder says which world its depth is valid in.
+                "train_generators": sorted({str(r.extra["generator"]) for r in self.train_records
+                                            if r.extra.get("generator")}),
                 "world_size": self.env.world_size}
 
     def _write_folder(self, path: Path, stage: int, final: bool = False,

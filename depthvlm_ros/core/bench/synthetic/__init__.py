@@ -24,7 +24,8 @@ Modules, in the order a frame flows through them:
 """
 
 from .constants import (ALL_QA_TYPES, DENSE_PROMPT, DENSE_SOLUTION, DEPTH_SCALE,
-                        GENERATOR_VERSION, KINDS, MAX_DEPTH, QA_TYPES, SCENE_QA_TYPES, WORLDS)
+                        EMBEDDED_WORLD, GENERATOR_VERSION, KINDS, MAX_DEPTH, QA_TYPES,
+                        SCENE_QA_TYPES, WORLDS)
 from .layouts import build_scene, render_scene
 from .objects import VisibleObject, visible_objects
 from .qa import QAItem, backproject_pixel, make_qa
@@ -36,7 +37,8 @@ from .writer import benchmark_summary, write_benchmark
 
 __all__ = [
     # constants
-    "GENERATOR_VERSION", "WORLDS", "KINDS", "MAX_DEPTH", "DEPTH_SCALE", "DENSE_PROMPT", "DENSE_SOLUTION",
+    "GENERATOR_VERSION", "WORLDS", "EMBEDDED_WORLD", "KINDS", "MAX_DEPTH", "DEPTH_SCALE",
+    "DENSE_PROMPT", "DENSE_SOLUTION",
     "QA_TYPES", "SCENE_QA_TYPES", "ALL_QA_TYPES",
     # scene description, ray casting and shading
     "Material", "Plane", "Box", "Cylinder", "Camera", "Light", "Scene", "camera_rotation",

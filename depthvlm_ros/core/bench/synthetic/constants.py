@@ -9,6 +9,7 @@ from __future__ import annotations
 __all__ = [
     "GENERATOR_VERSION",
     "WORLDS",
+    "EMBEDDED_WORLD",
     "KINDS",
     "MAX_DEPTH",
     "DEPTH_SCALE",
@@ -26,6 +27,10 @@ GENERATOR_VERSION = "2.0"
 #: things their real-world sizes (the default), ``mount`` shows v2's rooms and streets from one
 #: robot's fixed camera mount (world_v2.ROBOT_MOUNT), ``v1`` reproduces 1.0 files exactly.
 WORLDS = {"v1": "1.0", "v2": "2.0", "mount": "2.0-mount"}
+
+#: The world the shipped embedded model (``model_path: embedded``) was trained in. Sample bags
+#: and README figures use it, so a demo shows the model on the kind of scene it learned.
+EMBEDDED_WORLD = "v1"
 
 KINDS = ("indoor", "outdoor")
 
