@@ -219,6 +219,25 @@ def test_world_mount_keeps_one_camera_mount_and_v2_sizes():
         assert any(0.8 <= b <= 0.9 and 2.0 <= top <= 2.1 for _, b, top in _sizes(objs))
 
 
+def test_world_robot_is_the_mount_through_one_camera():
+    # Same rooms and streets as world mount (only the camera differs), every frame at the
+    # robot camera's size and focal length; a size given keeps its field of view.
+    c = S.world_v2.ROBOT_CAMERA
+    for seed in range(6):
+        for kind in S.KINDS:
+            cam, objs, _, _ = S.build_scene(seed, kind, world="robot")
+            m_cam, m_objs, _, _ = S.build_scene(seed, kind, world="mount")
+            assert (cam.width, cam.height, cam.fx) == (c.width, c.height, c.fx)
+            assert abs(cam.fy / cam.fx - 1) <= 0.005
+            assert abs(cam.cy - (cam.height - 1) / 2) <= 0.03 * cam.height
+            assert objs == m_objs and cam.position == m_cam.position
+            assert cam.rotation == m_cam.rotation
+    half, *_ = S.build_scene(0, "indoor", width=c.width // 2, height=c.height // 2,
+                             world="robot")
+    assert half.fx == c.fx / 2
+    assert S.build_scene(0, "indoor", fx=300.0, world="robot")[0].fx == 300.0
+
+
 def test_world_v2_things_have_their_real_sizes():
     # Every v2 room has a door of 0.8-0.9 x 2.0-2.1 m; every ceiling is 2.4-3.0 m high;
     # tables stand 0.72-0.76 m high; every street's kerb is 0.12-0.16 m.

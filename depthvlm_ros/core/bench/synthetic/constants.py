@@ -25,8 +25,10 @@ GENERATOR_VERSION = "2.0"
 
 #: Layout rules by name, with the generator version whose files each reproduces: ``v2`` gives
 #: things their real-world sizes (the default), ``mount`` shows v2's rooms and streets from one
-#: robot's fixed camera mount (world_v2.ROBOT_MOUNT), ``v1`` reproduces 1.0 files exactly.
-WORLDS = {"v1": "1.0", "v2": "2.0", "mount": "2.0-mount"}
+#: robot's fixed camera mount (world_v2.ROBOT_MOUNT), ``robot`` the same through that robot's
+#: one camera (world_v2.ROBOT_CAMERA: one image size and focal length), ``v1`` reproduces 1.0
+#: files exactly.
+WORLDS = {"v1": "1.0", "v2": "2.0", "mount": "2.0-mount", "robot": "2.0-robot"}
 
 #: The world the shipped embedded model (``model_path: embedded``) was trained in. Sample bags
 #: and README figures use it, so a demo shows the model on the kind of scene it learned.

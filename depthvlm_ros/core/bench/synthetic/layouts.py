@@ -3,7 +3,8 @@
 A *world* is a set of layout rules. ``v2`` (the default, generator 2.0) gives things their
 real-world sizes so that metric scale can be read from an image (:mod:`.world_v2`);
 ``mount`` is v2 seen from one robot's fixed camera mount (height and tilt the same in every
-frame, as on a robot); ``v1`` (generator 1.0, :mod:`.world_v1`) reproduces the earlier files
+frame, as on a robot); ``robot`` is ``mount`` through that robot's one camera (one image size
+and focal length); ``v1`` (generator 1.0, :mod:`.world_v1`) reproduces the earlier files
 exactly. Appearance is random
 per object (hue, value, texture mix), and so are the light, white balance and sensor noise, so
 that brightness says nothing about distance.
@@ -34,7 +35,12 @@ _LAYOUTS = {
     "v2": (world_v2.indoor_layout, world_v2.outdoor_layout),
     "mount": (partial(world_v2.indoor_layout, mount=world_v2.ROBOT_MOUNT),
               partial(world_v2.outdoor_layout, mount=world_v2.ROBOT_MOUNT)),
+    "robot": (partial(world_v2.indoor_layout, mount=world_v2.ROBOT_MOUNT),
+              partial(world_v2.outdoor_layout, mount=world_v2.ROBOT_MOUNT)),
 }
+
+#: Worlds seen through one camera: the size and focal length every frame has unless overridden.
+_CAMERAS = {"robot": world_v2.ROBOT_CAMERA}
 
 
 def build_scene(seed: int, kind: str, *, width: int | None = None, height: int | None = None,
@@ -48,7 +54,9 @@ def build_scene(seed: int, kind: str, *, width: int | None = None, height: int |
         width, height, fx: overrides of the random resolution / focal length (the pose, the
             objects and their appearance stay the same).
         world: ``v2`` (real-world sizes, generator 2.0), ``mount`` (the same rooms and
-            streets seen from one robot's fixed camera mount) or ``v1`` (generator 1.0).
+            streets seen from one robot's fixed camera mount), ``robot`` (``mount`` through
+            one camera: its size, and its field of view at any size given) or ``v1``
+            (generator 1.0).
 
     Returns:
         ``(camera, objects, light, look)`` where ``look`` holds the sky colours, white
@@ -66,6 +74,12 @@ def build_scene(seed: int, kind: str, *, width: int | None = None, height: int |
     for name, v in (("width", width), ("height", height)):
         if v is not None and (isinstance(v, bool) or int(v) != v or int(v) < 2 or int(v) > 8192):
             raise InputError(f"{name} must be an integer in [2, 8192], got {v!r}")
+    fixed = _CAMERAS.get(world)
+    if fixed is not None:
+        if width is None and height is None:
+            width, height = fixed.width, fixed.height
+        if fx is None and width is not None:
+            fx = fixed.fx * int(width) / fixed.width   # the camera's field of view at this size
     streams = scene_streams(seed, kind)
     r_int, r_lay, r_app = streams.intrinsics, streams.layout, streams.appearance
     w, h, f, fy, cx, cy = draw_intrinsics(r_int, width, height, fx)
@@ -105,7 +119,7 @@ def render_scene(seed: int, kind: str = "indoor", *, width: int | None = None,
             gives a 4:3 or 16:9 height drawn from the seed).
         fx: focal length override in pixels (fy then stays within 0.5 % of it).
         fog: depth-tied fog density per metre; 0 (default) for training / benchmark data.
-        world: ``v2`` (real-world sizes, generator 2.0) or ``v1`` (generator 1.0).
+        world: a name of :data:`~.constants.WORLDS`, as in :func:`build_scene`.
 
     Returns:
         The rendered :class:`Scene`.

@@ -25,7 +25,8 @@ import numpy as np
 from .draws import against_wall, clear_of, inside, rand_color
 from .scene import Box, Cylinder, Material, Plane, Primitive, box_corners
 
-__all__ = ["Mount", "ROBOT_MOUNT", "indoor_layout", "outdoor_layout"]
+__all__ = ["Mount", "ROBOT_MOUNT", "RobotCamera", "ROBOT_CAMERA", "indoor_layout",
+           "outdoor_layout"]
 
 
 @dataclass(frozen=True)
@@ -58,6 +59,27 @@ class Mount:
 
 #: The camera mount of world ``mount``: a head camera about 1 m up, tilted 3 degrees down.
 ROBOT_MOUNT = Mount(height_m=1.0, height_jitter_m=0.02, pitch_deg=3.0, tilt_jitter_deg=1.0)
+
+@dataclass(frozen=True)
+class RobotCamera:
+    """The one camera a robot records with: its image size and focal length.
+
+    Resizing to a canonical focal length makes every camera's pixels the same angle, but
+    cameras still differ in field of view, so the same place in the world lands at a
+    different fraction of the image height in each. A model whose only notion of position is
+    the fraction of the image (a ViT's interpolated position embedding) reads the horizon's
+    row as a scale cue only when the field of view is fixed too. Each unit still has its own
+    calibration: fy and the principal point vary as :func:`~.draws.draw_intrinsics` draws them.
+    """
+
+    width: int
+    height: int
+    fx: float
+
+
+#: The camera of world ``robot``: 320x240 with fx 256 (a 64 degree horizontal field of view,
+#: the sample bag's size), on :data:`ROBOT_MOUNT`.
+ROBOT_CAMERA = RobotCamera(width=320, height=240, fx=256.0)
 
 _BUDGET = 40   # primitives per scene: the ray caster's cost grows with it
 

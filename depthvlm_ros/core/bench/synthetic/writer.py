@@ -259,7 +259,9 @@ def write_benchmark(out_dir: str | os.PathLike, n_indoor: int, n_outdoor: int, s
         progress: show a tqdm bar.
         jsonl_name: name of the combined annotation file.
         split_by_kind: also write ``synthetic_<kind>.jsonl``.
-        world: ``v2`` (real-world sizes, generator 2.0) or ``v1`` (reproduces 1.0 files).
+        world: a name of :data:`~.constants.WORLDS` (``v2``: real-world sizes, generator 2.0;
+            ``mount`` / ``robot``: one robot's camera mount / mount and camera; ``v1``:
+            reproduces 1.0 files).
         scene_qa: add the scene-kind and named-object lines (False: the lines earlier
             versions wrote, nothing else).
 
