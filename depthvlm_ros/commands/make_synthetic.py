@@ -39,7 +39,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="spatial question lines about the depth map per image (default 4)")
     p.add_argument("--world", default=None,
                    help="layout rules: v2 (default; real-world sizes), mount (v2 seen from one "
-                        "robot's fixed camera mount) or v1 (reproduces generator 1.0 files)")
+                        "robot's fixed camera mount), robot (mount through that robot's one "
+                        "camera) or v1 (reproduces generator 1.0 files)")
     p.add_argument("--no-scene-qa", action="store_true",
                    help="leave out the scene-kind question and the named-object questions "
                         "(with their object boxes) that each image otherwise gets")
