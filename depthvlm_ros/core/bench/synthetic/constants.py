@@ -32,7 +32,7 @@ WORLDS = {"v1": "1.0", "v2": "2.0", "mount": "2.0-mount", "robot": "2.0-robot"}
 
 #: The world the shipped embedded model (``model_path: embedded``) was trained in. Sample bags
 #: and README figures use it, so a demo shows the model on the kind of scene it learned.
-EMBEDDED_WORLD = "v1"
+EMBEDDED_WORLD = "robot"
 
 KINDS = ("indoor", "outdoor")
 
