@@ -81,10 +81,13 @@ def test_every_camera_gets_depth_at_its_own_stamps_in_order(live, streamed):
         assert stamps == sorted(set(stamps)), f"{name}: out of order or repeated"
         assert set(stamps) <= set(streamed[name]), f"{name}: a stamp it never sent"
         assert {(d[1], d[2], d[3]) for d in depth} == {(f"{name}_optical", width, height)}
-    # Cameras in turn: the 5 Hz camera is never starved by the 30 Hz one: at most one of
-    # its frames in a round is superseded while the others are served.
+    # Cameras in turn: the 5 Hz camera is never starved by the 30 Hz one. It gets its fair
+    # share of the frames the model managed (every frame it sent, or a third of all served,
+    # whichever is fewer), up to one round; how many that is depends on the machine's speed.
     arm = len(client.messages("arm/depth"))
-    assert arm >= 0.6 * len(streamed["arm"]), (arm, len(streamed["arm"]))
+    served = sum(len(client.messages(f"{n}/depth")) for n in CAMERAS)
+    fair = min(len(streamed["arm"]), served / len(CAMERAS))
+    assert arm >= fair - 1.5, (arm, len(streamed["arm"]), served)
     # The fast camera still gets at least as many frames as the slow ones.
     assert len(client.messages("front/depth")) >= arm
 
