@@ -30,6 +30,7 @@ import numpy as np
 
 from depthvlm_ros.core.bench.jsonl import BenchRecord, load_gt_depth, read_jsonl
 from depthvlm_ros.core.errors import DepthVLMError
+from depthvlm_ros.core.frames import record_intrinsics
 
 BIN_PX = 4   # canonical pixels per table cell
 
@@ -37,12 +38,11 @@ BIN_PX = 4   # canonical pixels per table cell
 def _cells(record: BenchRecord, shape: tuple[int, int], canonical_fx: float):
     """Table cell (column, row) of every pixel of an image of ``shape``."""
     h, w = shape
-    scale = canonical_fx / record.original_fx
-    cx = record.cx if record.cx is not None else (w - 1) / 2.0
-    cy = record.cy if record.cy is not None else (h - 1) / 2.0
+    intr = record_intrinsics(record, w, h)   # the bench's rule, so both see one principal point
+    scale = canonical_fx / intr.fx
     v, u = np.mgrid[0:h, 0:w]
-    return (np.floor((u - cx) * scale / BIN_PX).astype(np.int64),
-            np.floor((v - cy) * scale / BIN_PX).astype(np.int64))
+    return (np.floor((u - intr.cx) * scale / BIN_PX).astype(np.int64),
+            np.floor((v - intr.cy) * scale / BIN_PX).astype(np.int64))
 
 
 class PositionPrior:

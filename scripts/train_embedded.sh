@@ -6,7 +6,8 @@
 # 1. renders the synthetic DepthVLM-Bench (indoor + outdoor) in world WORLD (default: the
 #    generator's EMBEDDED_WORLD, the world the shipped model was trained in; v1: generator 1.0;
 #    v2: real-world sizes from random camera poses; mount: v2's rooms and streets from one
-#    robot's fixed camera mount; each measured in the README): a training split (seed 1) and a held-out split with new seeds (seed 7001) that
+#    robot's fixed camera mount; robot: mount through that robot's one camera; each measured
+#    in the README): a training split (seed 1) and a held-out split with new seeds (seed 7001) that
 #    training never sees, plus the generator 1.0 held-out split (heldout_v1) for comparison;
 # 2. trains from random weights with `depthvlm train` under torchrun (DDP; one CPU process by
 #    default, NPROC=N for more): stage 0 (whole model, depth + text; needed because there is
@@ -42,8 +43,9 @@ PATCH=${PATCH:-16}           # ViT patch of a model trained from scratch (8: 16-
 ARCH=${ARCH:-embedded}       # sizes (depthvlm_ros.core.train.config.ARCHITECTURES)
 SILOG_LAMBDA=${SILOG_LAMBDA:-0.5}  # SILog variance weight (0: a wrong global scale costs in full)
 DATA=${DATA:-$RUN/data}      # rendered splits (several runs of one world may share them)
-# Probability of a random-crop batch. A crop keeps fx but moves the principal point, so in the
-# fixed-mount world, where the horizon's row is a scale cue, there are none by default.
+# Probability of a random-crop batch. A crop keeps fx but moves the principal point, and in a
+# fixed-mount world the horizon's row is a scale cue: world mount has none by default; the
+# shipped robot model was trained with 0.3 (crops in robot not yet compared against none).
 if [ "$WORLD" = mount ]; then CROP=${CROP:-0}; else CROP=${CROP:-0.3}; fi
 # Text targets: depth facts, point and marker questions, the data's own questions (depth-map,
 # scene-kind and named-object ones) and the grounding reply for named objects.

@@ -29,14 +29,15 @@ from .shading import render
 
 __all__ = ["build_scene", "render_scene"]
 
+_MOUNTED = (partial(world_v2.indoor_layout, mount=world_v2.ROBOT_MOUNT),
+            partial(world_v2.outdoor_layout, mount=world_v2.ROBOT_MOUNT))
+
 #: (indoor, outdoor) layout function of each world in WORLDS.
 _LAYOUTS = {
     "v1": (world_v1.indoor_layout, world_v1.outdoor_layout),
     "v2": (world_v2.indoor_layout, world_v2.outdoor_layout),
-    "mount": (partial(world_v2.indoor_layout, mount=world_v2.ROBOT_MOUNT),
-              partial(world_v2.outdoor_layout, mount=world_v2.ROBOT_MOUNT)),
-    "robot": (partial(world_v2.indoor_layout, mount=world_v2.ROBOT_MOUNT),
-              partial(world_v2.outdoor_layout, mount=world_v2.ROBOT_MOUNT)),
+    "mount": _MOUNTED,
+    "robot": _MOUNTED,   # the same scenes; only the camera (_CAMERAS) differs
 }
 
 #: Worlds seen through one camera: the size and focal length every frame has unless overridden.
