@@ -16,9 +16,10 @@
 # 3. leaves RUN_DIR/final (a model folder loadable with model_path), RUN_DIR/best (best
 #    held-out score: the shipped one), train_log.jsonl and loss.png. Copy RUN_DIR/best to
 #    depthvlm_ros/embedded to ship it.
-# PHASE2=1 adds the measured continuation (README "Embedded model"): 3750 more steps from
-# RUN_DIR/best with a warm restart of the learning rate, in RUN_DIR/phase2, and
-# RUN_DIR/training.png with both phases. It did not beat phase 1 (the loss had plateaued).
+# PHASE2=1 adds the measured continuation (README "Embedded model"): STAGES2 more steps from
+# RUN_DIR/best with a warm restart of the learning rate, in RUN_DIR/phase2, on the training
+# split plus N_MORE more images per kind (seed 2, rendered at ~25 images/s on 2 cores) and with
+# the text mix TEXT_MIX2, and RUN_DIR/training.png with both phases.
 # The training split carries the generator's scene-kind and named-object questions; the text
 # mix teaches their answers and the grounding reply (box) of each named object.
 # SILOG_LAMBDA=0 (full scale penalty) and ARCH=embedded_wide (a 1.5x backbone) are levers
@@ -33,8 +34,9 @@ NPROC=${NPROC:-1}
 N_TRAIN=${N_TRAIN:-800}      # images per kind in the training split
 N_EVAL=${N_EVAL:-30}         # images per kind in the held-out split
 STAGES=${STAGES:-0:1400:6e-4,1:120:3e-4,2:380:1.5e-4}
-STAGES2=${STAGES2:-0:3000:8e-4,1:150:3e-4,2:600:1.5e-4}
+STAGES2=${STAGES2:-0:2200:4e-4,1:100:2e-4,2:300:1e-4}
 PHASE2=${PHASE2:-0}
+N_MORE=${N_MORE:-6400}       # phase 2: more training images per kind (seed 2)
 EVAL_EVERY=${EVAL_EVERY:-450}  # steps between held-out evaluations (phase 1)
 PY=${PYTHON:-python}
 # Synthetic world of the training and held-out splits; the default is the shipped model's.
@@ -50,6 +52,7 @@ if [ "$WORLD" = mount ]; then CROP=${CROP:-0}; else CROP=${CROP:-0.3}; fi
 # Text targets: depth facts, point and marker questions, the data's own questions (depth-map,
 # scene-kind and named-object ones) and the grounding reply for named objects.
 TEXT_MIX=${TEXT_MIX:-dense=1,point=1,marker=2,qa=2,ground=4}
+TEXT_MIX2=${TEXT_MIX2:-dense=1,point=1,marker=2,qa=2,ground=8}  # phase 2: twice the grounding
 # Token budget: 128 tokens of 32 pixels, the same image area in tokens of the chosen size.
 MAX_TOKENS=${MAX_TOKENS:-$(( 128 * (32 / (2 * PATCH)) * (32 / (2 * PATCH)) ))}
 THREADS=${THREADS:-2}        # torch threads per process (1 on a shared machine)
@@ -65,25 +68,36 @@ w('$1', $2, $2, seed=$3, progress=False, workers=2, world='$4')"
 gen "$DATA/train" "$N_TRAIN" 1 "$WORLD"
 gen "$DATA/heldout" "$N_EVAL" 7001 "$WORLD"
 gen "$DATA/heldout_v1" "$N_EVAL" 7001 v1
+TRAIN_FILES=("$DATA/train/synthetic.jsonl")
+if [ "$PHASE2" = 1 ] && [ "$N_MORE" -gt 0 ]; then
+  gen "$DATA/more" "$N_MORE" 2 "$WORLD"
+fi
 
 # canonical_fx 256: a 640x480 image with fx 525 becomes 320x224 (70 tokens of 32 pixels, 280
 # of 16); the token budget (128 tokens of 32 pixels, or the same area in smaller ones) bounds
 # the widest views (their depth is rescaled by depth_scale, so it stays metric).
-train() {  # train OUT INIT STAGES EVAL_EVERY SEED [extra args]
-  local out=$1 init=$2 stages=$3 every=$4 seed=$5
-  shift 5
+train() {  # train OUT INIT STAGES EVAL_EVERY SEED TEXT_MIX TRAIN_JSONL... -- [extra args]
+  local out=$1 init=$2 stages=$3 every=$4 seed=$5 mix=$6
+  shift 6
+  local files=()
+  while [ "$1" != "--" ]; do files+=("$1"); shift; done
+  shift
   nice -n "$NICE" "$PY" -m torch.distributed.run --standalone --nproc_per_node "$NPROC" \
     -m depthvlm_ros.cli train \
-    --train "$DATA/train/synthetic.jsonl" --eval "$DATA/heldout/synthetic.jsonl" \
+    --train "${files[@]}" --eval "$DATA/heldout/synthetic.jsonl" \
     --out "$out" --init "$init" --canonical-fx 256 --max-image-tokens "$MAX_TOKENS" \
     --stages "$stages" --warmup 100 --batch-size 8 --grad-accum 1 --depth-weight 1.0 \
-    --lm-weight 0.5 --silog-lambda "$SILOG_LAMBDA" --hflip 0.5 --jitter 0.2 --crop "$CROP" --text-mix "$TEXT_MIX" \
+    --lm-weight 0.5 --silog-lambda "$SILOG_LAMBDA" --hflip 0.5 --jitter 0.2 --crop "$CROP" --text-mix "$mix" \
     --workers 1 --threads "$THREADS" --eval-every "$every" --ckpt-every 50 --log-every 10 \
     --eval-images 60 --eval-markers 2 --seed "$seed" --resume auto "$@"
 }
-train "$RUN" scratch "$STAGES" "$EVAL_EVERY" 0 --arch "$ARCH" --patch-size "$PATCH"
+train "$RUN" scratch "$STAGES" "$EVAL_EVERY" 0 "$TEXT_MIX" "${TRAIN_FILES[@]}" -- \
+  --arch "$ARCH" --patch-size "$PATCH"
 if [ "$PHASE2" = 1 ]; then
-  train "$RUN/phase2" "$RUN/best" "$STAGES2" 750 1
+  MORE_FILES=()
+  if [ "$N_MORE" -gt 0 ]; then MORE_FILES=("$DATA/more/synthetic.jsonl"); fi
+  train "$RUN/phase2" "$RUN/best" "$STAGES2" 550 1 "$TEXT_MIX2" \
+    "${TRAIN_FILES[@]}" "${MORE_FILES[@]}" --
   # Both phases on one step axis (the README figure), phase 2 drawn from the step it
   # branched from (phase 1's best checkpoint).
   "$PY" - "$RUN" <<'PYEOF'

@@ -1,0 +1,87 @@
+"""The README's measuring scripts: the training evaluation on any split, the position prior."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from depthvlm_ros.core.bench.jsonl import load_gt_depth, read_jsonl
+from depthvlm_ros.core.bench.synthetic import write_benchmark
+
+SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
+
+
+def _script(name: str):
+    spec = importlib.util.spec_from_file_location(name, SCRIPTS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def small_split(tmp_path_factory):
+    out = tmp_path_factory.mktemp("split")
+    # The robot camera's own size: the prior's 4-pixel cells are then 4 image pixels.
+    write_benchmark(out, 2, 2, seed=3, progress=False, workers=1,
+                    world="robot")
+    return out
+
+
+def test_training_eval_scores_a_saved_model_per_group(tiny_model_dir, small_split, tmp_path,
+                                                      capsys):
+    result_path = tmp_path / "eval.json"
+    rc = _script("training_eval").main(
+        ["--model", str(tiny_model_dir), "--data", str(small_split / "synthetic.jsonl"),
+         "--images", "4", "--markers", "1", "--threads", "1", "--out", str(result_path)])
+    assert rc == 0
+    result = json.loads(result_path.read_text())
+    assert {g: d["n_images"] for g, d in result["depth"].items()} == {
+        "synthetic_indoor": 2, "synthetic_outdoor": 2}
+    for d in result["depth"].values():
+        assert 0.0 <= d["delta1"] <= 1.0 and d["abs_rel"] >= 0.0
+    assert result["answers"]["marker"]["all"]["n"] == 4
+    printed = capsys.readouterr().out
+    assert "synthetic_indoor: δ1" in printed and "marker:" in printed
+
+
+def test_training_eval_reports_a_missing_model_folder(small_split, tmp_path, capsys):
+    rc = _script("training_eval").main(
+        ["--model", str(tmp_path / "no-such-model"), "--data",
+         str(small_split / "synthetic.jsonl")])
+    assert rc == 1
+    assert "training_eval:" in capsys.readouterr().err
+
+
+def test_position_prior_of_one_image_reproduces_its_depth(small_split, tmp_path):
+    """Built from one image and asked for that image, the prior is its depth up to the table's
+    4-pixel cells: a table read at a shifted principal point would miss the edges and floor."""
+    lines = [json.loads(x) for x in
+             (small_split / "synthetic_indoor.jsonl").read_text().splitlines()]
+    lines = [x for x in lines if x["image"] == lines[0]["image"]]
+    # Image paths are relative to the JSONL's folder, so the one-image split sits beside it.
+    one = small_split / "one_image.jsonl"
+    one.write_text("".join(json.dumps(x) + "\n" for x in lines))
+    first = read_jsonl(one)
+    rc = _script("position_prior").main(["--train", str(one), "--data", str(one),
+                                         "--out", str(tmp_path / "prior")])
+    assert rc == 0
+    pred = np.load(tmp_path / "prior" / first[0].dataset / f"{first[0].stem}.npy")
+    gt = load_gt_depth(first[0])
+    assert pred.shape == gt.shape and np.isfinite(pred).all()
+    ok = gt > 0
+    ratio = np.maximum(pred[ok] / gt[ok], gt[ok] / pred[ok])
+    assert (ratio < 1.25).mean() > 0.9
+    # Read with the principal point moved by a quarter of the image, the table is wrong.
+    shifted = small_split / "one_image_shifted.jsonl"
+    moved = [{**x, "cx": float(x["cx"]) + 24} for x in lines]
+    shifted.write_text("".join(json.dumps(m) + "\n" for m in moved))
+    rc = _script("position_prior").main(["--train", str(one), "--data", str(shifted),
+                                         "--out", str(tmp_path / "prior_shifted")])
+    assert rc == 0
+    bad = np.load(tmp_path / "prior_shifted" / first[0].dataset / f"{first[0].stem}.npy")
+    bad_ratio = np.maximum(bad[ok] / gt[ok], gt[ok] / bad[ok])
+    assert (bad_ratio < 1.25).mean() < (ratio < 1.25).mean()
