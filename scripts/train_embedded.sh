@@ -14,9 +14,9 @@
 #    no pretrained backbone), then the paper's stage 1 (head only, SILog) and stage 2 (vision
 #    frozen; LLM + lm_head + head with LM + depth loss);
 # 3. leaves RUN_DIR/final (a model folder loadable with model_path), RUN_DIR/best (best
-#    held-out score: the shipped one), train_log.jsonl and loss.png. Copy RUN_DIR/best to
-#    depthvlm_ros/embedded to ship it.
-# PHASE2=1 adds the measured continuation (README "Embedded model"): STAGES2 more steps from
+#    held-out score), train_log.jsonl and loss.png.
+# PHASE2=1 (how the shipped model was made; its RUN_DIR/phase2/best is the shipped folder:
+# copy it to depthvlm_ros/embedded to ship) adds the continuation: STAGES2 more steps from
 # RUN_DIR/best with a warm restart of the learning rate, in RUN_DIR/phase2, on the training
 # split plus N_MORE more images per kind (seed 2, rendered at ~25 images/s on 2 cores) and with
 # the text mix TEXT_MIX2, and RUN_DIR/training.png with both phases.
