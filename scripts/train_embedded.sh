@@ -69,8 +69,10 @@ gen "$DATA/train" "$N_TRAIN" 1 "$WORLD"
 gen "$DATA/heldout" "$N_EVAL" 7001 "$WORLD"
 gen "$DATA/heldout_v1" "$N_EVAL" 7001 v1
 TRAIN_FILES=("$DATA/train/synthetic.jsonl")
+PHASE2_FILES=("${TRAIN_FILES[@]}")
 if [ "$PHASE2" = 1 ] && [ "$N_MORE" -gt 0 ]; then
   gen "$DATA/more" "$N_MORE" 2 "$WORLD"
+  PHASE2_FILES+=("$DATA/more/synthetic.jsonl")
 fi
 
 # canonical_fx 256: a 640x480 image with fx 525 becomes 320x224 (70 tokens of 32 pixels, 280
@@ -94,10 +96,7 @@ train() {  # train OUT INIT STAGES EVAL_EVERY SEED TEXT_MIX TRAIN_JSONL... -- [e
 train "$RUN" scratch "$STAGES" "$EVAL_EVERY" 0 "$TEXT_MIX" "${TRAIN_FILES[@]}" -- \
   --arch "$ARCH" --patch-size "$PATCH"
 if [ "$PHASE2" = 1 ]; then
-  MORE_FILES=()
-  if [ "$N_MORE" -gt 0 ]; then MORE_FILES=("$DATA/more/synthetic.jsonl"); fi
-  train "$RUN/phase2" "$RUN/best" "$STAGES2" 550 1 "$TEXT_MIX2" \
-    "${TRAIN_FILES[@]}" "${MORE_FILES[@]}" --
+  train "$RUN/phase2" "$RUN/best" "$STAGES2" 550 1 "$TEXT_MIX2" "${PHASE2_FILES[@]}" --
   # Both phases on one step axis (the README figure), phase 2 drawn from the step it
   # branched from (phase 1's best checkpoint).
   "$PY" - "$RUN" <<'PYEOF'

@@ -28,7 +28,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--data", required=True, action="append", help="JSONL split(s)")
     ap.add_argument("--images", type=int, default=60,
                     help="images per file, spread evenly over its datasets (0: all)")
-    ap.add_argument("--max-tokens", type=int, default=128, help="image token budget")
+    ap.add_argument("--max-tokens", type=int,
+                    help="image token budget (default: the one the model was trained with)")
     ap.add_argument("--markers", type=int, default=2, help="marker questions per image")
     ap.add_argument("--threads", type=int, default=2, help="torch threads")
     ap.add_argument("--out", help="write the full result as JSON here")
@@ -39,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from depthvlm_ros.core.bench.jsonl import read_jsonl
     from depthvlm_ros.core.errors import DepthVLMError
-    from depthvlm_ros.core.folders import read_meta, resolve_model_path
+    from depthvlm_ros.core.folders import folder_canonical_fx, read_meta, resolve_model_path
     from depthvlm_ros.core.model import load_depthvlm
     from depthvlm_ros.core.train.evaluate import eval_subset, evaluate_model
 
@@ -52,9 +53,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"training_eval: {exc}", file=sys.stderr)
         return 1
     tokenizer = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
-    fx = float(read_meta(folder).get("canonical_fx") or 256.0)
-    result = evaluate_model(model, tokenizer, records, fx, max_tokens=args.max_tokens,
-                            markers_per_image=args.markers)
+    # Our folders record the budget they were trained with; other folders get the evaluation's.
+    max_tokens = args.max_tokens or read_meta(folder).get("max_image_tokens")
+    budget = {"max_tokens": int(max_tokens)} if max_tokens else {}
+    result = evaluate_model(model, tokenizer, records, folder_canonical_fx(folder),
+                            markers_per_image=args.markers, **budget)
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(json.dumps(result, indent=1))
