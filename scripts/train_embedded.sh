@@ -20,6 +20,8 @@
 # RUN_DIR/best with a warm restart of the learning rate, in RUN_DIR/phase2, on the training
 # split plus N_MORE more images per kind (seed 2, rendered at ~25 images/s on 2 cores) and with
 # the text mix TEXT_MIX2, and RUN_DIR/training.png with both phases.
+# PHASES=3 goes on from phase 2's best checkpoint with STAGES3 in RUN_DIR/phase3 on the same
+# images and text mix (PHASES=N: each phase from the one before; PHASE2=1 is PHASES=2).
 # The training split carries the generator's scene-kind and named-object questions; the text
 # mix teaches their answers and the grounding reply (box) of each named object.
 # SILOG_LAMBDA=0 (full scale penalty) and ARCH=embedded_wide (a 1.5x backbone) are levers
@@ -35,7 +37,9 @@ N_TRAIN=${N_TRAIN:-800}      # images per kind in the training split
 N_EVAL=${N_EVAL:-30}         # images per kind in the held-out split
 STAGES=${STAGES:-0:1400:6e-4,1:120:3e-4,2:380:1.5e-4}
 STAGES2=${STAGES2:-0:2200:4e-4,1:100:2e-4,2:300:1e-4}
-PHASE2=${PHASE2:-0}
+PHASES=${PHASES:-1}           # training phases; 2 or more: continuations (see above)
+if [ "${PHASE2:-0}" = 1 ] && [ "$PHASES" -lt 2 ]; then PHASES=2; fi
+STAGES3=${STAGES3:-0:1900:3e-4,1:100:1.5e-4,2:200:8e-5}  # phase 3 and later
 N_MORE=${N_MORE:-6400}       # phase 2: more training images per kind (seed 2)
 EVAL_EVERY=${EVAL_EVERY:-450}  # steps between held-out evaluations (phase 1)
 PY=${PYTHON:-python}
@@ -70,7 +74,7 @@ gen "$DATA/heldout" "$N_EVAL" 7001 "$WORLD"
 gen "$DATA/heldout_v1" "$N_EVAL" 7001 v1
 TRAIN_FILES=("$DATA/train/synthetic.jsonl")
 PHASE2_FILES=("${TRAIN_FILES[@]}")
-if [ "$PHASE2" = 1 ] && [ "$N_MORE" -gt 0 ]; then
+if [ "$PHASES" -ge 2 ] && [ "$N_MORE" -gt 0 ]; then
   gen "$DATA/more" "$N_MORE" 2 "$WORLD"
   PHASE2_FILES+=("$DATA/more/synthetic.jsonl")
 fi
@@ -95,17 +99,25 @@ train() {  # train OUT INIT STAGES EVAL_EVERY SEED TEXT_MIX TRAIN_JSONL... -- [e
 }
 train "$RUN" scratch "$STAGES" "$EVAL_EVERY" 0 "$TEXT_MIX" "${TRAIN_FILES[@]}" -- \
   --arch "$ARCH" --patch-size "$PATCH"
-if [ "$PHASE2" = 1 ]; then
-  train "$RUN/phase2" "$RUN/best" "$STAGES2" 550 1 "$TEXT_MIX2" "${PHASE2_FILES[@]}" --
-  # Both phases on one step axis (the README figure), phase 2 drawn from the step it
-  # branched from (phase 1's best checkpoint).
-  "$PY" - "$RUN" <<'PYEOF'
+if [ "$PHASES" -ge 2 ]; then
+  LOGS=("$RUN/train_log.jsonl")
+  init="$RUN/best"
+  for ((k = 2; k <= PHASES; k++)); do
+    stages=$STAGES3; [ "$k" = 2 ] && stages=$STAGES2
+    train "$RUN/phase$k" "$init" "$stages" 550 $((k - 1)) "$TEXT_MIX2" "${PHASE2_FILES[@]}" --
+    LOGS+=("$RUN/phase$k/train_log.jsonl")
+    init="$RUN/phase$k/best"
+  done
+  # All phases on one step axis (the README figure), each drawn from the step it branched
+  # from (the previous phase's best checkpoint).
+  "$PY" - "$RUN" "${LOGS[@]}" <<'PYEOF'
 import json, sys
 from pathlib import Path
 from depthvlm_ros.core.train.loop import plot_losses
-run = Path(sys.argv[1])
-branch = json.loads((run / "best" / "depthvlm_meta.json").read_text())["steps"]
-plot_losses([run / "train_log.jsonl", run / "phase2" / "train_log.jsonl"],
-            run / "training.png", [branch])
+run, logs = Path(sys.argv[1]), [Path(p) for p in sys.argv[2:]]
+branches = [json.loads((run / ("best" if i == 1 else f"phase{i}/best")
+                        / "depthvlm_meta.json").read_text())["steps"]
+            for i in range(1, len(logs))]
+plot_losses(logs, run / "training.png", branches)
 PYEOF
 fi
