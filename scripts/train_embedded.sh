@@ -15,13 +15,13 @@
 #    frozen; LLM + lm_head + head with LM + depth loss);
 # 3. leaves RUN_DIR/final (a model folder loadable with model_path), RUN_DIR/best (best
 #    held-out score), train_log.jsonl and loss.png.
-# PHASE2=1 (how the shipped model was made; its RUN_DIR/phase2/best is the shipped folder:
-# copy it to depthvlm_ros/embedded to ship) adds the continuation: STAGES2 more steps from
-# RUN_DIR/best with a warm restart of the learning rate, in RUN_DIR/phase2, on the training
-# split plus N_MORE more images per kind (seed 2, rendered at ~25 images/s on 2 cores) and with
-# the text mix TEXT_MIX2, and RUN_DIR/training.png with both phases.
-# PHASES=3 goes on from phase 2's best checkpoint with STAGES3 in RUN_DIR/phase3 on the same
-# images and text mix (PHASES=N: each phase from the one before; PHASE2=1 is PHASES=2).
+# PHASES=2 (or PHASE2=1) adds a continuation: STAGES2 more steps from RUN_DIR/best with a
+# warm restart of the learning rate, in RUN_DIR/phase2, on the training split plus N_MORE more
+# images per kind (seed 2, rendered at ~25 images/s on 2 cores) and with the text mix
+# TEXT_MIX2. PHASES=3 (how the shipped model was made: its RUN_DIR/phase3/best is the shipped
+# folder; copy it to depthvlm_ros/embedded to ship) goes on from phase 2's best checkpoint with
+# STAGES3 in RUN_DIR/phase3 on the same images and text mix; PHASES=N chains N phases, each
+# from the best checkpoint of the one before. RUN_DIR/training.png draws all phases.
 # The training split carries the generator's scene-kind and named-object questions; the text
 # mix teaches their answers and the grounding reply (box) of each named object.
 # SILOG_LAMBDA=0 (full scale penalty) and ARCH=embedded_wide (a 1.5x backbone) are levers
