@@ -73,10 +73,10 @@ gen "$DATA/train" "$N_TRAIN" 1 "$WORLD"
 gen "$DATA/heldout" "$N_EVAL" 7001 "$WORLD"
 gen "$DATA/heldout_v1" "$N_EVAL" 7001 v1
 TRAIN_FILES=("$DATA/train/synthetic.jsonl")
-PHASE2_FILES=("${TRAIN_FILES[@]}")
+CONTINUATION_FILES=("${TRAIN_FILES[@]}")  # phases 2 and later
 if [ "$PHASES" -ge 2 ] && [ "$N_MORE" -gt 0 ]; then
   gen "$DATA/more" "$N_MORE" 2 "$WORLD"
-  PHASE2_FILES+=("$DATA/more/synthetic.jsonl")
+  CONTINUATION_FILES+=("$DATA/more/synthetic.jsonl")
 fi
 
 # canonical_fx 256: a 640x480 image with fx 525 becomes 320x224 (70 tokens of 32 pixels, 280
@@ -101,23 +101,24 @@ train "$RUN" scratch "$STAGES" "$EVAL_EVERY" 0 "$TEXT_MIX" "${TRAIN_FILES[@]}" -
   --arch "$ARCH" --patch-size "$PATCH"
 if [ "$PHASES" -ge 2 ]; then
   LOGS=("$RUN/train_log.jsonl")
+  INITS=()   # the checkpoint each continuation starts from
   init="$RUN/best"
   for ((k = 2; k <= PHASES; k++)); do
     stages=$STAGES3; [ "$k" = 2 ] && stages=$STAGES2
-    train "$RUN/phase$k" "$init" "$stages" 550 $((k - 1)) "$TEXT_MIX2" "${PHASE2_FILES[@]}" --
+    train "$RUN/phase$k" "$init" "$stages" 550 $((k - 1)) "$TEXT_MIX2" "${CONTINUATION_FILES[@]}" --
     LOGS+=("$RUN/phase$k/train_log.jsonl")
+    INITS+=("$init")
     init="$RUN/phase$k/best"
   done
   # All phases on one step axis (the README figure), each drawn from the step it branched
-  # from (the previous phase's best checkpoint).
-  "$PY" - "$RUN" "${LOGS[@]}" <<'PYEOF'
+  # from (the step of the checkpoint it started from).
+  "$PY" - "$RUN" "${INITS[@]}" -- "${LOGS[@]}" <<'PYEOF'
 import json, sys
 from pathlib import Path
 from depthvlm_ros.core.train.loop import plot_losses
-run, logs = Path(sys.argv[1]), [Path(p) for p in sys.argv[2:]]
-branches = [json.loads((run / ("best" if i == 1 else f"phase{i}/best")
-                        / "depthvlm_meta.json").read_text())["steps"]
-            for i in range(1, len(logs))]
+run, args = Path(sys.argv[1]), sys.argv[2:]
+inits, logs = args[:args.index("--")], [Path(p) for p in args[args.index("--") + 1:]]
+branches = [json.loads((Path(i) / "depthvlm_meta.json").read_text())["steps"] for i in inits]
 plot_losses(logs, run / "training.png", branches)
 PYEOF
 fi

@@ -102,7 +102,8 @@ def _numbers_in_text(a: SpatialAnswer, extra: tuple[str, ...] = ()) -> None:
 
 def test_pixel_and_region_answers_are_the_published_depth(answered):
     depth, intr, ans = answered
-    for qid in ("one_pixel", "written", "three", "region", "threshold", "size"):
+    measured = ("one_pixel", "written", "three", "region", "threshold", "size")
+    for qid in measured:
         a = ans[qid]
         assert a.status == SpatialAnswer.STATUS_OK, (qid, a.status_reason)
         assert a.source == SpatialAnswer.SOURCE_MEASURED, qid
@@ -114,8 +115,7 @@ def test_pixel_and_region_answers_are_the_published_depth(answered):
         # Per-pixel depths are the published map's, read with the node's own sampling rule.
         for p, d in zip(a.pixels, a.depths):
             assert d == pytest.approx(sample_depth(depth, p.x, p.y), rel=1e-6)
-    assert any(ans[qid].model_answer for qid in
-               ("one_pixel", "written", "three", "region", "threshold", "size"))
+    assert any(ans[qid].model_answer for qid in measured)
     assert [(p.x, p.y) for p in ans["written"].pixels] == [(100.0, 200.0)]
     assert len(ans["three"].depths) == 3 and ans["three"].answer.count(" m from the camera") == 3
     # A region's nearest depth is the minimum of the published depth inside it.
