@@ -40,6 +40,10 @@ STAGES2=${STAGES2:-0:2200:4e-4,1:100:2e-4,2:300:1e-4}
 PHASES=${PHASES:-1}           # training phases; 2 or more: continuations (see above)
 if [ "${PHASE2:-0}" = 1 ] && [ "$PHASES" -lt 2 ]; then PHASES=2; fi
 STAGES3=${STAGES3:-0:1900:3e-4,1:100:1.5e-4,2:200:8e-5}  # phase 3 and later
+# Phase GROW_AT starts from a deeper copy of the checkpoint before it (same outputs; see
+# depthvlm_ros/core/train/grow.py): GROW vision blocks and text layers.
+GROW_AT=${GROW_AT:-4}
+GROW=${GROW:-vision=8,text=8}
 N_MORE=${N_MORE:-6400}       # phase 2: more training images per kind (seed 2)
 EVAL_EVERY=${EVAL_EVERY:-450}  # steps between held-out evaluations (phase 1)
 PY=${PYTHON:-python}
@@ -105,7 +109,9 @@ if [ "$PHASES" -ge 2 ]; then
   init="$RUN/best"
   for ((k = 2; k <= PHASES; k++)); do
     stages=$STAGES3; [ "$k" = 2 ] && stages=$STAGES2
-    train "$RUN/phase$k" "$init" "$stages" 550 $((k - 1)) "$TEXT_MIX2" "${CONTINUATION_FILES[@]}" --
+    grow=(); [ "$k" = "$GROW_AT" ] && [ -n "$GROW" ] && grow=(--grow "$GROW")
+    train "$RUN/phase$k" "$init" "$stages" 550 $((k - 1)) "$TEXT_MIX2" "${CONTINUATION_FILES[@]}" -- \
+      "${grow[@]}"
     LOGS+=("$RUN/phase$k/train_log.jsonl")
     INITS+=("$init")
     init="$RUN/phase$k/best"

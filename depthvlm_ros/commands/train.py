@@ -35,7 +35,7 @@ HELP = "Train a DepthVLM model in stages (depth + text supervision; torchrun/DDP
 # named after its field (``grad_accum`` -> ``--grad-accum``) unless _FLAGS renames it.
 _DATA_FIELDS = ("canonical_fx", "max_image_tokens")
 _AUGMENT_FIELDS = ("hflip", "jitter", "crop")  # AugmentConfig
-_MODEL_FIELDS = ("init", "arch", "patch_size", "vocab_size")
+_MODEL_FIELDS = ("init", "grow", "arch", "patch_size", "vocab_size")
 _OPTIMISATION_FIELDS = ("batch_size", "grad_accum", "depth_weight", "lm_weight", "silog_lambda",
                         "weight_decay", "warmup_steps", "grad_clip", "seed")
 _RUNTIME_FIELDS = ("strategy", "device", "num_workers", "threads", "resume", "eval_every",
@@ -49,6 +49,8 @@ _HELP = {
     "crop": "probability of a random crop batch",
     "facts": "'at (u, v): d m' facts per dense reply",
     "init": "'scratch' (random, --arch) or a model folder / 'embedded' to fine-tune",
+    "grow": "deepen the --init model first, keeping its outputs: e.g. vision=8,text=8 "
+            "(vision: a multiple of its blocks; text: layers appended)",
     "patch_size": "ViT patch of a model trained from scratch (x merge 2 = pixels per LLM token): "
                   "16 is Qwen3-VL's (32-pixel tokens), 8 makes 16-pixel tokens; a fine-tuned "
                   "model keeps its own",
@@ -150,6 +152,15 @@ def run(args: argparse.Namespace) -> int:
     cfg = config_from_args(args)
     if args.canonical_fx == 0.0 and args.init == "scratch":
         raise ConfigError("--canonical-fx is required when training from scratch")
+    if args.grow:
+        from ..core.train.grow import parse_grow
+
+        if args.init == "scratch":
+            raise ConfigError("--grow deepens an --init model; from scratch use --arch")
+        try:
+            parse_grow(args.grow)
+        except ValueError as exc:
+            raise ConfigError(f"--grow: {exc}") from None
     result = train(cfg)
     if int(os.environ.get("RANK", "0")) == 0:
         print(json.dumps({"out": args.out, "final": f"{args.out}/final",

@@ -7,10 +7,11 @@
 * :mod:`.distributed` — torchrun / DDP / FSDP helpers;
 * :mod:`.checkpoint` — self-describing checkpoints and exact resume;
 * :mod:`.evaluate` — held-out evaluation through the inference pipeline;
-* :mod:`.plots` — loss and evaluation curves from the run logs.
+* :mod:`.plots` — loss and evaluation curves from the run logs;
+* :mod:`.grow` — deepen a trained model without changing its outputs.
 
 Submodules are imported on demand (``from depthvlm_ros.core.train.loop import train``) so that
 importing the package costs nothing.
 """
 
-__all__ = ["config", "losses", "data", "loop", "distributed", "checkpoint", "evaluate", "plots"]
+__all__ = ["config", "losses", "data", "loop", "distributed", "checkpoint", "evaluate", "plots", "grow"]

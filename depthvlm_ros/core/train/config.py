@@ -114,6 +114,8 @@ class TrainConfig:
     # 16-pixel tokens. A fine-tuned or resumed model keeps its own.
     patch_size: int = 16
     vocab_size: int = 512
+    # Deepen the --init model before training, e.g. "vision=8,text=8" (see .grow); "" = as is.
+    grow: str = ""
     # 0 = the initial model's meta value, else 1000; a model trained from scratch needs one.
     canonical_fx: float = 0.0
     max_image_tokens: int = 256

@@ -173,6 +173,10 @@ class Trainer:
             source = resolve_model_path(cfg.init)
         if source is not None:
             model = load_depthvlm(source)
+            if cfg.grow and resume_dir is None:  # a resumed checkpoint is grown already
+                from .grow import grow_model, parse_grow
+
+                model = grow_model(model, parse_grow(cfg.grow))
             tok = AutoTokenizer.from_pretrained(str(source), local_files_only=True)
             fx = read_meta(source).get("canonical_fx")
             return model, tok, float(fx) if fx else None
