@@ -18,10 +18,12 @@
 # PHASES=2 (or PHASE2=1) adds a continuation: STAGES2 more steps from RUN_DIR/best with a
 # warm restart of the learning rate, in RUN_DIR/phase2, on the training split plus N_MORE more
 # images per kind (seed 2, rendered at ~25 images/s on 2 cores) and with the text mix
-# TEXT_MIX2. PHASES=3 (how the shipped model was made: its RUN_DIR/phase3/best is the shipped
-# folder; copy it to depthvlm_ros/embedded to ship) goes on from phase 2's best checkpoint with
-# STAGES3 in RUN_DIR/phase3 on the same images and text mix; PHASES=N chains N phases, each
-# from the best checkpoint of the one before. RUN_DIR/training.png draws all phases.
+# TEXT_MIX2. PHASES=3 goes on from phase 2's best checkpoint with STAGES3 in RUN_DIR/phase3 on
+# the same images and text mix; PHASES=N chains N phases, each from the best checkpoint of the
+# one before. Phase GROW_AT (4) first deepens that checkpoint (GROW: vision=8,text=8, the same
+# outputs to start with). PHASES=4 is how the shipped model was made: RUN_DIR/phase4/best is
+# the shipped folder (copy it to depthvlm_ros/embedded to ship). RUN_DIR/training.png draws all
+# phases.
 # The training split carries the generator's scene-kind and named-object questions; the text
 # mix teaches their answers and the grounding reply (box) of each named object.
 # SILOG_LAMBDA=0 (full scale penalty) and ARCH=embedded_wide (a 1.5x backbone) are levers
