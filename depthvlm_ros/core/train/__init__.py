@@ -14,4 +14,5 @@ Submodules are imported on demand (``from depthvlm_ros.core.train.loop import tr
 importing the package costs nothing.
 """
 
-__all__ = ["config", "losses", "data", "loop", "distributed", "checkpoint", "evaluate", "plots", "grow"]
+__all__ = ["config", "losses", "data", "loop", "distributed", "checkpoint", "evaluate", "plots",
+           "grow"]
