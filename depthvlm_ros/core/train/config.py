@@ -126,6 +126,8 @@ class TrainConfig:
     # SILog variance weight: 0.5 is the paper's (half of a wrong global scale forgiven); 0 makes
     # the depth loss the plain RMS log error, which pays for all of it.
     silog_lambda: float = SILOG_LAMBDA
+    # Weight of the training-only position readouts (.locate) whenever the LLM trains; 0 = off.
+    locate_weight: float = 0.0
     weight_decay: float = 0.01
     warmup_steps: int = 50
     min_lr_ratio: float = 0.1

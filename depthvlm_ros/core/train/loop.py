@@ -56,6 +56,7 @@ from .distributed import (DistEnv, all_reduce_mean, barrier, fsdp_full_state_dic
                           init_distributed, no_sync, shutdown_distributed, unwrap_model,
                           wrap_model)
 from .evaluate import eval_subset, evaluate_model, selection_score
+from .locate import LocateReadouts, load_readouts, locate_loss, save_readouts
 from .losses import SILOG_LAMBDA, answer_lm_loss, silog_loss
 from .plots import chain_logs, plot_losses
 
@@ -94,19 +95,28 @@ class DepthVLMTrainStep(nn.Module):
     """
 
     def __init__(self, model: DepthVLMForConditionalGeneration,
-                 silog_lambda: float = SILOG_LAMBDA) -> None:
+                 silog_lambda: float = SILOG_LAMBDA,
+                 readouts: LocateReadouts | None = None) -> None:
         super().__init__()
         self.model = model
         self.silog_lambda = silog_lambda
+        # Training-only position readouts (see .locate); None when --locate-weight is 0.
+        self.readouts = readouts
 
     def forward(self, input_ids: torch.Tensor, labels: torch.Tensor, pixel_values: torch.Tensor,
                 image_grid_thw: torch.Tensor, gt: Sequence[torch.Tensor],
-                depth_scale: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+                depth_scale: torch.Tensor, locate_xy: torch.Tensor | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Depth loss, answer loss, answer tokens and position-readout loss (0 without them)."""
         enc = self.model.encode(input_ids, pixel_values, image_grid_thw)
         pred = self.model.predict_depth(enc).float() * depth_scale[:, None, None]
         d_loss = silog_loss(list(pred), list(gt), lam=self.silog_lambda)
         lm_loss, n_tok = answer_lm_loss(enc.hidden, labels, self.model.lm_head)
-        return d_loss, lm_loss.float(), torch.tensor(float(n_tok))
+        if self.readouts is None or locate_xy is None:
+            loc_loss = torch.zeros((), device=d_loss.device)
+        else:
+            loc_loss = locate_loss(self.readouts, enc.hidden, enc.image_hidden, labels, locate_xy)
+        return d_loss, lm_loss.float(), torch.tensor(float(n_tok)), loc_loss
 
 
 def lr_at(spec: StageSpec, local_step: int, warmup_steps: int, min_lr_ratio: float) -> float:
@@ -156,8 +166,22 @@ class Trainer:
             self.best_score = float(self.resume_state.get("best_score", -math.inf))
             self.last_eval = self.resume_state.get("last_eval", {})
         self.resume_dir = resume_dir
+        self.readouts = self._build_readouts(resume_dir)
         if self.env.is_main:
             self.out.mkdir(parents=True, exist_ok=True)
+
+    def _build_readouts(self, resume_dir: Path | None) -> LocateReadouts | None:
+        """The training-only position readouts (see .locate), or None at --locate-weight 0."""
+        if self.cfg.locate_weight <= 0:
+            return None
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self.cfg.seed)
+            readouts = LocateReadouts(self.model.config.text_config.hidden_size)
+        if resume_dir is not None and not load_readouts(readouts, resume_dir) \
+                and self.env.is_main:
+            print(f"[train] {resume_dir} has no position readouts; they start afresh",
+                  file=sys.stderr, flush=True)
+        return readouts.to(self.env.device).train()
 
     # ------------------------------------------------------------------------------------------
     def _build_model(self, resume_dir: Path | None):
@@ -264,7 +288,12 @@ class Trainer:
         """
         cfg, env = self.cfg, self.env
         names = set_trainable(self.model, spec.stage)
-        step_module = DepthVLMTrainStep(self.model, self.cfg.silog_lambda)
+        if self.readouts is not None:
+            # They read the LLM's states, so they train when the LLM does (not in stage 1).
+            for p in self.readouts.parameters():
+                p.requires_grad_(spec.stage != 1)
+        step_module = DepthVLMTrainStep(self.model, self.cfg.silog_lambda,
+                                        self.readouts if spec.stage != 1 else None)
         shard = ()
         if cfg.strategy == "fsdp" and env.distributed and index > 0:
             # fully_shard converts parameters to DTensors in place and cannot be re-applied
@@ -299,6 +328,8 @@ class Trainer:
         loader = self._loader(self.global_step, end)
         it = iter(loader)
         window: dict[str, list[float]] = {"depth_loss": [], "lm_loss": [], "tokens": []}
+        if self.readouts is not None and spec.stage != 1:
+            window["locate_loss"] = []
         t_last = time.perf_counter()
         while self.global_step < end:
             local = self.global_step - start
@@ -310,15 +341,19 @@ class Trainer:
                 batch = next(it)
                 dev = env.device
                 with no_sync(wrapped, micro < cfg.grad_accum - 1), self._autocast():
-                    d_loss, lm_loss, n_tok = wrapped(
+                    d_loss, lm_loss, n_tok, loc_loss = wrapped(
                         batch["input_ids"].to(dev), batch["labels"].to(dev),
                         batch["pixel_values"].to(dev), batch["image_grid_thw"].to(dev),
-                        [g.to(dev) for g in batch["gt"]], batch["depth_scale"].to(dev))
-                    loss = (cfg.depth_weight if spec.stage != 1 else 1.0) * d_loss + lm_w * lm_loss
+                        [g.to(dev) for g in batch["gt"]], batch["depth_scale"].to(dev),
+                        batch["locate_xy"].to(dev))
+                    loss = ((cfg.depth_weight if spec.stage != 1 else 1.0) * d_loss
+                            + lm_w * lm_loss + cfg.locate_weight * loc_loss)
                 (loss / cfg.grad_accum).backward()
                 window["depth_loss"].append(float(d_loss.detach()))
                 window["lm_loss"].append(float(lm_loss.detach()))
                 window["tokens"].append(float(n_tok))
+                if "locate_loss" in window:
+                    window["locate_loss"].append(float(loc_loss.detach()))
             if cfg.grad_clip > 0:
                 gnorm = float(torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip))
             else:
@@ -448,6 +483,8 @@ class Trainer:
                     "world_size": env.world_size})
                 if osd is not None:
                     save_optimizer(path, osd)
+                if self.readouts is not None:
+                    save_readouts(self.readouts, path)
                 mark_latest(self.ckpt_dir, name)
                 prune_checkpoints(self.ckpt_dir, cfg.keep_checkpoints)
             if self.log_path.is_file():
