@@ -19,6 +19,7 @@ from depthvlm_ros.core.train.config import ARCHITECTURES
 from depthvlm_ros.core.train.data import collate
 from depthvlm_ros.core.train.locate import (READOUTS_FILE, LocateReadouts, locate_loss,
                                             token_centres)
+from test_eval_scripts import _script
 from test_train import _builder, write_plane_dataset
 
 
@@ -92,7 +93,8 @@ def test_grounding_samples_carry_the_object_centre_and_flips_mirror_it(tmp_path)
     assert torch.isnan(batch["locate_xy"][1]).all()
 
 
-def test_train_with_readouts_saves_them_beside_the_model_and_resumes_exactly(tmp_path):
+def test_train_with_readouts_saves_them_beside_the_model_and_resumes_exactly(tmp_path,
+                                                                            capsys):
     data = _with_named_sky(write_plane_dataset(tmp_path / "d", 4, 0))
     base = [sys.executable, "-m", "depthvlm_ros.cli", "train", "--train", str(data),
             "--arch", "test", "--canonical-fx", "100", "--max-image-tokens", "64",
@@ -114,6 +116,14 @@ def test_train_with_readouts_saves_them_beside_the_model_and_resumes_exactly(tmp
     weights = load_file(str(full / "final" / "model.safetensors"))
     assert not any("readout" in k or "token_xy" in k for k in weights)
     assert not (full / "final" / READOUTS_FILE).exists()
+    # The readouts' own report reads them back from the checkpoint.
+    report = _script("locate_readouts_eval")
+    assert report.main(["--checkpoint", str(ck), "--data", str(data)]) == 0
+    scores = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert scores["objects"] == 4
+    assert 0 < scores["token_mse"] < 1 and 0 <= scores["reply_inside_box"] <= 1
+    assert report.main(["--checkpoint", str(full / "final"), "--data", str(data)]) == 2
+    assert "no position readouts" in capsys.readouterr().err
     # Resuming from step 3 restores the readouts too: their gradients shape the model, so a
     # fresh pair would end on other weights.
     resumed = tmp_path / "resumed"
