@@ -21,7 +21,7 @@
 # TEXT_MIX2. PHASES=3 goes on from phase 2's best checkpoint with STAGES3 in RUN_DIR/phase3 on
 # the same images and text mix; PHASES=N chains N phases, each from the best checkpoint of the
 # one before. Phase GROW_AT (4) first deepens that checkpoint (GROW: vision=8,text=8, the same
-# outputs to start with). PHASES=4 is how the shipped model was made: RUN_DIR/phase4/best is
+# outputs to start with). PHASES=5 is how the shipped model was made: RUN_DIR/phase5/best is
 # the shipped folder (copy it to depthvlm_ros/embedded to ship). RUN_DIR/training.png draws all
 # phases.
 # The training split carries the generator's scene-kind and named-object questions; the text
