@@ -37,13 +37,15 @@ def main(argv: list[str] | None = None) -> int:
     from transformers import AutoTokenizer
 
     from depthvlm_ros.core.bench.jsonl import read_jsonl
+    from depthvlm_ros.core.bench.spatial_qa import pointing_hit
     from depthvlm_ros.core.camera import vision_patching
     from depthvlm_ros.core.config import DepthVLMConfig
     from depthvlm_ros.core.folders import folder_canonical_fx, read_meta
     from depthvlm_ros.core.model import load_depthvlm
     from depthvlm_ros.core.pipeline import DepthVLMPipeline
     from depthvlm_ros.core.train.data import AugmentConfig, SampleBuilder, TextMix, collate
-    from depthvlm_ros.core.train.locate import LocateReadouts, load_readouts, token_centres
+    from depthvlm_ros.core.train.locate import (LocateReadouts, load_readouts,
+                                                token_readout_error)
 
     torch.set_num_threads(args.threads)
     model = load_depthvlm(args.checkpoint).eval()
@@ -78,16 +80,15 @@ def main(argv: list[str] | None = None) -> int:
             batch = collate([sample], tok.pad_token_id)
             enc = model.encode(batch["input_ids"], batch["pixel_values"],
                                batch["image_grid_thw"])
-            gh, gw = enc.image_hidden.shape[1:3]
-            token_err.append(float(((readouts.token_xy(enc.image_hidden)
-                                     - token_centres(gh, gw)) ** 2).mean()))
+            token_err.append(float(token_readout_error(readouts, enc.image_hidden)))
             before_reply = int((batch["labels"][0] != -100).nonzero()[0]) - 1
             xy = readouts.reply_xy(enc.hidden[0, before_reply]).numpy()
             read.append(xy)
             truth.append(np.asarray(sample.locate_xy))
-            x1, y1, x2, y2 = record.extra["object_box"]
+            # The benchmark's pointing rule, on the readout's centre as a pixel-centre point.
             w, h = sample.info["window"][2:]
-            inside.append(x1 <= xy[0] * w <= x2 + 1 and y1 <= xy[1] * h <= y2 + 1)
+            inside.append(pointing_hit([(xy[0] * w - 0.5, xy[1] * h - 0.5)],
+                                       record.extra["object_box"]))
     if not truth:
         print("no named objects in the data", file=sys.stderr)
         return 2

@@ -27,8 +27,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["LocateReadouts", "READOUTS_FILE", "token_centres", "locate_loss",
-           "save_readouts", "load_readouts"]
+__all__ = ["LocateReadouts", "READOUTS_FILE", "token_centres", "token_readout_error",
+           "locate_loss", "save_readouts", "load_readouts"]
 
 #: File of a checkpoint folder that holds the readouts' weights.
 READOUTS_FILE = "locate_readouts.safetensors"
@@ -55,6 +55,13 @@ def token_centres(grid_h: int, grid_w: int, device=None) -> torch.Tensor:
     return torch.stack([gx, gy], dim=-1)
 
 
+def token_readout_error(readouts: LocateReadouts, image_hidden: torch.Tensor) -> torch.Tensor:
+    """Mean squared error of the token readout over ``image_hidden`` (B, gh, gw, C)."""
+    gh, gw = image_hidden.shape[1:3]
+    centres = token_centres(gh, gw, image_hidden.device).expand(image_hidden.shape[0], -1, -1, -1)
+    return F.mse_loss(readouts.token_xy(image_hidden.float()), centres)
+
+
 def locate_loss(readouts: LocateReadouts, hidden: torch.Tensor, image_hidden: torch.Tensor,
                 labels: torch.Tensor, target_xy: torch.Tensor) -> torch.Tensor:
     """Token readout error plus reply readout error, each a mean over where it applies.
@@ -72,9 +79,7 @@ def locate_loss(readouts: LocateReadouts, hidden: torch.Tensor, image_hidden: to
         A scalar tensor. A batch without grounding samples still passes through the reply
         readout (times zero) so that every rank of a data-parallel job uses every parameter.
     """
-    gh, gw = image_hidden.shape[1:3]
-    centres = token_centres(gh, gw, image_hidden.device).expand(image_hidden.shape[0], -1, -1, -1)
-    token_err = F.mse_loss(readouts.token_xy(image_hidden.float()), centres)
+    token_err = token_readout_error(readouts, image_hidden)
     target_xy = target_xy.to(hidden.device, torch.float32)
     grounded = torch.isfinite(target_xy).all(dim=1)
     # Positions whose next token is a trained reply token, in grounding samples only.

@@ -183,6 +183,13 @@ class Trainer:
                   file=sys.stderr, flush=True)
         return readouts.to(self.env.device).train()
 
+    def _stage_readouts(self, stage: int) -> LocateReadouts | None:
+        """The readouts a stage trains: they read the LLM's states, so not in stage 1 (head only).
+
+        Left out of a stage's train step, they are neither in its wrapper nor its optimizer.
+        """
+        return self.readouts if stage != 1 else None
+
     # ------------------------------------------------------------------------------------------
     def _build_model(self, resume_dir: Path | None):
         from transformers import AutoTokenizer
@@ -288,12 +295,8 @@ class Trainer:
         """
         cfg, env = self.cfg, self.env
         names = set_trainable(self.model, spec.stage)
-        if self.readouts is not None:
-            # They read the LLM's states, so they train when the LLM does (not in stage 1).
-            for p in self.readouts.parameters():
-                p.requires_grad_(spec.stage != 1)
         step_module = DepthVLMTrainStep(self.model, self.cfg.silog_lambda,
-                                        self.readouts if spec.stage != 1 else None)
+                                        self._stage_readouts(spec.stage))
         shard = ()
         if cfg.strategy == "fsdp" and env.distributed and index > 0:
             # fully_shard converts parameters to DTensors in place and cannot be re-applied
@@ -328,7 +331,7 @@ class Trainer:
         loader = self._loader(self.global_step, end)
         it = iter(loader)
         window: dict[str, list[float]] = {"depth_loss": [], "lm_loss": [], "tokens": []}
-        if self.readouts is not None and spec.stage != 1:
+        if self._stage_readouts(spec.stage) is not None:
             window["locate_loss"] = []
         t_last = time.perf_counter()
         while self.global_step < end:
