@@ -1,19 +1,26 @@
 #!/usr/bin/env python3
-"""Score the position readouts of a checkpoint trained with ``--locate-weight``.
+"""Score how well a checkpoint locates named objects, step by step.
 
-Pointing goes through two steps: the image states must carry where each token is, and a
-grounding reply must fetch the named object's position from them. The readouts that
-``--locate-weight`` trains measure each step apart, on the grounding question of every named
-object of a split (no flips, no jitter)::
+Pointing goes through three steps: the image states must carry where each token is, a
+grounding reply must select the named object's tokens, and it must fetch their position. This
+measures each apart on the grounding question of every named object of a split (no flips, no
+jitter)::
 
     python scripts/locate_readouts_eval.py --checkpoint runs/locate/checkpoints/step-0000300 \\
         --data runs/embedded/data/heldout/synthetic.jsonl --objects 60
 
-It prints the token readout's mean squared error (image fractions; always answering the image
-centre scores 1/12 = 0.083), the reply readout's error at the position before the reply
-against always answering the split's mean object centre, the correlation of the reply
-readout with the true centre (x and y), and how often that readout's centre lies inside the
-object's box (the pointing criterion).
+For any checkpoint or model folder it prints the selection figures of head 0 of LLM layer
+``--select-layer`` (the head ``--select-weight`` trains): the mean attention mass that the
+reply's positions put on the object's image tokens (``select_mass``), the same mass if the
+head attended uniformly to everything before it (``select_mass_uniform``, the chance level),
+and how often the image token it attends to most lies inside the box (``select_top_inside``).
+
+For a checkpoint trained with ``--locate-weight`` it adds the readouts' figures: the token
+readout's mean squared error (image fractions; always answering the image centre scores
+1/12 = 0.083), the reply readout's error at the position before the reply against always
+answering the split's mean object centre, the correlation of the reply readout with the true
+centre (x and y), and how often that readout's centre lies inside the object's box (the
+pointing criterion).
 """
 
 from __future__ import annotations
@@ -29,6 +36,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="checkpoint folder with locate_readouts.safetensors")
     ap.add_argument("--data", required=True, action="append", help="JSONL split(s)")
     ap.add_argument("--objects", type=int, default=60, help="named objects to score (0: all)")
+    ap.add_argument("--select-layer", type=int, default=-3,
+                    help="LLM layer whose head 0 is scored for selection (negative: from the last)")
     ap.add_argument("--threads", type=int, default=1, help="torch threads")
     args = ap.parse_args(argv)
 
@@ -44,7 +53,9 @@ def main(argv: list[str] | None = None) -> int:
     from depthvlm_ros.core.model import load_depthvlm
     from depthvlm_ros.core.pipeline import DepthVLMPipeline
     from depthvlm_ros.core.train.data import AugmentConfig, SampleBuilder, TextMix, collate
-    from depthvlm_ros.core.train.locate import (LocateReadouts, load_readouts,
+    from depthvlm_ros.core.train.locate import (LocateReadouts, box_attention_mass, box_tokens,
+                                                capture_attention_inputs, head_attention,
+                                                load_readouts, reply_positions,
                                                 token_readout_error)
 
     torch.set_num_threads(args.threads)
@@ -52,7 +63,12 @@ def main(argv: list[str] | None = None) -> int:
     tok = AutoTokenizer.from_pretrained(args.checkpoint, local_files_only=True)
     readouts = LocateReadouts(model.config.text_config.hidden_size)
     if not load_readouts(readouts, args.checkpoint):
-        print(f"{args.checkpoint} has no position readouts (train with --locate-weight)",
+        readouts = None
+        print(f"{args.checkpoint} has no position readouts (train with --locate-weight); "
+              "scoring selection only", file=sys.stderr)
+    n_layers = model.config.text_config.num_hidden_layers
+    if not -n_layers <= args.select_layer < n_layers:
+        print(f"--select-layer {args.select_layer} is outside the LLM's {n_layers} layers",
               file=sys.stderr)
         return 2
     meta = read_meta(args.checkpoint)
@@ -71,20 +87,36 @@ def main(argv: list[str] | None = None) -> int:
     if args.objects:
         named = named[:args.objects]
     token_err, read, truth, inside = [], [], [], []
+    mass, uniform, top_inside = [], [], []
     with torch.no_grad():
         for record in named:
             sample = builder.build(record, np.random.default_rng(0), kind="ground",
                                    augment=False)
-            if sample.locate_xy is None:
+            if sample.locate_box is None:
                 continue
             batch = collate([sample], tok.pad_token_id)
-            enc = model.encode(batch["input_ids"], batch["pixel_values"],
-                               batch["image_grid_thw"])
+            box = batch["locate_box"]
+            with capture_attention_inputs(model, args.select_layer) as tap:
+                enc = model.encode(batch["input_ids"], batch["pixel_values"],
+                                   batch["image_grid_thw"])
+            image_mask = batch["input_ids"] == model.config.image_token_id
+            probs = head_attention(tap)
+            replying = reply_positions(batch["labels"], box)[0]
+            mass.append(float(box_attention_mass(probs, image_mask, enc.grid_hw, box)[0,
+                                                                                     replying]
+                              .mean()))
+            n_box = int(box_tokens(box, *enc.grid_hw).sum())
+            uniform.append(float((n_box / (replying.nonzero()[:, 0] + 1).float()).mean()))
+            image_pos = image_mask[0].nonzero()[:, 0]
+            first = int(replying.nonzero()[0])
+            top = int(probs[0, first, image_pos].argmax())
+            top_inside.append(bool(box_tokens(box, *enc.grid_hw).reshape(-1)[top]))
+            truth.append(np.asarray(sample.locate_box).reshape(2, 2).mean(0))
+            if readouts is None:
+                continue
             token_err.append(float(token_readout_error(readouts, enc.image_hidden)))
-            before_reply = int((batch["labels"][0] != -100).nonzero()[0]) - 1
-            xy = readouts.reply_xy(enc.hidden[0, before_reply]).numpy()
+            xy = readouts.reply_xy(enc.hidden[0, first]).numpy()
             read.append(xy)
-            truth.append(np.asarray(sample.locate_xy))
             # The benchmark's pointing rule, on the readout's centre as a pixel-centre point.
             w, h = sample.info["window"][2:]
             inside.append(pointing_hit([(xy[0] * w - 0.5, xy[1] * h - 0.5)],
@@ -92,17 +124,22 @@ def main(argv: list[str] | None = None) -> int:
     if not truth:
         print("no named objects in the data", file=sys.stderr)
         return 2
-    read, truth = np.array(read), np.array(truth)
-    with np.errstate(invalid="ignore", divide="ignore"):  # one box everywhere: NaN, said so
-        corr = [float(np.corrcoef(read[:, i], truth[:, i])[0, 1]) if len(truth) > 2
-                else float("nan") for i in (0, 1)]
-    print(json.dumps({
-        "objects": len(truth),
-        "token_mse": round(float(np.mean(token_err)), 4),
-        "reply_mse": round(float(((read - truth) ** 2).mean()), 4),
-        "reply_mse_mean_centre": round(float(((truth - truth.mean(0)) ** 2).mean()), 4),
-        "reply_corr_x": round(corr[0], 2), "reply_corr_y": round(corr[1], 2),
-        "reply_inside_box": round(float(np.mean(inside)), 3)}))
+    report = {"objects": len(truth), "select_layer": args.select_layer,
+              "select_mass": round(float(np.mean(mass)), 4),
+              "select_mass_uniform": round(float(np.mean(uniform)), 4),
+              "select_top_inside": round(float(np.mean(top_inside)), 3)}
+    if readouts is not None:
+        read, truth = np.array(read), np.array(truth)
+        with np.errstate(invalid="ignore", divide="ignore"):  # one box everywhere: NaN, said so
+            corr = [float(np.corrcoef(read[:, i], truth[:, i])[0, 1]) if len(truth) > 2
+                    else float("nan") for i in (0, 1)]
+        report.update({
+            "token_mse": round(float(np.mean(token_err)), 4),
+            "reply_mse": round(float(((read - truth) ** 2).mean()), 4),
+            "reply_mse_mean_centre": round(float(((truth - truth.mean(0)) ** 2).mean()), 4),
+            "reply_corr_x": round(corr[0], 2), "reply_corr_y": round(corr[1], 2),
+            "reply_inside_box": round(float(np.mean(inside)), 3)})
+    print(json.dumps(report))
     return 0
 
 

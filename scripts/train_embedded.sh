@@ -41,7 +41,13 @@ STAGES=${STAGES:-0:1400:6e-4,1:120:3e-4,2:380:1.5e-4}
 STAGES2=${STAGES2:-0:2200:4e-4,1:100:2e-4,2:300:1e-4}
 PHASES=${PHASES:-1}           # training phases; 2 or more: continuations (see above)
 if [ "${PHASE2:-0}" = 1 ] && [ "$PHASES" -lt 2 ]; then PHASES=2; fi
-STAGES3=${STAGES3:-0:1900:3e-4,1:100:1.5e-4,2:200:8e-5}  # phase 3 and later
+STAGES3=${STAGES3:-0:1900:3e-4,1:100:1.5e-4,2:200:8e-5}  # phases 3 to SELECT_AT - 1
+# From phase SELECT_AT on, the training-only grounding signals of core/train/locate.py are on
+# (SELECT_ARGS: attention selection on the named object plus the position readouts), for
+# STAGES_SELECT steps.
+SELECT_AT=${SELECT_AT:-6}
+SELECT_ARGS=${SELECT_ARGS:---select-weight 1 --select-layer -3 --locate-weight 4}
+STAGES_SELECT=${STAGES_SELECT:-0:900:3e-4,1:50:1.5e-4,2:150:8e-5}
 # Phase GROW_AT starts from a deeper copy of the checkpoint before it (same outputs; see
 # depthvlm_ros/core/train/grow.py): GROW vision blocks and text layers.
 GROW_AT=${GROW_AT:-4}
@@ -111,9 +117,14 @@ if [ "$PHASES" -ge 2 ]; then
   init="$RUN/best"
   for ((k = 2; k <= PHASES; k++)); do
     stages=$STAGES3; [ "$k" = 2 ] && stages=$STAGES2
-    grow=(); [ "$k" = "$GROW_AT" ] && [ -n "$GROW" ] && grow=(--grow "$GROW")
+    extra=(); [ "$k" = "$GROW_AT" ] && [ -n "$GROW" ] && extra=(--grow "$GROW")
+    if [ "$k" -ge "$SELECT_AT" ]; then
+      stages=$STAGES_SELECT
+      read -r -a select_args <<< "$SELECT_ARGS"
+      extra+=("${select_args[@]}")
+    fi
     train "$RUN/phase$k" "$init" "$stages" 550 $((k - 1)) "$TEXT_MIX2" "${CONTINUATION_FILES[@]}" -- \
-      "${grow[@]}"
+      "${extra[@]}"
     LOGS+=("$RUN/phase$k/train_log.jsonl")
     INITS+=("$init")
     init="$RUN/phase$k/best"

@@ -37,7 +37,7 @@ _DATA_FIELDS = ("canonical_fx", "max_image_tokens")
 _AUGMENT_FIELDS = ("hflip", "jitter", "crop")  # AugmentConfig
 _MODEL_FIELDS = ("init", "grow", "arch", "patch_size", "vocab_size")
 _OPTIMISATION_FIELDS = ("batch_size", "grad_accum", "depth_weight", "lm_weight", "silog_lambda",
-                        "locate_weight", "weight_decay", "warmup_steps", "grad_clip", "seed")
+                        "locate_weight", "select_weight", "select_layer", "weight_decay", "warmup_steps", "grad_clip", "seed")
 _RUNTIME_FIELDS = ("strategy", "device", "num_workers", "threads", "resume", "eval_every",
                    "ckpt_every", "log_every", "eval_images", "eval_points", "eval_markers",
                    "keep_checkpoints")
@@ -57,6 +57,10 @@ _HELP = {
     "batch_size": "per rank, per micro-step",
     "locate_weight": "weight of two training-only linear readouts of where each image token "
                      "and a grounding reply's object are (see core/train/locate.py); 0 = off",
+    "select_weight": "weight of the selection loss: head 0 of LLM layer --select-layer attends "
+                     "from grounding replies to the named object's image tokens (see "
+                     "core/train/locate.py); 0 = off",
+    "select_layer": "LLM layer the selection loss supervises (negative: from the last)",
     "silog_lambda": "SILog variance weight: 0.5 (the paper's) forgives half of a wrong global "
                     "scale, 0 none of it",
     "device": "auto, cpu or cuda",

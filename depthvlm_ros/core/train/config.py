@@ -128,6 +128,10 @@ class TrainConfig:
     silog_lambda: float = SILOG_LAMBDA
     # Weight of the training-only position readouts (.locate) whenever the LLM trains; 0 = off.
     locate_weight: float = 0.0
+    # Weight of the selection loss (.locate): head 0 of LLM layer ``select_layer`` (negative:
+    # from the last) attends from grounding replies to the named object's tokens; 0 = off.
+    select_weight: float = 0.0
+    select_layer: int = -3
     weight_decay: float = 0.01
     warmup_steps: int = 50
     min_lr_ratio: float = 0.1

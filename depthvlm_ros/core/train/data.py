@@ -190,9 +190,10 @@ class Sample:
     depth_scale: float
     text: TextTarget
     info: dict[str, Any] = field(default_factory=dict)
-    # A grounding sample's object box centre as (x, y) fractions of the image (what the
-    # training-only reply readout of .locate is taught); None for every other sample.
-    locate_xy: tuple[float, float] | None = None
+    # A grounding sample's object box as (x0, y0, x1, y1) fractions of the image (what the
+    # training-only position and selection signals of .locate are taught); None for every
+    # other sample.
+    locate_box: tuple[float, float, float, float] | None = None
 
 
 def _object_box(record: BenchRecord, width: int, height: int) -> Region | None:
@@ -403,14 +404,15 @@ class SampleBuilder:
             labels = labels + (seg_ids if trained else [-100] * len(seg_ids))
         ids.append(self.eos_id)
         labels.append(self.eos_id)
-        locate_xy = None
+        locate_box = None
         if text.kind == "ground":
-            locate_xy = ((box.x_offset + box.width / 2) / w, (box.y_offset + box.height / 2) / h)
+            locate_box = (box.x_offset / w, box.y_offset / h,
+                          (box.x_offset + box.width) / w, (box.y_offset + box.height) / h)
         return Sample(mi.pixel_values, mi.image_grid_thw, ids, labels,
                       torch.from_numpy(np.ascontiguousarray(gt, dtype=np.float32)),
                       plan.depth_scale, text,
                       {"record": record.source, "flip": flip, "window": window,
-                       "grid": (plan.grid_h, plan.grid_w)}, locate_xy)
+                       "grid": (plan.grid_h, plan.grid_w)}, locate_box)
 
     def _encode(self, text: str) -> list[int]:
         ids = self._reply_cache.get(text)
@@ -484,9 +486,9 @@ def collate(samples: Sequence[Sample], pad_id: int) -> dict[str, Any]:
         "gt": [s.gt for s in samples],
         "depth_scale": torch.tensor([s.depth_scale for s in samples], dtype=torch.float32),
         "kinds": [s.text.kind for s in samples],
-        "locate_xy": torch.tensor([s.locate_xy if s.locate_xy is not None
-                                   else (float("nan"), float("nan")) for s in samples],
-                                  dtype=torch.float32),
+        "locate_box": torch.tensor([s.locate_box if s.locate_box is not None
+                                    else (float("nan"),) * 4 for s in samples],
+                                   dtype=torch.float32),
     }
 
 

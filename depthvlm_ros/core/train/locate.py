@@ -17,10 +17,22 @@ Both are mean squared errors in image fractions, weighted by ``--locate-weight``
 are not part of the model: they live next to it in the training step, are saved with each
 checkpoint (``locate_readouts.safetensors``) so that a resumed run continues them, and are left
 out of every model folder, which stays a stock Qwen3-VL plus the DPT head.
+
+Measured, the token readout is learnt within a hundred steps but the reply readout stays no
+better than always answering the average centre: the image states know where they are, the
+reply does not know which of them the words name. **Selection** (``--select-weight``) teaches
+that step on the model's own attention, with no new parameters: one head of one LLM layer
+(``--select-layer``, head 0) is asked to put its attention, from every position of a
+grounding reply, on the image tokens that lie inside the named object's box (the negative log
+of that attention mass). The head's weights are recomputed from the layer's own inputs, so
+the loss supervises exactly the attention the model runs at inference, whatever attention
+kernel it uses.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -28,7 +40,9 @@ import torch.nn.functional as F
 from torch import nn
 
 __all__ = ["LocateReadouts", "READOUTS_FILE", "token_centres", "token_readout_error",
-           "locate_loss", "save_readouts", "load_readouts"]
+           "locate_loss", "save_readouts", "load_readouts", "box_tokens", "AttentionInputs",
+           "capture_attention_inputs", "head_attention", "box_attention_mass",
+           "selection_loss", "reply_positions"]
 
 #: File of a checkpoint folder that holds the readouts' weights.
 READOUTS_FILE = "locate_readouts.safetensors"
@@ -62,8 +76,20 @@ def token_readout_error(readouts: LocateReadouts, image_hidden: torch.Tensor) ->
     return F.mse_loss(readouts.token_xy(image_hidden.float()), centres)
 
 
+def reply_positions(labels: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
+    """(B, L) bool: positions whose next token is a trained reply token of a grounding sample.
+
+    ``labels[:, t]`` is predicted from position ``t - 1``; ``boxes`` (B, 4) is NaN for
+    samples that are not grounding ones.
+    """
+    grounded = torch.isfinite(boxes.to(labels.device)).all(dim=1)
+    predicting = torch.zeros_like(labels, dtype=torch.bool)
+    predicting[:, :-1] = labels[:, 1:] != -100
+    return predicting & grounded[:, None]
+
+
 def locate_loss(readouts: LocateReadouts, hidden: torch.Tensor, image_hidden: torch.Tensor,
-                labels: torch.Tensor, target_xy: torch.Tensor) -> torch.Tensor:
+                labels: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
     """Token readout error plus reply readout error, each a mean over where it applies.
 
     Args:
@@ -72,20 +98,17 @@ def locate_loss(readouts: LocateReadouts, hidden: torch.Tensor, image_hidden: to
         image_hidden: ``hidden`` at the image tokens, (B, gh, gw, C).
         labels: (B, L) answer labels, ``-100`` where no answer token is predicted;
             ``labels[:, t]`` is predicted from ``hidden[:, t - 1]``.
-        target_xy: (B, 2) the named object's box centre in image fractions for grounding
-            samples, NaN for every other sample.
+        boxes: (B, 4) the named object's box ``(x0, y0, x1, y1)`` in image fractions for
+            grounding samples, NaN for every other sample; the readout is taught its centre.
 
     Returns:
         A scalar tensor. A batch without grounding samples still passes through the reply
         readout (times zero) so that every rank of a data-parallel job uses every parameter.
     """
     token_err = token_readout_error(readouts, image_hidden)
-    target_xy = target_xy.to(hidden.device, torch.float32)
-    grounded = torch.isfinite(target_xy).all(dim=1)
-    # Positions whose next token is a trained reply token, in grounding samples only.
-    predicting = torch.zeros_like(labels, dtype=torch.bool)
-    predicting[:, :-1] = labels[:, 1:] != -100
-    predicting &= grounded[:, None]
+    boxes = boxes.to(hidden.device, torch.float32)
+    target_xy = (boxes[:, :2] + boxes[:, 2:]) / 2
+    predicting = reply_positions(labels, boxes)
     if not bool(predicting.any()):
         return token_err + readouts.reply_xy(hidden[:, :1].float()).sum() * 0.0
     rows = predicting.nonzero()[:, 0]
@@ -110,3 +133,117 @@ def load_readouts(readouts: LocateReadouts, folder: Path) -> bool:
         return False
     readouts.load_state_dict(load_file(str(path)))
     return True
+
+
+def box_tokens(boxes: torch.Tensor, grid_h: int, grid_w: int,
+               min_cover: float = 0.25) -> torch.Tensor:
+    """(B, gh, gw) bool: the image tokens that belong to each box (B, 4), in image fractions.
+
+    A token belongs when the box covers at least ``min_cover`` of its cell; the token holding
+    the box centre always does, so a box smaller than a token still has one. Rows of ``boxes``
+    that are NaN give no tokens.
+    """
+    boxes = boxes.float()
+    y0s = torch.arange(grid_h, device=boxes.device, dtype=torch.float32) / grid_h
+    x0s = torch.arange(grid_w, device=boxes.device, dtype=torch.float32) / grid_w
+    bx0, by0, bx1, by1 = (boxes[:, i, None] for i in range(4))
+    cover_x = ((torch.minimum(x0s + 1 / grid_w, bx1) - torch.maximum(x0s, bx0)).clamp(min=0)
+               * grid_w)
+    cover_y = ((torch.minimum(y0s + 1 / grid_h, by1) - torch.maximum(y0s, by0)).clamp(min=0)
+               * grid_h)
+    inside = cover_y[:, :, None] * cover_x[:, None, :] >= min_cover
+    finite = torch.isfinite(boxes).all(dim=1)
+    centre = (boxes[:, :2] + boxes[:, 2:]) / 2
+    col = (centre[:, 0].nan_to_num(0) * grid_w).long().clamp(0, grid_w - 1)
+    row = (centre[:, 1].nan_to_num(0) * grid_h).long().clamp(0, grid_h - 1)
+    rows = torch.arange(len(boxes), device=boxes.device)
+    inside[rows[finite], row[finite], col[finite]] = True
+    return inside & finite[:, None, None]
+
+
+class AttentionInputs:
+    """What one decoder layer's self-attention was called with in the last forward pass."""
+
+    def __init__(self, module: nn.Module) -> None:
+        self.module = module
+        self.hidden_states: torch.Tensor | None = None
+        self.position_embeddings: tuple[torch.Tensor, torch.Tensor] | None = None
+
+
+@contextmanager
+def capture_attention_inputs(model: nn.Module, layer: int) -> Iterator[AttentionInputs]:
+    """Record the inputs of LLM decoder layer ``layer``'s self-attention while inside.
+
+    ``layer`` counts from 0; negative counts from the last layer. The hook only keeps
+    references (no copies) and is removed on leaving, whatever happens inside.
+    """
+    layers = model.model.language_model.layers
+    if not -len(layers) <= layer < len(layers):
+        raise ValueError(f"--select-layer {layer} outside the LLM's {len(layers)} layers")
+    attn = layers[layer].self_attn
+    captured = AttentionInputs(attn)
+
+    def keep(_module, args, kwargs):
+        captured.hidden_states = kwargs.get("hidden_states", args[0] if args else None)
+        captured.position_embeddings = kwargs.get("position_embeddings")
+
+    handle = attn.register_forward_pre_hook(keep, with_kwargs=True)
+    try:
+        yield captured
+    finally:
+        handle.remove()
+
+
+def head_attention(inputs: AttentionInputs, head: int = 0) -> torch.Tensor:
+    """Causal attention probabilities (B, L, L) of one query head, from the captured inputs.
+
+    This is the layer's own arithmetic (projections, per-head RMS norms, M-RoPE, scaling) for
+    one head, so its gradient reaches the same weights the layer's attention uses.
+    """
+    from transformers.models.qwen3_vl.modeling_qwen3_vl import apply_rotary_pos_emb
+
+    attn, x = inputs.module, inputs.hidden_states
+    if x is None or inputs.position_embeddings is None:
+        raise RuntimeError("no attention inputs captured (was the layer run inside "
+                           "capture_attention_inputs?)")
+    batch, length = x.shape[:2]
+    hd = attn.head_dim
+    q = attn.q_norm(attn.q_proj(x).view(batch, length, -1, hd)).transpose(1, 2)
+    k = attn.k_norm(attn.k_proj(x).view(batch, length, -1, hd)).transpose(1, 2)
+    cos, sin = inputs.position_embeddings
+    q, k = apply_rotary_pos_emb(q, k, cos, sin)
+    kv_head = head // attn.num_key_value_groups
+    scores = (q[:, head].float() @ k[:, kv_head].float().transpose(-1, -2)) * attn.scaling
+    future = torch.ones(length, length, dtype=torch.bool, device=x.device).triu(1)
+    return scores.masked_fill(future, float("-inf")).softmax(dim=-1)
+
+
+def box_attention_mass(probs: torch.Tensor, image_mask: torch.Tensor,
+                       grid_hw: tuple[int, int], boxes: torch.Tensor) -> torch.Tensor:
+    """(B, L) attention mass that each position puts on the image tokens inside its row's box.
+
+    Args:
+        probs: (B, L, L) attention probabilities (query, key).
+        image_mask: (B, L) bool, the image tokens (row-major over the token grid).
+        grid_hw: the token grid.
+        boxes: (B, 4) boxes in image fractions (NaN: no box, mass 0).
+    """
+    inside = box_tokens(boxes.to(probs.device), *grid_hw)
+    key_in_box = torch.zeros(image_mask.shape, dtype=probs.dtype, device=probs.device)
+    key_in_box[image_mask] = inside.reshape(-1).to(probs.dtype)
+    return (probs * key_in_box[:, None, :]).sum(dim=-1)
+
+
+def selection_loss(inputs: AttentionInputs, image_mask: torch.Tensor, grid_hw: tuple[int, int],
+                   labels: torch.Tensor, boxes: torch.Tensor, head: int = 0) -> torch.Tensor:
+    """Negative log attention mass of one head on the named object, over grounding replies.
+
+    A batch without grounding samples returns a zero that still depends on the layer's
+    query and key weights, so every rank of a data-parallel job has the same graph.
+    """
+    probs = head_attention(inputs, head)
+    predicting = reply_positions(labels, boxes)
+    if not bool(predicting.any()):
+        return probs[:, -1, 0].sum() * 0.0
+    mass = box_attention_mass(probs, image_mask, grid_hw, boxes)
+    return -mass[predicting].clamp_min(1e-6).log().mean()

@@ -56,7 +56,8 @@ from .distributed import (DistEnv, all_reduce_mean, barrier, fsdp_full_state_dic
                           init_distributed, no_sync, shutdown_distributed, unwrap_model,
                           wrap_model)
 from .evaluate import eval_subset, evaluate_model, selection_score
-from .locate import LocateReadouts, load_readouts, locate_loss, save_readouts
+from .locate import (LocateReadouts, capture_attention_inputs, load_readouts, locate_loss,
+                     save_readouts, selection_loss)
 from .losses import SILOG_LAMBDA, answer_lm_loss, silog_loss
 from .plots import chain_logs, plot_losses
 
@@ -96,27 +97,41 @@ class DepthVLMTrainStep(nn.Module):
 
     def __init__(self, model: DepthVLMForConditionalGeneration,
                  silog_lambda: float = SILOG_LAMBDA,
-                 readouts: LocateReadouts | None = None) -> None:
+                 readouts: LocateReadouts | None = None,
+                 select_layer: int | None = None) -> None:
         super().__init__()
         self.model = model
         self.silog_lambda = silog_lambda
         # Training-only position readouts (see .locate); None when --locate-weight is 0.
         self.readouts = readouts
+        # LLM layer whose head 0 the selection loss supervises; None when --select-weight is 0.
+        self.select_layer = select_layer
 
     def forward(self, input_ids: torch.Tensor, labels: torch.Tensor, pixel_values: torch.Tensor,
                 image_grid_thw: torch.Tensor, gt: Sequence[torch.Tensor],
-                depth_scale: torch.Tensor, locate_xy: torch.Tensor | None = None
-                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Depth loss, answer loss, answer tokens and position-readout loss (0 without them)."""
-        enc = self.model.encode(input_ids, pixel_values, image_grid_thw)
+                depth_scale: torch.Tensor, locate_box: torch.Tensor | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
+        """Depth loss, answer loss, answer tokens and the grounding losses that are on.
+
+        The last is a dict: ``locate_loss`` with position readouts, ``select_loss`` with a
+        selection layer (see .locate); empty without ``locate_box`` or either of them.
+        """
+        aux: dict[str, torch.Tensor] = {}
+        selecting = self.select_layer is not None and locate_box is not None
+        with (capture_attention_inputs(self.model, self.select_layer) if selecting
+              else nullcontext()) as tap:
+            enc = self.model.encode(input_ids, pixel_values, image_grid_thw)
         pred = self.model.predict_depth(enc).float() * depth_scale[:, None, None]
         d_loss = silog_loss(list(pred), list(gt), lam=self.silog_lambda)
         lm_loss, n_tok = answer_lm_loss(enc.hidden, labels, self.model.lm_head)
-        if self.readouts is None or locate_xy is None:
-            loc_loss = torch.zeros((), device=d_loss.device)
-        else:
-            loc_loss = locate_loss(self.readouts, enc.hidden, enc.image_hidden, labels, locate_xy)
-        return d_loss, lm_loss.float(), torch.tensor(float(n_tok)), loc_loss
+        if self.readouts is not None and locate_box is not None:
+            aux["locate_loss"] = locate_loss(self.readouts, enc.hidden, enc.image_hidden, labels,
+                                             locate_box)
+        if selecting:
+            aux["select_loss"] = selection_loss(
+                tap, input_ids == self.model.config.image_token_id, enc.grid_hw, labels,
+                locate_box)
+        return d_loss, lm_loss.float(), torch.tensor(float(n_tok)), aux
 
 
 def lr_at(spec: StageSpec, local_step: int, warmup_steps: int, min_lr_ratio: float) -> float:
@@ -167,6 +182,10 @@ class Trainer:
             self.last_eval = self.resume_state.get("last_eval", {})
         self.resume_dir = resume_dir
         self.readouts = self._build_readouts(resume_dir)
+        n_layers = self.model.config.text_config.num_hidden_layers
+        if cfg.select_weight > 0 and not -n_layers <= cfg.select_layer < n_layers:
+            raise ValueError(f"--select-layer {cfg.select_layer} is outside the LLM's "
+                             f"{n_layers} layers")
         if self.env.is_main:
             self.out.mkdir(parents=True, exist_ok=True)
 
@@ -189,6 +208,10 @@ class Trainer:
         Left out of a stage's train step, they are neither in its wrapper nor its optimizer.
         """
         return self.readouts if stage != 1 else None
+
+    def _stage_select_layer(self, stage: int) -> int | None:
+        """The layer the selection loss supervises in a stage: none in stage 1 (head only)."""
+        return self.cfg.select_layer if self.cfg.select_weight > 0 and stage != 1 else None
 
     # ------------------------------------------------------------------------------------------
     def _build_model(self, resume_dir: Path | None):
@@ -296,7 +319,8 @@ class Trainer:
         cfg, env = self.cfg, self.env
         names = set_trainable(self.model, spec.stage)
         step_module = DepthVLMTrainStep(self.model, self.cfg.silog_lambda,
-                                        self._stage_readouts(spec.stage))
+                                        self._stage_readouts(spec.stage),
+                                        self._stage_select_layer(spec.stage))
         shard = ()
         if cfg.strategy == "fsdp" and env.distributed and index > 0:
             # fully_shard converts parameters to DTensors in place and cannot be re-applied
@@ -333,6 +357,9 @@ class Trainer:
         window: dict[str, list[float]] = {"depth_loss": [], "lm_loss": [], "tokens": []}
         if self._stage_readouts(spec.stage) is not None:
             window["locate_loss"] = []
+        if self._stage_select_layer(spec.stage) is not None:
+            window["select_loss"] = []
+        aux_weights = {"locate_loss": cfg.locate_weight, "select_loss": cfg.select_weight}
         t_last = time.perf_counter()
         while self.global_step < end:
             local = self.global_step - start
@@ -344,19 +371,20 @@ class Trainer:
                 batch = next(it)
                 dev = env.device
                 with no_sync(wrapped, micro < cfg.grad_accum - 1), self._autocast():
-                    d_loss, lm_loss, n_tok, loc_loss = wrapped(
+                    d_loss, lm_loss, n_tok, aux = wrapped(
                         batch["input_ids"].to(dev), batch["labels"].to(dev),
                         batch["pixel_values"].to(dev), batch["image_grid_thw"].to(dev),
                         [g.to(dev) for g in batch["gt"]], batch["depth_scale"].to(dev),
-                        batch["locate_xy"].to(dev))
+                        batch["locate_box"].to(dev))
                     loss = ((cfg.depth_weight if spec.stage != 1 else 1.0) * d_loss
-                            + lm_w * lm_loss + cfg.locate_weight * loc_loss)
+                            + lm_w * lm_loss
+                            + sum(aux_weights[k] * v for k, v in aux.items()))
                 (loss / cfg.grad_accum).backward()
                 window["depth_loss"].append(float(d_loss.detach()))
                 window["lm_loss"].append(float(lm_loss.detach()))
                 window["tokens"].append(float(n_tok))
-                if "locate_loss" in window:
-                    window["locate_loss"].append(float(loc_loss.detach()))
+                for k, v in aux.items():
+                    window[k].append(float(v.detach()))
             if cfg.grad_clip > 0:
                 gnorm = float(torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip))
             else:
