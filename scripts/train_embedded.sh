@@ -21,7 +21,7 @@
 # TEXT_MIX2. PHASES=3 goes on from phase 2's best checkpoint with STAGES3 in RUN_DIR/phase3 on
 # the same images and text mix; PHASES=N chains N phases, each from the best checkpoint of the
 # one before. Phase GROW_AT (4) first deepens that checkpoint (GROW: vision=8,text=8, the same
-# outputs to start with). PHASES=5 is how the shipped model was made: RUN_DIR/phase5/best is
+# outputs to start with). PHASES=6 is how the shipped model was made: RUN_DIR/phase6/best is
 # the shipped folder (copy it to depthvlm_ros/embedded to ship). RUN_DIR/training.png draws all
 # phases.
 # The training split carries the generator's scene-kind and named-object questions; the text
@@ -42,10 +42,10 @@ STAGES2=${STAGES2:-0:2200:4e-4,1:100:2e-4,2:300:1e-4}
 PHASES=${PHASES:-1}           # training phases; 2 or more: continuations (see above)
 if [ "${PHASE2:-0}" = 1 ] && [ "$PHASES" -lt 2 ]; then PHASES=2; fi
 STAGES3=${STAGES3:-0:1900:3e-4,1:100:1.5e-4,2:200:8e-5}  # phases 3 to SELECT_AT - 1
-# From phase SELECT_AT on, the training-only grounding signals of core/train/locate.py are on
-# (SELECT_ARGS: attention selection on the named object plus the position readouts), for
-# STAGES_SELECT steps.
-SELECT_AT=${SELECT_AT:-6}
+# From phase SELECT_AT on (0: never, the shipped recipe), the training-only grounding signals
+# of core/train/locate.py are on (SELECT_ARGS: attention selection on the named object plus the
+# position readouts), for STAGES_SELECT steps; measured in the README, not shipped.
+SELECT_AT=${SELECT_AT:-0}
 SELECT_ARGS=${SELECT_ARGS:---select-weight 1 --select-layer -3 --locate-weight 4}
 STAGES_SELECT=${STAGES_SELECT:-0:900:3e-4,1:50:1.5e-4,2:150:8e-5}
 # Phase GROW_AT starts from a deeper copy of the checkpoint before it (same outputs; see
@@ -118,7 +118,7 @@ if [ "$PHASES" -ge 2 ]; then
   for ((k = 2; k <= PHASES; k++)); do
     stages=$STAGES3; [ "$k" = 2 ] && stages=$STAGES2
     extra=(); [ "$k" = "$GROW_AT" ] && [ -n "$GROW" ] && extra=(--grow "$GROW")
-    if [ "$k" -ge "$SELECT_AT" ]; then
+    if [ "$SELECT_AT" -gt 0 ] && [ "$k" -ge "$SELECT_AT" ]; then
       stages=$STAGES_SELECT
       read -r -a select_args <<< "$SELECT_ARGS"
       extra+=("${select_args[@]}")

@@ -186,6 +186,10 @@ class Trainer:
         if cfg.select_weight > 0 and not -n_layers <= cfg.select_layer < n_layers:
             raise ValueError(f"--select-layer {cfg.select_layer} is outside the LLM's "
                              f"{n_layers} layers")
+        if cfg.select_weight > 0 and cfg.strategy == "fsdp":
+            # The loss reruns the layer's projections after its forward, when FSDP has
+            # already resharded their weights.
+            raise ValueError("--select-weight needs --strategy ddp")
         if self.env.is_main:
             self.out.mkdir(parents=True, exist_ok=True)
 
