@@ -1,0 +1,44 @@
+"""scripts/train_embedded.sh chains its phases as the README says (a dry run that prints the
+commands instead of running them)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _phase_commands(tmp_path, **env_vars) -> dict[str, str]:
+    """The ``depthvlm train`` command of each phase, keyed by its output folder's name."""
+    run = tmp_path / "run"
+    env = dict(os.environ, PYTHON="echo", WORLD="robot", **env_vars)
+    out = subprocess.run(["bash", str(ROOT / "scripts" / "train_embedded.sh"), str(run)],
+                         env=env, capture_output=True, text=True, timeout=60, check=True).stdout
+    commands = {}
+    for line in out.splitlines():
+        if "depthvlm_ros.cli train" in line:
+            args = line.split()
+            commands[Path(args[args.index("--out") + 1]).name] = line
+    return commands
+
+
+def test_six_phases_chain_from_each_best_and_grow_once(tmp_path):
+    cmds = _phase_commands(tmp_path, PHASES="6")
+    assert list(cmds) == ["run", "phase2", "phase3", "phase4", "phase5", "phase6"]
+    assert "--init scratch" in cmds["run"]
+    assert f"--init {tmp_path}/run/phase5/best" in cmds["phase6"]
+    assert [name for name, c in cmds.items() if "--grow" in c] == ["phase4"]
+    # The shipped recipe has no grounding losses.
+    assert not any("--select-weight" in c or "--locate-weight" in c for c in cmds.values())
+
+
+def test_select_at_turns_the_grounding_losses_on_from_that_phase(tmp_path):
+    cmds = _phase_commands(tmp_path, PHASES="6", SELECT_AT="6")
+    assert "--select-weight 1 --select-layer -3 --locate-weight 4" in cmds["phase6"]
+    assert "--stages 0:900:3e-4,1:50:1.5e-4,2:150:8e-5" in cmds["phase6"]
+    assert "--select-weight" not in cmds["phase5"]
+    # Empty arguments keep the schedule without the losses (the measured control).
+    control = _phase_commands(tmp_path, PHASES="6", SELECT_AT="6", SELECT_ARGS=" ")["phase6"]
+    assert "--select-weight" not in control and "0:900:3e-4" in control
