@@ -15,7 +15,7 @@ from safetensors.torch import load_file
 from torchrun_support import run_process_tree
 
 from depthvlm_ros.core.bench.jsonl import read_jsonl
-from depthvlm_ros.core.folders import make_tiny_model
+from depthvlm_ros.core.folders import make_tiny_model, write_model_folder
 from depthvlm_ros.core.train.config import ARCHITECTURES
 from depthvlm_ros.core.train.data import collate
 from depthvlm_ros.core.train.locate import (READOUTS_FILE, LocateReadouts, box_attention_mass,
@@ -218,3 +218,31 @@ def test_train_with_readouts_saves_them_beside_the_model_and_resumes_exactly(tmp
     a = json.loads((full / "params_rank0.json").read_text())["params"]
     b = json.loads((resumed / "params_rank0.json").read_text())["params"]
     assert a == b
+
+
+def test_object_probe_scores_both_sides_against_the_commonest_label(tmp_path, capsys):
+    data = _with_named_sky(write_plane_dataset(tmp_path / "d", 6, 0))
+    rows = [json.loads(line) for line in data.read_text().splitlines()]
+    for i, row in enumerate(rows):   # two colours and two kinds to tell apart
+        row["object_label"] = ["blue sky", "grey wall"][i % 2]
+        row["prompt"] = f"How far is the {row['object_label']} from the camera?"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    model, tok = make_tiny_model(0, **ARCHITECTURES["test"])
+    folder = write_model_folder(model, tok, tmp_path / "model", meta={"canonical_fx": 100.0})
+    probe = _script("object_probe")
+    args = ["--model", str(folder), "--fit", str(data), "--test", str(data), "--objects", "0",
+            "--layer", "-1", "--steps", "50"]
+    assert probe.main(args) == 0
+    report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert report["objects_fit"] == report["objects_test"] == 6
+    for side in ("image_tokens_colour", "image_tokens_kind", "reply_colour", "reply_kind"):
+        scores = report[side]
+        assert scores["classes"] == 2 and 0 <= scores["accuracy"] <= 1
+        assert scores["commonest_label"] == pytest.approx(0.5, abs=0.2)
+    # The test model has one layer, so the states entering it are token embeddings: the
+    # state before the reply is the same token whatever the question names, and its probe
+    # can do no better than the commonest label (a probe reading the name's own tokens would).
+    assert report["reply_colour"]["accuracy"] == report["reply_colour"]["commonest_label"]
+    assert report["reply_kind"]["accuracy"] == report["reply_kind"]["commonest_label"]
+    assert probe.main(args[:-4] + ["--layer", "3"]) == 2
+    assert "outside the LLM's 1 layers" in capsys.readouterr().err
