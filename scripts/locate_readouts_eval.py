@@ -43,24 +43,17 @@ def main(argv: list[str] | None = None) -> int:
 
     import numpy as np
     import torch
-    from transformers import AutoTokenizer
 
-    from depthvlm_ros.core.bench.jsonl import read_jsonl
     from depthvlm_ros.core.bench.spatial_qa import pointing_hit
-    from depthvlm_ros.core.camera import vision_patching
-    from depthvlm_ros.core.config import DepthVLMConfig
-    from depthvlm_ros.core.folders import folder_canonical_fx, read_meta
-    from depthvlm_ros.core.model import load_depthvlm
-    from depthvlm_ros.core.pipeline import DepthVLMPipeline
-    from depthvlm_ros.core.train.data import AugmentConfig, SampleBuilder, TextMix, collate
+    from depthvlm_ros.core.train.data import collate
     from depthvlm_ros.core.train.locate import (LocateReadouts, box_attention_mass, box_tokens,
                                                 capture_attention_inputs, head_attention,
-                                                load_readouts, reply_positions,
+                                                load_for_grounding, load_readouts,
+                                                named_objects, reply_positions,
                                                 token_readout_error)
 
     torch.set_num_threads(args.threads)
-    model = load_depthvlm(args.checkpoint).eval()
-    tok = AutoTokenizer.from_pretrained(args.checkpoint, local_files_only=True)
+    model, tok, builder = load_for_grounding(args.checkpoint)
     readouts = LocateReadouts(model.config.text_config.hidden_size)
     if not load_readouts(readouts, args.checkpoint):
         readouts = None
@@ -71,21 +64,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"--select-layer {args.select_layer} is outside the LLM's {n_layers} layers",
               file=sys.stderr)
         return 2
-    meta = read_meta(args.checkpoint)
-    fx = folder_canonical_fx(args.checkpoint)
-    pipe = DepthVLMPipeline(model, tok, DepthVLMConfig(
-        canonical_fx=fx, max_image_tokens=int(meta.get("max_image_tokens", 256)), device="cpu",
-        head_backend="torch"), model_canonical_fx=fx)
-    patch, merge = vision_patching(model.config)
-    # No image_objects map: each line's own object is the one asked about.
-    builder = SampleBuilder(pipe.prompt_ids, tok, tok.convert_tokens_to_ids("<|im_end|>"), fx,
-                            pipe.config.max_image_tokens, AugmentConfig(hflip=0, jitter=0, crop=0),
-                            TextMix(), patch_size=patch, merge_size=merge)
-    named = [r for p in args.data for r in read_jsonl(p)
-             if r.extra.get("object_box") is not None
-             and isinstance(r.extra.get("object_label"), str)]
-    if args.objects:
-        named = named[:args.objects]
+    named = named_objects(args.data, args.objects)
     token_err, read, truth, inside = [], [], [], []
     mass, uniform, top_inside = [], [], []
     with torch.no_grad():

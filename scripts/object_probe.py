@@ -39,46 +39,24 @@ def main(argv: list[str] | None = None) -> int:
 
     import numpy as np
     import torch
-    from transformers import AutoTokenizer
 
-    from depthvlm_ros.core.bench.jsonl import read_jsonl
-    from depthvlm_ros.core.camera import vision_patching
-    from depthvlm_ros.core.config import DepthVLMConfig
-    from depthvlm_ros.core.folders import folder_canonical_fx, read_meta, resolve_model_path
-    from depthvlm_ros.core.model import load_depthvlm
-    from depthvlm_ros.core.pipeline import DepthVLMPipeline
-    from depthvlm_ros.core.train.data import AugmentConfig, SampleBuilder, TextMix, collate
+    from depthvlm_ros.core.train.data import collate
     from depthvlm_ros.core.train.locate import (box_tokens, capture_attention_inputs,
+                                                load_for_grounding, named_objects,
                                                 reply_positions)
 
     torch.set_num_threads(args.threads)
-    folder = resolve_model_path(args.model)
-    model = load_depthvlm(folder).eval()
+    model, tok, builder = load_for_grounding(args.model)
     n_layers = model.config.text_config.num_hidden_layers
     if not -n_layers <= args.layer < n_layers:
         print(f"--layer {args.layer} is outside the LLM's {n_layers} layers", file=sys.stderr)
         return 2
-    tok = AutoTokenizer.from_pretrained(folder, local_files_only=True)
-    fx = folder_canonical_fx(folder)
-    pipe = DepthVLMPipeline(model, tok, DepthVLMConfig(
-        canonical_fx=fx, max_image_tokens=int(read_meta(folder).get("max_image_tokens", 256)),
-        device="cpu", head_backend="torch"), model_canonical_fx=fx)
-    patch, merge = vision_patching(model.config)
-    builder = SampleBuilder(pipe.prompt_ids, tok, tok.convert_tokens_to_ids("<|im_end|>"), fx,
-                            pipe.config.max_image_tokens, AugmentConfig(hflip=0, jitter=0, crop=0),
-                            TextMix(), patch_size=patch, merge_size=merge)
 
     def states(paths: list[str]):
         """Per object: (its image tokens' states, the reply state, colour, kind)."""
-        named = [r for p in paths for r in read_jsonl(p)
-                 if r.extra.get("object_box") is not None
-                 and isinstance(r.extra.get("object_label"), str)
-                 and r.extra["object_label"].split()]
-        if args.objects:
-            named = named[:args.objects]
         out = []
         with torch.no_grad():
-            for record in named:
+            for record in named_objects(paths, args.objects):
                 sample = builder.build(record, np.random.default_rng(0), kind="ground",
                                        augment=False)
                 if sample.locate_box is None:

@@ -42,7 +42,7 @@ from torch import nn
 __all__ = ["LocateReadouts", "READOUTS_FILE", "token_centres", "token_readout_error",
            "locate_loss", "save_readouts", "load_readouts", "box_tokens", "AttentionInputs",
            "capture_attention_inputs", "head_attention", "box_attention_mass",
-           "selection_loss", "reply_positions"]
+           "selection_loss", "reply_positions", "load_for_grounding", "named_objects"]
 
 #: File of a checkpoint folder that holds the readouts' weights.
 READOUTS_FILE = "locate_readouts.safetensors"
@@ -247,3 +247,46 @@ def selection_loss(inputs: AttentionInputs, image_mask: torch.Tensor, grid_hw: t
         return probs[:, -1, 0].sum() * 0.0
     mass = box_attention_mass(probs, image_mask, grid_hw, boxes)
     return -mass[predicting].clamp_min(1e-6).log().mean()
+
+
+def load_for_grounding(folder: str | Path):
+    """A model folder or checkpoint for scoring grounding, as the scripts that do it need it.
+
+    Returns:
+        ``(model, tokenizer, builder)``: the model in eval mode, its tokenizer, and a
+        :class:`~.data.SampleBuilder` that makes the grounding sample of a record exactly as
+        training does (same resize, prompt and reply) but without augmentation. It has no
+        image-objects map, so each record's own object is the one asked about.
+    """
+    from transformers import AutoTokenizer
+
+    from ..camera import vision_patching
+    from ..config import DepthVLMConfig
+    from ..folders import folder_canonical_fx, read_meta, resolve_model_path
+    from ..model import load_depthvlm
+    from ..pipeline import DepthVLMPipeline
+    from .data import AugmentConfig, SampleBuilder, TextMix
+
+    folder = resolve_model_path(str(folder))
+    model = load_depthvlm(folder).eval()
+    tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
+    fx = folder_canonical_fx(folder)
+    pipe = DepthVLMPipeline(model, tokenizer, DepthVLMConfig(
+        canonical_fx=fx, max_image_tokens=int(read_meta(folder).get("max_image_tokens", 256)),
+        device="cpu", head_backend="torch"), model_canonical_fx=fx)
+    patch, merge = vision_patching(model.config)
+    builder = SampleBuilder(pipe.prompt_ids, tokenizer,
+                            tokenizer.convert_tokens_to_ids("<|im_end|>"), fx,
+                            pipe.config.max_image_tokens, AugmentConfig(hflip=0, jitter=0, crop=0),
+                            TextMix(), patch_size=patch, merge_size=merge)
+    return model, tokenizer, builder
+
+
+def named_objects(paths, limit: int = 0) -> list:
+    """The records of JSONL splits ``paths`` that name an object with a box (first ``limit``)."""
+    from ..bench.jsonl import read_jsonl
+
+    named = [r for p in paths for r in read_jsonl(p)
+             if r.extra.get("object_box") is not None
+             and isinstance(r.extra.get("object_label"), str) and r.extra["object_label"].split()]
+    return named[:limit] if limit else named
