@@ -45,51 +45,41 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from depthvlm_ros.core.bench.spatial_qa import pointing_hit
-    from depthvlm_ros.core.train.data import collate
     from depthvlm_ros.core.train.locate import (LocateReadouts, box_attention_mass, box_tokens,
-                                                capture_attention_inputs, head_attention,
-                                                load_for_grounding, load_readouts,
-                                                named_objects, reply_positions,
+                                                check_llm_layer, grounding_passes,
+                                                head_attention, load_for_grounding,
+                                                load_readouts, named_objects, reply_positions,
                                                 token_readout_error)
 
     torch.set_num_threads(args.threads)
     model, tok, builder = load_for_grounding(args.checkpoint)
+    try:
+        check_llm_layer(model, args.select_layer)
+    except ValueError as err:
+        print(err, file=sys.stderr)
+        return 2
     readouts = LocateReadouts(model.config.text_config.hidden_size)
     if not load_readouts(readouts, args.checkpoint):
         readouts = None
         print(f"{args.checkpoint} has no position readouts (train with --locate-weight); "
               "scoring selection only", file=sys.stderr)
-    n_layers = model.config.text_config.num_hidden_layers
-    if not -n_layers <= args.select_layer < n_layers:
-        print(f"--select-layer {args.select_layer} is outside the LLM's {n_layers} layers",
-              file=sys.stderr)
-        return 2
-    named = named_objects(args.data, args.objects)
     token_err, read, truth, inside = [], [], [], []
     mass, uniform, top_inside = [], [], []
-    with torch.no_grad():
-        for record in named:
-            sample = builder.build(record, np.random.default_rng(0), kind="ground",
-                                   augment=False)
-            if sample.locate_box is None:
-                continue
-            batch = collate([sample], tok.pad_token_id)
+    with torch.no_grad():  # scoring only
+        for record, sample, batch, enc, tap in grounding_passes(
+                model, tok, builder, named_objects(args.data, args.objects), args.select_layer):
             box = batch["locate_box"]
-            with capture_attention_inputs(model, args.select_layer) as tap:
-                enc = model.encode(batch["input_ids"], batch["pixel_values"],
-                                   batch["image_grid_thw"])
             image_mask = batch["input_ids"] == model.config.image_token_id
             probs = head_attention(tap)
             replying = reply_positions(batch["labels"], box)[0]
-            mass.append(float(box_attention_mass(probs, image_mask, enc.grid_hw, box)[0,
-                                                                                     replying]
+            mass.append(float(box_attention_mass(probs, image_mask, enc.grid_hw, box)[0, replying]
                               .mean()))
-            n_box = int(box_tokens(box, *enc.grid_hw).sum())
-            uniform.append(float((n_box / (replying.nonzero()[:, 0] + 1).float()).mean()))
-            image_pos = image_mask[0].nonzero()[:, 0]
+            in_box = box_tokens(box, *enc.grid_hw)[0].reshape(-1)
+            # Chance level: the box's tokens' share of everything each reply position can see.
+            uniform.append(float((in_box.sum() / (replying.nonzero()[:, 0] + 1).float()).mean()))
             first = int(replying.nonzero()[0])
-            top = int(probs[0, first, image_pos].argmax())
-            top_inside.append(bool(box_tokens(box, *enc.grid_hw).reshape(-1)[top]))
+            top = int(probs[0, first, image_mask[0]].argmax())
+            top_inside.append(bool(in_box[top]))
             truth.append(np.asarray(sample.locate_box).reshape(2, 2).mean(0))
             if readouts is None:
                 continue

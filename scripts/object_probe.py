@@ -37,41 +37,31 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=1, help="torch threads")
     args = ap.parse_args(argv)
 
-    import numpy as np
     import torch
 
-    from depthvlm_ros.core.train.data import collate
-    from depthvlm_ros.core.train.locate import (box_tokens, capture_attention_inputs,
+    from depthvlm_ros.core.train.locate import (box_tokens, check_llm_layer, grounding_passes,
                                                 load_for_grounding, named_objects,
                                                 reply_positions)
 
     torch.set_num_threads(args.threads)
     model, tok, builder = load_for_grounding(args.model)
-    n_layers = model.config.text_config.num_hidden_layers
-    if not -n_layers <= args.layer < n_layers:
-        print(f"--layer {args.layer} is outside the LLM's {n_layers} layers", file=sys.stderr)
+    try:
+        check_llm_layer(model, args.layer, "--layer")
+    except ValueError as err:
+        print(err, file=sys.stderr)
         return 2
 
     def states(paths: list[str]):
         """Per object: (its image tokens' states, the reply state, colour, kind)."""
         out = []
-        with torch.no_grad():
-            for record in named_objects(paths, args.objects):
-                sample = builder.build(record, np.random.default_rng(0), kind="ground",
-                                       augment=False)
-                if sample.locate_box is None:
-                    continue
-                batch = collate([sample], tok.pad_token_id)
-                with capture_attention_inputs(model, args.layer) as tap:
-                    enc = model.encode(batch["input_ids"], batch["pixel_values"],
-                                       batch["image_grid_thw"])
-                x = tap.hidden_states[0].float()
-                image = (batch["input_ids"][0] == model.config.image_token_id)
-                inside = box_tokens(batch["locate_box"], *enc.grid_hw)[0].reshape(-1)
-                first = int(reply_positions(batch["labels"], batch["locate_box"])[0]
-                            .nonzero()[0])
-                words = record.extra["object_label"].split()
-                out.append((x[image][inside], x[first], words[0], words[-1]))
+        for record, _, batch, enc, tap in grounding_passes(
+                model, tok, builder, named_objects(paths, args.objects), args.layer):
+            x = tap.hidden_states[0].float()
+            image = batch["input_ids"][0] == model.config.image_token_id
+            inside = box_tokens(batch["locate_box"], *enc.grid_hw)[0].reshape(-1)
+            first = int(reply_positions(batch["labels"], batch["locate_box"])[0].nonzero()[0])
+            words = record.extra["object_label"].split()
+            out.append((x[image][inside], x[first], words[0], words[-1]))
         return out
 
     fit, test = states(args.fit), states(args.test)

@@ -37,7 +37,8 @@ _DATA_FIELDS = ("canonical_fx", "max_image_tokens")
 _AUGMENT_FIELDS = ("hflip", "jitter", "crop")  # AugmentConfig
 _MODEL_FIELDS = ("init", "grow", "arch", "patch_size", "vocab_size")
 _OPTIMISATION_FIELDS = ("batch_size", "grad_accum", "depth_weight", "lm_weight", "silog_lambda",
-                        "locate_weight", "select_weight", "select_layer", "weight_decay", "warmup_steps", "grad_clip", "seed")
+                        "locate_weight", "select_weight", "select_layer", "weight_decay",
+                        "warmup_steps", "grad_clip", "seed")
 _RUNTIME_FIELDS = ("strategy", "device", "num_workers", "threads", "resume", "eval_every",
                    "ckpt_every", "log_every", "eval_images", "eval_points", "eval_markers",
                    "keep_checkpoints")

@@ -42,7 +42,8 @@ from torch import nn
 __all__ = ["LocateReadouts", "READOUTS_FILE", "token_centres", "token_readout_error",
            "locate_loss", "save_readouts", "load_readouts", "box_tokens", "AttentionInputs",
            "capture_attention_inputs", "head_attention", "box_attention_mass",
-           "selection_loss", "reply_positions", "load_for_grounding", "named_objects"]
+           "selection_loss", "reply_positions", "check_llm_layer", "load_for_grounding",
+           "named_objects", "grounding_passes"]
 
 #: File of a checkpoint folder that holds the readouts' weights.
 READOUTS_FILE = "locate_readouts.safetensors"
@@ -170,6 +171,13 @@ class AttentionInputs:
         self.position_embeddings: tuple[torch.Tensor, torch.Tensor] | None = None
 
 
+def check_llm_layer(model: nn.Module, layer: int, flag: str = "--select-layer") -> None:
+    """Raise ValueError unless ``layer`` (negative: from the last) is one of the LLM's layers."""
+    n_layers = model.config.text_config.num_hidden_layers
+    if not -n_layers <= layer < n_layers:
+        raise ValueError(f"{flag} {layer} is outside the LLM's {n_layers} layers")
+
+
 @contextmanager
 def capture_attention_inputs(model: nn.Module, layer: int) -> Iterator[AttentionInputs]:
     """Record the inputs of LLM decoder layer ``layer``'s self-attention while inside.
@@ -177,10 +185,8 @@ def capture_attention_inputs(model: nn.Module, layer: int) -> Iterator[Attention
     ``layer`` counts from 0; negative counts from the last layer. The hook only keeps
     references (no copies) and is removed on leaving, whatever happens inside.
     """
-    layers = model.model.language_model.layers
-    if not -len(layers) <= layer < len(layers):
-        raise ValueError(f"--select-layer {layer} outside the LLM's {len(layers)} layers")
-    attn = layers[layer].self_attn
+    check_llm_layer(model, layer)
+    attn = model.model.language_model.layers[layer].self_attn
     captured = AttentionInputs(attn)
 
     def keep(_module, args, kwargs):
@@ -290,3 +296,25 @@ def named_objects(paths, limit: int = 0) -> list:
              if r.extra.get("object_box") is not None
              and isinstance(r.extra.get("object_label"), str) and r.extra["object_label"].split()]
     return named[:limit] if limit else named
+
+
+def grounding_passes(model: nn.Module, tokenizer, builder, records, layer: int):
+    """Run the grounding question of each record through ``model``, capturing ``layer``.
+
+    Yields ``(record, sample, batch, enc, inputs)`` per record that gives a grounding sample:
+    the sample and its one-row batch as ``builder`` makes them (no augmentation), the encoded
+    sequence and the captured inputs of ``layer``'s self-attention. The pass runs without
+    gradients; what the caller computes from it is up to the caller.
+    """
+    import numpy as np
+
+    from .data import collate
+
+    for record in records:
+        sample = builder.build(record, np.random.default_rng(0), kind="ground", augment=False)
+        if sample.locate_box is None:
+            continue
+        batch = collate([sample], tokenizer.pad_token_id)
+        with torch.no_grad(), capture_attention_inputs(model, layer) as inputs:
+            enc = model.encode(batch["input_ids"], batch["pixel_values"], batch["image_grid_thw"])
+        yield record, sample, batch, enc, inputs

@@ -56,8 +56,8 @@ from .distributed import (DistEnv, all_reduce_mean, barrier, fsdp_full_state_dic
                           init_distributed, no_sync, shutdown_distributed, unwrap_model,
                           wrap_model)
 from .evaluate import eval_subset, evaluate_model, selection_score
-from .locate import (LocateReadouts, capture_attention_inputs, load_readouts, locate_loss,
-                     save_readouts, selection_loss)
+from .locate import (LocateReadouts, capture_attention_inputs, check_llm_layer,
+                     load_readouts, locate_loss, save_readouts, selection_loss)
 from .losses import SILOG_LAMBDA, answer_lm_loss, silog_loss
 from .plots import chain_logs, plot_losses
 
@@ -182,10 +182,8 @@ class Trainer:
             self.last_eval = self.resume_state.get("last_eval", {})
         self.resume_dir = resume_dir
         self.readouts = self._build_readouts(resume_dir)
-        n_layers = self.model.config.text_config.num_hidden_layers
-        if cfg.select_weight > 0 and not -n_layers <= cfg.select_layer < n_layers:
-            raise ValueError(f"--select-layer {cfg.select_layer} is outside the LLM's "
-                             f"{n_layers} layers")
+        if cfg.select_weight > 0:
+            check_llm_layer(self.model, cfg.select_layer)
         if cfg.select_weight > 0 and cfg.strategy == "fsdp":
             # The loss reruns the layer's projections after its forward, when FSDP has
             # already resharded their weights.
