@@ -1,6 +1,6 @@
 """Training-only grounding signals: the position readouts' targets and loss, the selection loss
-on the model's own attention, and a run that trains, saves and resumes them while every model
-folder stays a plain DepthVLM folder."""
+on the model's own attention, the object probes on the image tokens, and a run that trains,
+saves and resumes them while every model folder stays a plain DepthVLM folder."""
 
 from __future__ import annotations
 
@@ -18,10 +18,12 @@ from depthvlm_ros.core.bench.jsonl import read_jsonl
 from depthvlm_ros.core.folders import make_tiny_model, write_model_folder
 from depthvlm_ros.core.train.config import ARCHITECTURES
 from depthvlm_ros.core.train.data import collate
-from depthvlm_ros.core.train.locate import (READOUTS_FILE, LocateReadouts, box_attention_mass,
-                                            box_tokens, capture_attention_inputs,
-                                            head_attention, locate_loss, selection_loss,
-                                            token_centres)
+from depthvlm_ros.core.bench.synthetic.objects import COLOUR_NAMES, OBJECT_SHAPES
+from depthvlm_ros.core.train.locate import (OBJECT_PROBES_FILE, READOUTS_FILE, LocateReadouts,
+                                            ObjectProbes, box_attention_mass, box_tokens,
+                                            capture_attention_inputs, head_attention,
+                                            locate_loss, object_classes, object_loss,
+                                            selection_loss, token_centres)
 from test_eval_scripts import _script
 from test_train import _builder, write_plane_dataset
 
@@ -94,6 +96,19 @@ def test_grounding_samples_carry_the_object_box_and_flips_mirror_it(tmp_path):
     batch = collate([plain, other], tok.pad_token_id)
     assert batch["locate_box"][0].tolist() == pytest.approx(list(box))
     assert torch.isnan(batch["locate_box"][1]).all()
+    # The object's name travels as class indices: "sky" is no shape the probes know.
+    assert plain.locate_label == "blue sky" and other.locate_label is None
+    assert batch["object_classes"].tolist() == [[COLOUR_NAMES.index("blue"), -100],
+                                                [-100, -100]]
+
+
+def test_object_classes_come_from_the_generators_words():
+    assert object_classes("red box") == (COLOUR_NAMES.index("red"), OBJECT_SHAPES.index("box"))
+    assert object_classes("grey cylinder") == (COLOUR_NAMES.index("grey"),
+                                               OBJECT_SHAPES.index("cylinder"))
+    # Names from other data are not guessed at.
+    assert object_classes("the door") == (-100, -100)
+    assert object_classes("") == (-100, -100) and object_classes(None) == (-100, -100)
 
 
 def test_box_tokens_take_covered_cells_and_always_the_centre_cell():
@@ -167,6 +182,41 @@ def test_selection_loss_moves_the_heads_attention_onto_the_box():
     assert float(zero.detach()) == 0.0 and zero.requires_grad
 
 
+def test_object_loss_teaches_the_boxs_tokens_their_object_through_the_vision_tower():
+    model, _ = make_tiny_model(0, **ARCHITECTURES["test"])
+    ids, labels, pixels, thw = _image_sequence(model)
+    image_mask = ids == model.config.image_token_id
+    box = torch.tensor([[0.0, 0.0, 0.7, 0.5]])           # two tokens of the top row
+    classes = torch.tensor([[COLOUR_NAMES.index("red"), OBJECT_SHAPES.index("cylinder")]])
+    probes = ObjectProbes(model.config.text_config.hidden_size)
+    opt = torch.optim.Adam(list(model.parameters()) + list(probes.parameters()), lr=1e-2)
+    losses = []
+    for step in range(15):
+        with capture_attention_inputs(model, -1) as tap:
+            enc = model.encode(ids, pixels, thw)
+        loss = object_loss(probes, tap, image_mask, enc.grid_hw, box, classes)
+        opt.zero_grad()
+        loss.backward()
+        if step == 0:
+            # What the probes read comes from the vision tower: its weights are taught.
+            grads = [p.grad for p in model.model.visual.parameters() if p.grad is not None]
+            assert grads and sum(float(g.abs().sum()) for g in grads) > 0
+        opt.step()
+        losses.append(float(loss.detach()))
+    # Chance is log(10) + log(2) = 3.0; two tokens of one object are learnt quickly.
+    assert losses[0] > 2.0 and losses[-1] < 0.5
+    # Unknown words and missing boxes give zero, still tied to both probes.
+    with capture_attention_inputs(model, -1) as tap:
+        enc = model.encode(ids, pixels, thw)
+    for b, c in ((torch.full((1, 4), float("nan")), classes),
+                 (box, torch.full((1, 2), -100))):
+        probes.zero_grad()
+        zero = object_loss(probes, tap, image_mask, enc.grid_hw, b, c)
+        assert float(zero.detach()) == 0.0
+        zero.backward(retain_graph=True)
+        assert probes.colour.weight.grad is not None and probes.shape.weight.grad is not None
+
+
 def test_train_with_readouts_saves_them_beside_the_model_and_resumes_exactly(tmp_path,
                                                                             capsys):
     data = _with_named_sky(write_plane_dataset(tmp_path / "d", 4, 0))
@@ -175,7 +225,7 @@ def test_train_with_readouts_saves_them_beside_the_model_and_resumes_exactly(tmp
             "--batch-size", "2", "--workers", "0", "--threads", "1", "--ckpt-every", "3",
             "--device", "cpu", "--log-every", "1", "--text-mix", "ground=1,dense=1",
             "--locate-weight", "2", "--select-weight", "1", "--select-layer", "-1",
-            "--stages", "0:6:2e-3"]
+            "--object-weight", "1", "--stages", "0:6:2e-3"]
     env = dict(os.environ, OMP_NUM_THREADS="1", DEPTHVLM_TRAIN_DUMP_PARAMS="1")
     full = tmp_path / "full"
     res = run_process_tree(base + ["--out", str(full)], env)
@@ -186,14 +236,20 @@ def test_train_with_readouts_saves_them_beside_the_model_and_resumes_exactly(tmp
     # Zero in a step whose batch asks no grounding question, positive in the others.
     losses = [r["select_loss"] for r in rows if r["type"] == "train"]
     assert len(losses) == 6 and all(np.isfinite(losses)) and max(losses) > 0
+    # The sky's colour is a known word: the probes' loss is positive wherever it is asked.
+    losses = [r["object_loss"] for r in rows if r["type"] == "train"]
+    assert len(losses) == 6 and all(np.isfinite(losses)) and max(losses) > 0
     ck = full / "checkpoints" / "step-0000003"
     readouts = load_file(str(ck / READOUTS_FILE))
     assert set(readouts) == {"token_xy.weight", "token_xy.bias", "reply_xy.weight",
                              "reply_xy.bias"}
-    # Model folders stay stock: no readout weights in them, none next to them.
+    probes = load_file(str(ck / OBJECT_PROBES_FILE))
+    assert set(probes) == {"colour.weight", "colour.bias", "shape.weight", "shape.bias"}
+    # Model folders stay stock: no readout or probe weights in them, none next to them.
     weights = load_file(str(full / "final" / "model.safetensors"))
-    assert not any("readout" in k or "token_xy" in k for k in weights)
+    assert not any("readout" in k or "token_xy" in k or "colour" in k for k in weights)
     assert not (full / "final" / READOUTS_FILE).exists()
+    assert not (full / "final" / OBJECT_PROBES_FILE).exists()
     # The readouts' own report reads them back from the checkpoint.
     report = _script("locate_readouts_eval")
     assert report.main(["--checkpoint", str(ck), "--data", str(data), "--select-layer", "-1"]) == 0
@@ -210,8 +266,8 @@ def test_train_with_readouts_saves_them_beside_the_model_and_resumes_exactly(tmp
     assert report.main(["--checkpoint", str(ck), "--data", str(data),
                         "--select-layer", "5"]) == 2
     assert "outside the LLM's 1 layers" in capsys.readouterr().err
-    # Resuming from step 3 restores the readouts too: their gradients shape the model, so a
-    # fresh pair would end on other weights.
+    # Resuming from step 3 restores the readouts and probes too: their gradients shape the
+    # model, so fresh ones would end on other weights.
     resumed = tmp_path / "resumed"
     res = run_process_tree(base + ["--out", str(resumed), "--resume", str(ck)], env)
     assert res.returncode == 0, res.stderr[-3000:]

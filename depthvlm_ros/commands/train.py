@@ -37,7 +37,8 @@ _DATA_FIELDS = ("canonical_fx", "max_image_tokens")
 _AUGMENT_FIELDS = ("hflip", "jitter", "crop")  # AugmentConfig
 _MODEL_FIELDS = ("init", "grow", "arch", "patch_size", "vocab_size")
 _OPTIMISATION_FIELDS = ("batch_size", "grad_accum", "depth_weight", "lm_weight", "silog_lambda",
-                        "locate_weight", "select_weight", "select_layer", "weight_decay",
+                        "locate_weight", "select_weight", "select_layer", "object_weight",
+                        "weight_decay",
                         "warmup_steps", "grad_clip", "seed")
 _RUNTIME_FIELDS = ("strategy", "device", "num_workers", "threads", "resume", "eval_every",
                    "ckpt_every", "log_every", "eval_images", "eval_points", "eval_markers",
@@ -61,7 +62,11 @@ _HELP = {
     "select_weight": "weight of the selection loss: head 0 of LLM layer --select-layer attends "
                      "from grounding replies to the named object's image tokens (see "
                      "core/train/locate.py); 0 = off",
-    "select_layer": "LLM layer the selection loss supervises (negative: from the last)",
+    "select_layer": "LLM layer the selection loss supervises and whose inputs the object "
+                    "probes read (negative: from the last)",
+    "object_weight": "weight of two training-only linear probes that read a grounding "
+                     "object's colour and shape from its image tokens at --select-layer (see "
+                     "core/train/locate.py); 0 = off",
     "silog_lambda": "SILog variance weight: 0.5 (the paper's) forgives half of a wrong global "
                     "scale, 0 none of it",
     "device": "auto, cpu or cuda",

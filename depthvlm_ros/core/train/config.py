@@ -132,6 +132,9 @@ class TrainConfig:
     # from the last) attends from grounding replies to the named object's tokens; 0 = off.
     select_weight: float = 0.0
     select_layer: int = -3
+    # Weight of the object probes (.locate): the colour and shape of a grounding sample's
+    # object, read from its image tokens as they enter LLM layer ``select_layer``; 0 = off.
+    object_weight: float = 0.0
     weight_decay: float = 0.01
     warmup_steps: int = 50
     min_lr_ratio: float = 0.1

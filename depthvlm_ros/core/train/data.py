@@ -54,6 +54,7 @@ from ..camera import Intrinsics, ResizePlan, check_token_pixels, plan_canonical_
 from ..frames import record_intrinsics
 from ..preprocess import prepare_image
 from ..spatial import Region, format_grounding, grounding_prompt, sample_depth
+from .locate import object_classes
 
 __all__ = [
     "AugmentConfig", "TextMix", "TextTarget", "Sample", "SampleBuilder", "BucketBatchPlan",
@@ -194,6 +195,9 @@ class Sample:
     # training-only position and selection signals of .locate are taught); None for every
     # other sample.
     locate_box: tuple[float, float, float, float] | None = None
+    # That object's name ("red box"), whose colour and shape the training-only object probes
+    # of .locate are taught; None for every other sample.
+    locate_label: str | None = None
 
 
 def _object_box(record: BenchRecord, width: int, height: int) -> Region | None:
@@ -404,15 +408,16 @@ class SampleBuilder:
             labels = labels + (seg_ids if trained else [-100] * len(seg_ids))
         ids.append(self.eos_id)
         labels.append(self.eos_id)
-        locate_box = None
+        locate_box = locate_label = None
         if text.kind == "ground":
             locate_box = (box.x_offset / w, box.y_offset / h,
                           (box.x_offset + box.width) / w, (box.y_offset + box.height) / h)
+            locate_label = named_record.extra["object_label"]
         return Sample(mi.pixel_values, mi.image_grid_thw, ids, labels,
                       torch.from_numpy(np.ascontiguousarray(gt, dtype=np.float32)),
                       plan.depth_scale, text,
                       {"record": record.source, "flip": flip, "window": window,
-                       "grid": (plan.grid_h, plan.grid_w)}, locate_box)
+                       "grid": (plan.grid_h, plan.grid_w)}, locate_box, locate_label)
 
     def _encode(self, text: str) -> list[int]:
         ids = self._reply_cache.get(text)
@@ -489,6 +494,8 @@ def collate(samples: Sequence[Sample], pad_id: int) -> dict[str, Any]:
         "locate_box": torch.tensor([s.locate_box if s.locate_box is not None
                                     else (float("nan"),) * 4 for s in samples],
                                    dtype=torch.float32),
+        "object_classes": torch.tensor([object_classes(s.locate_label) for s in samples],
+                                       dtype=torch.long).reshape(len(samples), 2),
     }
 
 

@@ -31,10 +31,10 @@ import math
 import os
 import sys
 import time
-from contextlib import nullcontext
+from contextlib import ExitStack, nullcontext
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
@@ -56,8 +56,9 @@ from .distributed import (DistEnv, all_reduce_mean, barrier, fsdp_full_state_dic
                           init_distributed, no_sync, shutdown_distributed, unwrap_model,
                           wrap_model)
 from .evaluate import eval_subset, evaluate_model, selection_score
-from .locate import (LocateReadouts, capture_attention_inputs, check_llm_layer,
-                     load_readouts, locate_loss, save_readouts, selection_loss)
+from .locate import (OBJECT_PROBES_FILE, READOUTS_FILE, LocateReadouts, ObjectProbes,
+                     capture_attention_inputs, check_llm_layer, load_readouts, locate_loss,
+                     object_loss, save_readouts, selection_loss)
 from .losses import SILOG_LAMBDA, answer_lm_loss, silog_loss
 from .plots import chain_logs, plot_losses
 
@@ -98,7 +99,9 @@ class DepthVLMTrainStep(nn.Module):
     def __init__(self, model: DepthVLMForConditionalGeneration,
                  silog_lambda: float = SILOG_LAMBDA,
                  readouts: LocateReadouts | None = None,
-                 select_layer: int | None = None) -> None:
+                 select_layer: int | None = None,
+                 object_probes: ObjectProbes | None = None, object_layer: int | None = None
+                 ) -> None:
         super().__init__()
         self.model = model
         self.silog_lambda = silog_lambda
@@ -106,20 +109,32 @@ class DepthVLMTrainStep(nn.Module):
         self.readouts = readouts
         # LLM layer whose head 0 the selection loss supervises; None when --select-weight is 0.
         self.select_layer = select_layer
+        # Training-only object probes and the LLM layer whose inputs they read (see .locate);
+        # None when --object-weight is 0.
+        self.object_probes = object_probes
+        self.object_layer = object_layer if object_probes is not None else None
 
     def forward(self, input_ids: torch.Tensor, labels: torch.Tensor, pixel_values: torch.Tensor,
                 image_grid_thw: torch.Tensor, gt: Sequence[torch.Tensor],
-                depth_scale: torch.Tensor, locate_box: torch.Tensor | None = None
+                depth_scale: torch.Tensor, locate_box: torch.Tensor | None = None,
+                object_classes: torch.Tensor | None = None
                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
         """Depth loss, answer loss, answer tokens and the grounding losses that are on.
 
         The last is a dict: ``locate_loss`` with position readouts, ``select_loss`` with a
-        selection layer (see .locate); empty without ``locate_box`` or either of them.
+        selection layer, ``object_loss`` with object probes (see .locate); empty without
+        ``locate_box`` or any of them.
         """
         aux: dict[str, torch.Tensor] = {}
         selecting = self.select_layer is not None and locate_box is not None
-        with (capture_attention_inputs(self.model, self.select_layer) if selecting
-              else nullcontext()) as tap:
+        probing = (self.object_layer is not None and locate_box is not None
+                   and object_classes is not None)
+        with ExitStack() as stack:
+            tap = (stack.enter_context(capture_attention_inputs(self.model, self.select_layer))
+                   if selecting else None)
+            probe_tap = (stack.enter_context(capture_attention_inputs(self.model,
+                                                                      self.object_layer))
+                         if probing else None)
             enc = self.model.encode(input_ids, pixel_values, image_grid_thw)
         pred = self.model.predict_depth(enc).float() * depth_scale[:, None, None]
         d_loss = silog_loss(list(pred), list(gt), lam=self.silog_lambda)
@@ -127,10 +142,12 @@ class DepthVLMTrainStep(nn.Module):
         if self.readouts is not None and locate_box is not None:
             aux["locate_loss"] = locate_loss(self.readouts, enc.hidden, enc.image_hidden, labels,
                                              locate_box)
+        image_mask = input_ids == self.model.config.image_token_id
         if selecting:
-            aux["select_loss"] = selection_loss(
-                tap, input_ids == self.model.config.image_token_id, enc.grid_hw, labels,
-                locate_box)
+            aux["select_loss"] = selection_loss(tap, image_mask, enc.grid_hw, labels, locate_box)
+        if probing:
+            aux["object_loss"] = object_loss(self.object_probes, probe_tap, image_mask,
+                                             enc.grid_hw, locate_box, object_classes)
         return d_loss, lm_loss.float(), torch.tensor(float(n_tok)), aux
 
 
@@ -181,8 +198,14 @@ class Trainer:
             self.best_score = float(self.resume_state.get("best_score", -math.inf))
             self.last_eval = self.resume_state.get("last_eval", {})
         self.resume_dir = resume_dir
-        self.readouts = self._build_readouts(resume_dir)
-        if cfg.select_weight > 0:
+        hidden = self.model.config.text_config.hidden_size
+        self.readouts = self._build_training_head(
+            cfg.locate_weight, lambda: LocateReadouts(hidden), READOUTS_FILE, resume_dir,
+            "position readouts")
+        self.object_probes = self._build_training_head(
+            cfg.object_weight, lambda: ObjectProbes(hidden), OBJECT_PROBES_FILE, resume_dir,
+            "object probes")
+        if cfg.select_weight > 0 or cfg.object_weight > 0:
             check_llm_layer(self.model, cfg.select_layer)
         if cfg.select_weight > 0 and cfg.strategy == "fsdp":
             # The loss reruns the layer's projections after its forward, when FSDP has
@@ -191,18 +214,23 @@ class Trainer:
         if self.env.is_main:
             self.out.mkdir(parents=True, exist_ok=True)
 
-    def _build_readouts(self, resume_dir: Path | None) -> LocateReadouts | None:
-        """The training-only position readouts (see .locate), or None at --locate-weight 0."""
-        if self.cfg.locate_weight <= 0:
+    def _build_training_head(self, weight: float, make: Callable[[], nn.Module], file: str,
+                             resume_dir: Path | None, what: str) -> nn.Module | None:
+        """A training-only module of .locate (readouts, probes), or None when its weight is 0.
+
+        Seeded from the run's seed (the model's random stream is left alone) and resumed from
+        ``resume_dir/file`` when the checkpoint has it.
+        """
+        if weight <= 0:
             return None
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.cfg.seed)
-            readouts = LocateReadouts(self.model.config.text_config.hidden_size)
-        if resume_dir is not None and not load_readouts(readouts, resume_dir) \
+            module = make()
+        if resume_dir is not None and not load_readouts(module, resume_dir, file) \
                 and self.env.is_main:
-            print(f"[train] {resume_dir} has no position readouts; they start afresh",
+            print(f"[train] {resume_dir} has no {what}; they start afresh",
                   file=sys.stderr, flush=True)
-        return readouts.to(self.env.device).train()
+        return module.to(self.env.device).train()
 
     def _stage_readouts(self, stage: int) -> LocateReadouts | None:
         """The readouts a stage trains: they read the LLM's states, so not in stage 1 (head only).
@@ -210,6 +238,10 @@ class Trainer:
         Left out of a stage's train step, they are neither in its wrapper nor its optimizer.
         """
         return self.readouts if stage != 1 else None
+
+    def _stage_object_probes(self, stage: int) -> ObjectProbes | None:
+        """The object probes a stage trains: none in stage 1 (head only), like the readouts."""
+        return self.object_probes if stage != 1 else None
 
     def _stage_select_layer(self, stage: int) -> int | None:
         """The layer the selection loss supervises in a stage: none in stage 1 (head only)."""
@@ -322,7 +354,9 @@ class Trainer:
         names = set_trainable(self.model, spec.stage)
         step_module = DepthVLMTrainStep(self.model, self.cfg.silog_lambda,
                                         self._stage_readouts(spec.stage),
-                                        self._stage_select_layer(spec.stage))
+                                        self._stage_select_layer(spec.stage),
+                                        self._stage_object_probes(spec.stage),
+                                        self.cfg.select_layer)
         shard = ()
         if cfg.strategy == "fsdp" and env.distributed and index > 0:
             # fully_shard converts parameters to DTensors in place and cannot be re-applied
@@ -361,7 +395,10 @@ class Trainer:
             window["locate_loss"] = []
         if self._stage_select_layer(spec.stage) is not None:
             window["select_loss"] = []
-        aux_weights = {"locate_loss": cfg.locate_weight, "select_loss": cfg.select_weight}
+        if self._stage_object_probes(spec.stage) is not None:
+            window["object_loss"] = []
+        aux_weights = {"locate_loss": cfg.locate_weight, "select_loss": cfg.select_weight,
+                       "object_loss": cfg.object_weight}
         t_last = time.perf_counter()
         while self.global_step < end:
             local = self.global_step - start
@@ -377,7 +414,7 @@ class Trainer:
                         batch["input_ids"].to(dev), batch["labels"].to(dev),
                         batch["pixel_values"].to(dev), batch["image_grid_thw"].to(dev),
                         [g.to(dev) for g in batch["gt"]], batch["depth_scale"].to(dev),
-                        batch["locate_box"].to(dev))
+                        batch["locate_box"].to(dev), batch["object_classes"].to(dev))
                     loss = ((cfg.depth_weight if spec.stage != 1 else 1.0) * d_loss
                             + lm_w * lm_loss
                             + sum(aux_weights[k] * v for k, v in aux.items()))
@@ -518,6 +555,8 @@ class Trainer:
                     save_optimizer(path, osd)
                 if self.readouts is not None:
                     save_readouts(self.readouts, path)
+                if self.object_probes is not None:
+                    save_readouts(self.object_probes, path, OBJECT_PROBES_FILE)
                 mark_latest(self.ckpt_dir, name)
                 prune_checkpoints(self.ckpt_dir, cfg.keep_checkpoints)
             if self.log_path.is_file():

@@ -28,7 +28,8 @@ from .raycast import group_by_object
 from .scene import Box, Cylinder
 
 __all__ = ["VisibleObject", "colour_names", "visible_objects", "SCENE_QUESTION",
-           "OBJECT_QUESTION", "scene_answer", "object_answer", "OBJECTS_PER_IMAGE"]
+           "OBJECT_QUESTION", "scene_answer", "object_answer", "OBJECTS_PER_IMAGE",
+           "COLOUR_NAMES", "OBJECT_SHAPES"]
 
 #: The scene-kind question and its two answers, by scene kind.
 SCENE_QUESTION = "Is the scene indoors or outdoors?"
@@ -52,6 +53,10 @@ _HUES = ((15.0, "red"), (40.0, "orange"), (70.0, "yellow"), (165.0, "green"), (2
          (330.0, "purple"), (360.0, "red"))
 _NAMES = ("black", "grey", "white", "brown", "red", "orange", "yellow", "green", "blue",
           "purple")
+#: Every colour word an object's label can start with.
+COLOUR_NAMES = _NAMES
+#: Every shape word an object's label can end with.
+OBJECT_SHAPES = ("box", "cylinder")
 
 
 @dataclass(frozen=True)
@@ -100,9 +105,9 @@ def colour_names(rgb: np.ndarray) -> np.ndarray:
 
 def _shape(primitive) -> str | None:
     if isinstance(primitive, Box):
-        return "box"
+        return OBJECT_SHAPES[0]
     if isinstance(primitive, Cylinder):
-        return "cylinder"
+        return OBJECT_SHAPES[1]
     return None
 
 
