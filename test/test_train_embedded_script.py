@@ -42,3 +42,13 @@ def test_select_at_turns_the_grounding_losses_on_from_that_phase(tmp_path):
     # Empty arguments keep the schedule without the losses (the measured control).
     control = _phase_commands(tmp_path, PHASES="6", SELECT_AT="6", SELECT_ARGS=" ")["phase6"]
     assert "--select-weight" not in control and "0:900:3e-4" in control
+
+
+def test_phases_from_short_at_run_the_half_length_schedule(tmp_path):
+    cmds = _phase_commands(tmp_path, PHASES="7")
+    assert f"--init {tmp_path}/run/phase6/best" in cmds["phase7"]
+    assert "--stages 0:900:3e-4,1:50:1.5e-4,2:150:8e-5" in cmds["phase7"]
+    assert all("--stages 0:1900:3e-4,1:100:1.5e-4,2:200:8e-5" in cmds[f"phase{k}"]
+               for k in range(3, 7))
+    later = _phase_commands(tmp_path, PHASES="7", SHORT_AT="8")["phase7"]
+    assert "--stages 0:1900:3e-4" in later
