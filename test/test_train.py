@@ -171,6 +171,23 @@ def test_plot_losses_chains_continued_runs(tmp_path):
             assert im.size[0] > 500
 
 
+def test_plot_losses_draws_the_grounding_losses_a_run_had(tmp_path):
+    pytest.importorskip("matplotlib")
+    # The object probes train in stages 0 and 2, not in the head-only stage 1.
+    rows = [{"type": "train", "step": s, "stage": 1 if 30 <= s < 50 else 0,
+             "depth_loss": 1.0 / s, "lm_loss": 2.0 / s,
+             **({} if 30 <= s < 50 else {"object_loss": 3.0 / s})} for s in range(10, 90, 10)]
+    log = tmp_path / "log.jsonl"
+    log.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert plot_losses(log, tmp_path / "grounding.png") == ["depth_loss", "lm_loss",
+                                                             "object_loss"]
+    assert (tmp_path / "grounding.png").stat().st_size > 0
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("")
+    assert plot_losses(empty, tmp_path / "none.png") == []
+    assert not (tmp_path / "none.png").exists()
+
+
 def test_rewrite_coords_mirrors_or_refuses():
     q = "Distance between (10, 20) and (30, 40)?"
     assert rewrite_coords(q, [(10, 20), (30, 40)], [(89, 20), (69, 40)]) == \

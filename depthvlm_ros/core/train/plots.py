@@ -16,6 +16,12 @@ import numpy as np
 
 __all__ = ["chain_logs", "plot_losses"]
 
+#: Losses a ``train`` row may carry and their legend labels; the training-only grounding
+#: losses of :mod:`.locate` are drawn dotted, and only by runs that had them.
+_LOSSES = (("depth_loss", "SILog (depth)"), ("lm_loss", "LM (answers)"),
+           ("locate_loss", "position readouts"), ("select_loss", "selection"),
+           ("object_loss", "object probes"))
+
 
 def chain_logs(log_paths: Sequence[Path], branch_steps: Sequence[int | None] | None = None
                ) -> tuple[list[dict], list[dict], list[int]]:
@@ -61,12 +67,15 @@ def chain_logs(log_paths: Sequence[Path], branch_steps: Sequence[int | None] | N
 
 
 def plot_losses(log_path: Path | Sequence[Path], png_path: Path,
-                branch_steps: Sequence[int | None] | None = None) -> None:
+                branch_steps: Sequence[int | None] | None = None) -> list[str]:
     """Plot training losses and evaluation scores from the JSONL log into a PNG.
 
     ``log_path`` may also be a sequence of logs of runs that continue one another, with the
     steps they branched from; see :func:`chain_logs`. Where each continuation starts is
     drawn as a solid line.
+
+    Returns:
+        The keys of the losses drawn (none, and no PNG, for a log without train rows).
     """
     import matplotlib
 
@@ -76,17 +85,28 @@ def plot_losses(log_path: Path | Sequence[Path], png_path: Path,
     logs = [Path(log_path)] if isinstance(log_path, (str, Path)) else [Path(p) for p in log_path]
     train_rows, eval_rows, boundaries = chain_logs(logs, branch_steps)
     if not train_rows:
-        return
+        return []
     fig, axes = plt.subplots(1, 2 if eval_rows else 1, figsize=(12 if eval_rows else 7, 4.2))
     axes = np.atleast_1d(axes)
     steps = [r["step"] for r in train_rows]
     window = max(1, len(train_rows) // 40)  # the raw rows are single small batches: noisy
-    for key, label in (("depth_loss", "SILog (depth)"), ("lm_loss", "LM (answers)")):
-        values = np.array([r[key] for r in train_rows], dtype=float)
-        line, = axes[0].plot(steps, values, alpha=0.25, lw=0.8)
-        smooth = np.convolve(values, np.ones(window) / window, mode="valid")
-        axes[0].plot(steps[window - 1:], smooth, color=line.get_color(),
+    drawn = []
+    for key, label in _LOSSES:
+        values = np.array([r.get(key, math.nan) for r in train_rows], dtype=float)
+        known = np.isfinite(values)
+        if not known.any():  # a training-only loss this run did not have
+            continue
+        style = "-" if key in ("depth_loss", "lm_loss") else ":"
+        line, = axes[0].plot(steps, values, alpha=0.25, lw=0.8, ls=style)
+        # A mean over the logs that have the loss (grounding losses skip the head-only stage).
+        kernel = np.ones(window)
+        total = np.convolve(np.where(known, values, 0.0), kernel, mode="valid")
+        count = np.convolve(known.astype(float), kernel, mode="valid")
+        with np.errstate(invalid="ignore", divide="ignore"):
+            smooth = np.where(count > 0, total / count, math.nan)
+        axes[0].plot(steps[window - 1:], smooth, color=line.get_color(), ls=style,
                      label=f"{label}, mean of {window} logs" if window > 1 else label)
+        drawn.append(key)
     for r0, r1 in zip(train_rows, train_rows[1:]):
         if r0["stage"] != r1["stage"] and r0["run"] == r1["run"]:
             axes[0].axvline(r1["step"], color="grey", ls="--", lw=0.8)
@@ -118,3 +138,4 @@ def plot_losses(log_path: Path | Sequence[Path], png_path: Path,
     fig.tight_layout()
     fig.savefig(png_path, dpi=110)
     plt.close(fig)
+    return drawn
