@@ -366,7 +366,8 @@ class SampleBuilder:
                 flip = False
             if flip:
                 mirrored = [(w - 1 - u, v) for u, v in qa_coords]
-                rewritten = rewrite_coords(record.prompt, qa_coords, mirrored) if qa_coords else None
+                rewritten = (rewrite_coords(record.prompt, qa_coords, mirrored) if qa_coords
+                             else None)
                 if rewritten is None and qa_coords:
                     flip = False
                 elif rewritten is not None:
