@@ -35,7 +35,9 @@ the state of every image token inside a grounding sample's object box as it ente
 layer's self-attention, the object's colour and shape (the first and last word of its name,
 among the synthetic generator's :data:`COLOUR_NAMES` and :data:`OBJECT_SHAPES`); the loss is
 their cross-entropy. Like the readouts they are saved with each checkpoint
-(``object_probes.safetensors``) and left out of every model folder.
+(``object_probes.safetensors``) and left out of every model folder. Measured on the embedded
+model (1100 steps with the selection loss), they raised the colour a fresh probe reads from
+an object's tokens from 45 to 54 % and left its shape at chance; pointing did not move.
 """
 
 from __future__ import annotations
