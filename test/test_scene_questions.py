@@ -22,7 +22,7 @@ from depthvlm_ros.core.bench.spatial_qa import (QAOutcome, item_truth, pointing_
 from depthvlm_ros.core.bench.synthetic import (Box, Camera, Cylinder, Light, Material, Plane,
                                                camera_rotation, render, visible_objects,
                                                write_benchmark)
-from depthvlm_ros.core.bench.synthetic.objects import _NAMES, SCENE_QUESTION, colour_names
+from depthvlm_ros.core.bench.synthetic.objects import COLOUR_NAMES, SCENE_QUESTION, colour_names
 from depthvlm_ros.core.config import DepthVLMConfig
 from depthvlm_ros.core.errors import AnnotationError
 from depthvlm_ros.core.folders import make_tiny_model
@@ -62,7 +62,7 @@ def test_colour_names_of_plain_colours():
               "brown": (100, 50, 20), "yellow": (230, 200, 30), "purple": (150, 40, 190),
               "orange": (240, 130, 20)}
     got = colour_names(np.array(list(pixels.values()), np.uint8))
-    assert [_NAMES[i] for i in got] == list(pixels)
+    assert [COLOUR_NAMES[i] for i in got] == list(pixels)
 
 
 def test_a_lone_red_box_is_named_with_its_box_and_depth():

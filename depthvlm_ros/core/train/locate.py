@@ -57,7 +57,7 @@ __all__ = ["LocateReadouts", "READOUTS_FILE", "token_centres", "token_readout_er
            "capture_attention_inputs", "head_attention", "box_attention_mass",
            "selection_loss", "reply_positions", "check_llm_layer", "load_for_grounding",
            "named_objects", "grounding_passes", "ObjectProbes", "OBJECT_PROBES_FILE",
-           "object_classes", "object_loss", "image_token_states"]
+           "object_classes", "object_loss"]
 
 #: File of a checkpoint folder that holds the readouts' weights.
 READOUTS_FILE = "locate_readouts.safetensors"
@@ -292,13 +292,6 @@ def object_classes(label: str | None) -> tuple[int, int]:
     return colour, shape
 
 
-def image_token_states(states: torch.Tensor, image_mask: torch.Tensor,
-                       grid_hw: tuple[int, int]) -> torch.Tensor:
-    """``states`` (B, L, C) at the image tokens, as (B, gh, gw, C) in row-major grid order."""
-    batch, _, channels = states.shape
-    return states[image_mask].reshape(batch, grid_hw[0], grid_hw[1], channels)
-
-
 def object_loss(probes: ObjectProbes, inputs: AttentionInputs, image_mask: torch.Tensor,
                 grid_hw: tuple[int, int], boxes: torch.Tensor,
                 classes: torch.Tensor) -> torch.Tensor:
@@ -321,7 +314,8 @@ def object_loss(probes: ObjectProbes, inputs: AttentionInputs, image_mask: torch
     if inputs.hidden_states is None:
         raise RuntimeError("no attention inputs captured (was the layer run inside "
                            "capture_attention_inputs?)")
-    tokens = image_token_states(inputs.hidden_states, image_mask, grid_hw).float()
+    states = inputs.hidden_states
+    tokens = states[image_mask].reshape(states.shape[0], *grid_hw, -1).float()
     inside = box_tokens(boxes.to(tokens.device), *grid_hw)
     rows = inside.nonzero()[:, 0]
     x = tokens[inside]

@@ -129,12 +129,12 @@ class DepthVLMTrainStep(nn.Module):
         selecting = self.select_layer is not None and locate_box is not None
         probing = (self.object_layer is not None and locate_box is not None
                    and object_classes is not None)
+        layers = {self.select_layer} if selecting else set()
+        if probing:
+            layers.add(self.object_layer)
         with ExitStack() as stack:
-            tap = (stack.enter_context(capture_attention_inputs(self.model, self.select_layer))
-                   if selecting else None)
-            probe_tap = (stack.enter_context(capture_attention_inputs(self.model,
-                                                                      self.object_layer))
-                         if probing else None)
+            taps = {layer: stack.enter_context(capture_attention_inputs(self.model, layer))
+                    for layer in layers}  # one capture serves both losses of one layer
             enc = self.model.encode(input_ids, pixel_values, image_grid_thw)
         pred = self.model.predict_depth(enc).float() * depth_scale[:, None, None]
         d_loss = silog_loss(list(pred), list(gt), lam=self.silog_lambda)
@@ -144,10 +144,11 @@ class DepthVLMTrainStep(nn.Module):
                                              locate_box)
         image_mask = input_ids == self.model.config.image_token_id
         if selecting:
-            aux["select_loss"] = selection_loss(tap, image_mask, enc.grid_hw, labels, locate_box)
+            aux["select_loss"] = selection_loss(taps[self.select_layer], image_mask, enc.grid_hw,
+                                                labels, locate_box)
         if probing:
-            aux["object_loss"] = object_loss(self.object_probes, probe_tap, image_mask,
-                                             enc.grid_hw, locate_box, object_classes)
+            aux["object_loss"] = object_loss(self.object_probes, taps[self.object_layer],
+                                             image_mask, enc.grid_hw, locate_box, object_classes)
         return d_loss, lm_loss.float(), torch.tensor(float(n_tok)), aux
 
 
@@ -232,16 +233,14 @@ class Trainer:
                   file=sys.stderr, flush=True)
         return module.to(self.env.device).train()
 
-    def _stage_readouts(self, stage: int) -> LocateReadouts | None:
-        """The readouts a stage trains: they read the LLM's states, so not in stage 1 (head only).
+    @staticmethod
+    def _in_stage(module: nn.Module | None, stage: int) -> nn.Module | None:
+        """A training-only module (readouts, probes) if ``stage`` trains it: they read the LLM's
+        states, so not in stage 1 (head only).
 
-        Left out of a stage's train step, they are neither in its wrapper nor its optimizer.
+        Left out of a stage's train step, it is neither in its wrapper nor its optimizer.
         """
-        return self.readouts if stage != 1 else None
-
-    def _stage_object_probes(self, stage: int) -> ObjectProbes | None:
-        """The object probes a stage trains: none in stage 1 (head only), like the readouts."""
-        return self.object_probes if stage != 1 else None
+        return module if stage != 1 else None
 
     def _stage_select_layer(self, stage: int) -> int | None:
         """The layer the selection loss supervises in a stage: none in stage 1 (head only)."""
@@ -353,9 +352,9 @@ class Trainer:
         cfg, env = self.cfg, self.env
         names = set_trainable(self.model, spec.stage)
         step_module = DepthVLMTrainStep(self.model, self.cfg.silog_lambda,
-                                        self._stage_readouts(spec.stage),
+                                        self._in_stage(self.readouts, spec.stage),
                                         self._stage_select_layer(spec.stage),
-                                        self._stage_object_probes(spec.stage),
+                                        self._in_stage(self.object_probes, spec.stage),
                                         self.cfg.select_layer)
         shard = ()
         if cfg.strategy == "fsdp" and env.distributed and index > 0:
@@ -391,11 +390,11 @@ class Trainer:
         loader = self._loader(self.global_step, end)
         it = iter(loader)
         window: dict[str, list[float]] = {"depth_loss": [], "lm_loss": [], "tokens": []}
-        if self._stage_readouts(spec.stage) is not None:
+        if self._in_stage(self.readouts, spec.stage) is not None:
             window["locate_loss"] = []
         if self._stage_select_layer(spec.stage) is not None:
             window["select_loss"] = []
-        if self._stage_object_probes(spec.stage) is not None:
+        if self._in_stage(self.object_probes, spec.stage) is not None:
             window["object_loss"] = []
         aux_weights = {"locate_loss": cfg.locate_weight, "select_loss": cfg.select_weight,
                        "object_loss": cfg.object_weight}

@@ -51,10 +51,9 @@ RIVAL_AREA = 0.002
 #: Hue bins (degrees, upper bounds) of the chromatic colour names.
 _HUES = ((15.0, "red"), (40.0, "orange"), (70.0, "yellow"), (165.0, "green"), (255.0, "blue"),
          (330.0, "purple"), (360.0, "red"))
-_NAMES = ("black", "grey", "white", "brown", "red", "orange", "yellow", "green", "blue",
-          "purple")
-#: Every colour word an object's label can start with.
-COLOUR_NAMES = _NAMES
+#: Every colour word an object's label can start with (the indices colour_names returns).
+COLOUR_NAMES = ("black", "grey", "white", "brown", "red", "orange", "yellow", "green", "blue",
+                "purple")
 #: Every shape word an object's label can end with.
 OBJECT_SHAPES = ("box", "cylinder")
 
@@ -79,7 +78,7 @@ class VisibleObject:
 
 
 def colour_names(rgb: np.ndarray) -> np.ndarray:
-    """The colour name index (into ``_NAMES``) of each ``(N, 3)`` uint8 pixel."""
+    """The colour name index (into ``COLOUR_NAMES``) of each ``(N, 3)`` uint8 pixel."""
     x = np.asarray(rgb, dtype=np.float32).reshape(-1, 3) / 255.0
     mx, mn = x.max(1), x.min(1)
     chroma = mx - mn
@@ -88,18 +87,18 @@ def colour_names(rgb: np.ndarray) -> np.ndarray:
     safe = np.maximum(chroma, 1e-6)
     hue = np.where(mx == r, ((g - b) / safe) % 6.0,
                    np.where(mx == g, (b - r) / safe + 2.0, (r - g) / safe + 4.0)) * 60.0
-    out = np.full(len(x), _NAMES.index("grey"), dtype=np.int8)
-    out[mx > 0.78] = _NAMES.index("white")
-    out[mx < 0.2] = _NAMES.index("black")
+    out = np.full(len(x), COLOUR_NAMES.index("grey"), dtype=np.int8)
+    out[mx > 0.78] = COLOUR_NAMES.index("white")
+    out[mx < 0.2] = COLOUR_NAMES.index("black")
     chromatic = (sat >= 0.3) & (mx >= 0.2)
     bins = np.array([h for h, _ in _HUES])
-    hue_name = np.array([_NAMES.index(n) for _, n in _HUES], dtype=np.int8)
+    hue_name = np.array([COLOUR_NAMES.index(n) for _, n in _HUES], dtype=np.int8)
     named = hue_name[np.minimum(np.searchsorted(bins, hue, side="right"), len(bins) - 1)]
     # Dark orange and red read as brown.
     dark_warm = (hue < 40.0) | (hue >= 330.0)
     brown = chromatic & dark_warm & (mx < 0.5)
     out[chromatic] = named[chromatic]
-    out[brown] = _NAMES.index("brown")
+    out[brown] = COLOUR_NAMES.index("brown")
     return out
 
 
@@ -137,8 +136,8 @@ def visible_objects(rgb: np.ndarray, depth: np.ndarray, ids: np.ndarray,
         pix = order[bounds[k]:bounds[k + 1]]
         if pix.size < RIVAL_AREA * h * w:
             continue
-        counts = np.bincount(names[pix], minlength=len(_NAMES))
-        colour = _NAMES[int(counts.argmax())]
+        counts = np.bincount(names[pix], minlength=len(COLOUR_NAMES))
+        colour = COLOUR_NAMES[int(counts.argmax())]
         label = f"{colour} {shape}"
         rivals[label] = rivals.get(label, 0) + 1
         if pix.size < MIN_AREA * h * w or counts.max() < MIN_COLOUR_SHARE * pix.size:
