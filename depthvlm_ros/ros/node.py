@@ -54,7 +54,6 @@ from rcl_interfaces.msg import (FloatingPointRange, IntegerRange, ParameterDescr
 from rclpy.duration import Duration
 from rclpy.exceptions import InvalidParameterTypeException, InvalidParameterValueException
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
-from rclpy.impl.implementation_singleton import rclpy_implementation as _rclpy_impl
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 from std_msgs.msg import Header, String
@@ -727,11 +726,13 @@ def main(args: Optional[list[str]] = None) -> int:
         executor.spin()
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
-    except _rclpy_impl.RCLError:
-        # rclpy's SIGINT/SIGTERM handler shuts the context down from another thread; when that
+    except RuntimeError:
+        # rclpy's SIGINT/SIGTERM handler shuts the context down from another thread. When that
         # lands while the executor builds its next wait set, rcl reports "context is not valid"
-        # instead of ExternalShutdownException (ros2/rclpy#398, ros2/ros2cli#854). That is a
-        # shutdown; an RCLError with the context still valid is a real failure.
+        # (an RCLError) instead of ExternalShutdownException (ros2/rclpy#398, ros2/ros2cli#854);
+        # when it lands inside a subscription's take, pybind11 reports "Unable to convert call
+        # argument" (a plain RuntimeError). Both are a shutdown; a RuntimeError with the context
+        # still valid is a real failure.
         if rclpy.ok():
             raise
     finally:
