@@ -203,7 +203,8 @@ def test_shutdown_racing_the_executor_is_a_clean_exit(monkeypatch):
     for raised in (RCLError("failed to initialize wait set: the given context is not valid"),
                    RuntimeError("Unable to convert call argument '0' to Python object")):
         def spin_after_signal(self, raised=raised):
-            rclpy.shutdown()  # what the signal handler does, from another thread
+            # What the signal handler does, from another thread, a moment after the exception.
+            threading.Timer(0.2, rclpy.shutdown).start()
             raise raised
 
         monkeypatch.setattr(node_module.SingleThreadedExecutor, "spin", spin_after_signal)

@@ -715,6 +715,20 @@ def _question_values(snap: dict, pending: Optional[int]) -> dict[str, Any]:
     return values
 
 
+def _shut_down_by_signal(grace_s: float = 1.0) -> bool:
+    """Whether the ROS context is shut down, or is within ``grace_s``.
+
+    rclpy shuts the context down on a signal from its own thread, so the exception the same
+    signal causes in the executor's thread can arrive first.
+    """
+    deadline = time.monotonic() + grace_s
+    while rclpy.ok():
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.01)
+    return True
+
+
 def main(args: Optional[list[str]] = None) -> int:
     """Run ``depthvlm_node`` until Ctrl-C (or SIGTERM)."""
     rclpy.init(args=args)
@@ -733,7 +747,7 @@ def main(args: Optional[list[str]] = None) -> int:
         # when it lands inside a subscription's take, pybind11 reports "Unable to convert call
         # argument" (a plain RuntimeError). Both are a shutdown; a RuntimeError with the context
         # still valid is a real failure.
-        if rclpy.ok():
+        if not _shut_down_by_signal():
             raise
     finally:
         if node is not None:
