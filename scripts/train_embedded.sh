@@ -30,6 +30,11 @@
 # measured in the README; neither is the shipped recipe.
 # PATCH=8 trains a model with an 8-pixel ViT patch (16-pixel LLM tokens: four times the token
 # grid of the same image, measured in the README against the shipped 32-pixel-token model).
+# FROM=FOLDER skips phase 1: the continuations (PHASES >= 2) start from that model folder
+# instead (e.g. depthvlm_ros/embedded; scripts/train_embedded_gpu.sh uses it on a GPU).
+# BATCH, WORKERS (data-loading processes), RENDER_WORKERS, DEVICE (auto, cpu, cuda),
+# EVAL_EVERY2 (steps between held-out evaluations in the continuations) and EVAL_IMAGES
+# (held-out images per evaluation) size a run for the machine; the defaults are the recipe's.
 # It is restartable: rerunning resumes each phase from its latest checkpoint (--resume auto).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -78,12 +83,23 @@ TEXT_MIX2=${TEXT_MIX2:-dense=1,point=1,marker=2,qa=2,ground=8}  # phase 2: twice
 MAX_TOKENS=${MAX_TOKENS:-$(( 128 * (32 / (2 * PATCH)) * (32 / (2 * PATCH)) ))}
 THREADS=${THREADS:-2}        # torch threads per process (1 on a shared machine)
 NICE=${NICE:-10}
+BATCH=${BATCH:-8}
+WORKERS=${WORKERS:-1}
+RENDER_WORKERS=${RENDER_WORKERS:-2}
+DEVICE=${DEVICE:-auto}
+EVAL_EVERY2=${EVAL_EVERY2:-550}
+EVAL_IMAGES=${EVAL_IMAGES:-60}
+FROM=${FROM:-}
+if [ -n "$FROM" ] && [ "$PHASES" -lt 2 ]; then
+  echo "train_embedded.sh: FROM=$FROM needs PHASES >= 2 (phase 1 is what FROM replaces)" >&2
+  exit 2
+fi
 mkdir -p "$RUN"
 
 gen() {  # gen DIR N SEED WORLD
   if [ ! -f "$1/synthetic.jsonl" ]; then
     "$PY" -c "from depthvlm_ros.core.bench.synthetic import write_benchmark as w; \
-w('$1', $2, $2, seed=$3, progress=False, workers=2, world='$4')"
+w('$1', $2, $2, seed=$3, progress=False, workers=$RENDER_WORKERS, world='$4')"
   fi
 }
 gen "$DATA/train" "$N_TRAIN" 1 "$WORLD"
@@ -109,17 +125,21 @@ train() {  # train OUT INIT STAGES EVAL_EVERY SEED TEXT_MIX TRAIN_JSONL... -- [e
     -m depthvlm_ros.cli train \
     --train "${files[@]}" --eval "$DATA/heldout/synthetic.jsonl" \
     --out "$out" --init "$init" --canonical-fx 256 --max-image-tokens "$MAX_TOKENS" \
-    --stages "$stages" --warmup 100 --batch-size 8 --grad-accum 1 --depth-weight 1.0 \
+    --stages "$stages" --warmup 100 --batch-size "$BATCH" --grad-accum 1 --depth-weight 1.0 \
     --lm-weight 0.5 --silog-lambda "$SILOG_LAMBDA" --hflip 0.5 --jitter 0.2 --crop "$CROP" --text-mix "$mix" \
-    --workers 1 --threads "$THREADS" --eval-every "$every" --ckpt-every 50 --log-every 10 \
-    --eval-images 60 --eval-markers 2 --seed "$seed" --resume auto "$@"
+    --workers "$WORKERS" --threads "$THREADS" --device "$DEVICE" --eval-every "$every" \
+    --ckpt-every 50 --log-every 10 --eval-images "$EVAL_IMAGES" --eval-markers 2 --seed "$seed" \
+    --resume auto "$@"
 }
-train "$RUN" scratch "$STAGES" "$EVAL_EVERY" 0 "$TEXT_MIX" "${TRAIN_FILES[@]}" -- \
-  --arch "$ARCH" --patch-size "$PATCH"
-if [ "$PHASES" -ge 2 ]; then
+LOGS=()
+if [ -z "$FROM" ]; then
+  train "$RUN" scratch "$STAGES" "$EVAL_EVERY" 0 "$TEXT_MIX" "${TRAIN_FILES[@]}" -- \
+    --arch "$ARCH" --patch-size "$PATCH"
   LOGS=("$RUN/train_log.jsonl")
+fi
+if [ "$PHASES" -ge 2 ]; then
   INITS=()   # the checkpoint each continuation starts from
-  init="$RUN/best"
+  init=${FROM:-$RUN/best}
   for ((k = 2; k <= PHASES; k++)); do
     stages=$STAGES3; [ "$k" = 2 ] && stages=$STAGES2
     [ "$k" -ge "$SHORT_AT" ] && stages=$STAGES_SHORT
@@ -129,14 +149,15 @@ if [ "$PHASES" -ge 2 ]; then
       read -r -a select_args <<< "$SELECT_ARGS"
       extra+=("${select_args[@]}")
     fi
-    train "$RUN/phase$k" "$init" "$stages" 550 $((k - 1)) "$TEXT_MIX2" "${CONTINUATION_FILES[@]}" -- \
+    train "$RUN/phase$k" "$init" "$stages" "$EVAL_EVERY2" $((k - 1)) "$TEXT_MIX2" "${CONTINUATION_FILES[@]}" -- \
       "${extra[@]}"
     LOGS+=("$RUN/phase$k/train_log.jsonl")
     INITS+=("$init")
     init="$RUN/phase$k/best"
   done
   # All phases on one step axis (the README figure), each drawn from the step it branched
-  # from (the step of the checkpoint it started from).
+  # from (the step of the checkpoint it started from); FROM's own training is not drawn.
+  if [ -n "$FROM" ]; then INITS=("${INITS[@]:1}"); fi
   "$PY" - "$RUN" "${INITS[@]}" -- "${LOGS[@]}" <<'PYEOF'
 import json, sys
 from pathlib import Path

@@ -85,3 +85,37 @@ def test_position_prior_of_one_image_reproduces_its_depth(small_split, tmp_path)
     bad = np.load(tmp_path / "prior_shifted" / first[0].dataset / f"{first[0].stem}.npy")
     bad_ratio = np.maximum(bad[ok] / gt[ok], gt[ok] / bad[ok])
     assert (bad_ratio < 1.25).mean() < (ratio < 1.25).mean()
+
+
+def test_average_models_writes_the_mean_of_the_weights(tmp_path, capsys):
+    from safetensors.torch import load_file
+
+    from depthvlm_ros.core.folders import make_tiny_model, write_model_folder
+    from depthvlm_ros.core.model import load_depthvlm
+
+    folders = []
+    for seed in (1, 2):
+        model, tok = make_tiny_model(seed=seed)
+        folders.append(write_model_folder(model, tok, tmp_path / f"m{seed}",
+                                          meta={"steps": seed, "metrics": {"delta1_min": 0.5}}))
+    out = tmp_path / "mean"
+    assert _script("average_models").main(["--out", str(out)] + [str(f) for f in folders]) == 0
+    a, b = (load_file(str(f / "model.safetensors")) for f in folders)
+    mean = load_file(str(out / "model.safetensors"))
+    assert mean.keys() == a.keys()
+    for key in a:
+        assert np.allclose(mean[key].numpy(), (a[key].numpy() + b[key].numpy()) / 2, atol=1e-7)
+    assert any(not np.allclose(a[k].numpy(), b[k].numpy()) for k in a)  # the seeds differ
+    meta = json.loads((out / "depthvlm_meta.json").read_text())
+    assert meta["averaged_from"] == [str(f) for f in folders] and meta["steps"] == 1
+    assert "metrics" not in meta  # the first folder's figures are not the average's
+    load_depthvlm(out)  # a folder the node loads like any other
+
+    # Another architecture is refused with one line, and nothing is written.
+    other, tok = make_tiny_model(seed=3, text_hidden=32)
+    write_model_folder(other, tok, tmp_path / "other")
+    capsys.readouterr()
+    assert _script("average_models").main(
+        ["--out", str(tmp_path / "bad"), str(folders[0]), str(tmp_path / "other")]) == 1
+    assert "another config" in capsys.readouterr().err
+    assert not (tmp_path / "bad").exists()

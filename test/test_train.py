@@ -27,7 +27,9 @@ from depthvlm_ros.core.train.data import (AugmentConfig, BucketBatchPlan, Sample
                                           rewrite_coords)
 from depthvlm_ros.core.train.evaluate import WORST_OF, evaluate_model, scale_diagnostics
 from depthvlm_ros.core.train.losses import answer_lm_loss, silog_loss
+from depthvlm_ros.core.train.config import parse_stages, scale_stages
 from depthvlm_ros.core.train.loop import ARCHITECTURES, chain_logs, plot_losses, set_trainable
+from depthvlm_ros.core.train.plots import seconds_per_step
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -186,6 +188,37 @@ def test_plot_losses_draws_the_grounding_losses_a_run_had(tmp_path):
     empty.write_text("")
     assert plot_losses(empty, tmp_path / "none.png") == []
     assert not (tmp_path / "none.png").exists()
+
+
+def test_seconds_per_step_is_the_median_pace_after_start_up(tmp_path):
+    log = tmp_path / "log.jsonl"
+    rows = [{"type": "train", "step": 10, "sec_per_step": 9.0},  # start-up: left out
+            {"type": "eval", "step": 10, "seconds": 50.0},
+            {"type": "train", "step": 20, "sec_per_step": 0.2},
+            {"type": "train", "step": 30, "sec_per_step": 0.4},
+            {"type": "train", "step": 40, "sec_per_step": 0.3}]
+    log.write_text("".join(json.dumps(r) + "\n" for r in rows) + "not json\n")
+    assert seconds_per_step(log) == pytest.approx(0.3)
+    log.write_text(json.dumps(rows[0]) + "\n")  # one row: it is all there is
+    assert seconds_per_step(log) == pytest.approx(9.0)
+    log.write_text(json.dumps(rows[1]) + "\n")
+    with pytest.raises(ValueError, match="no train row"):
+        seconds_per_step(log)
+
+
+def test_scale_stages_keeps_proportions_and_learning_rates():
+    stages = parse_stages("0:900:3e-4,1:50:1.5e-4,2:150:8e-5")
+    assert scale_stages(stages, 1100) == stages
+    for total in (3, 10, 257, 5000):
+        scaled = scale_stages(stages, total)
+        assert sum(s.steps for s in scaled) == total
+        assert [(s.stage, s.lr) for s in scaled] == [(s.stage, s.lr) for s in stages]
+        assert all(s.steps >= 1 for s in scaled)
+    assert [s.steps for s in scale_stages(stages, 5000)] == [4091, 227, 682]
+    # A stage of no steps stays empty; too few steps for the stages is an error.
+    assert [s.steps for s in scale_stages(parse_stages("0:0:1e-3,1:10:1e-3"), 7)] == [0, 7]
+    with pytest.raises(ValueError, match="cannot hold"):
+        scale_stages(stages, 2)
 
 
 def test_rewrite_coords_mirrors_or_refuses():

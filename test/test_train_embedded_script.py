@@ -52,3 +52,26 @@ def test_phases_from_short_at_run_the_half_length_schedule(tmp_path):
                for k in range(3, 7))
     later = _phase_commands(tmp_path, PHASES="7", SHORT_AT="8")["phase7"]
     assert "--stages 0:1900:3e-4" in later
+
+
+def test_from_a_model_folder_skips_phase_one_and_sizes_the_run(tmp_path):
+    cmds = _phase_commands(tmp_path, PHASES="2", FROM="depthvlm_ros/embedded", BATCH="64",
+                           WORKERS="12", DEVICE="cuda", EVAL_EVERY2="700", EVAL_IMAGES="30",
+                           STAGES2="0:1800:3e-4,1:100:1.5e-4,2:300:8e-5")
+    assert list(cmds) == ["phase2"]
+    phase2 = cmds["phase2"]
+    for option in ("--init depthvlm_ros/embedded", "--batch-size 64", "--workers 12",
+                   "--device cuda", "--eval-every 700", "--eval-images 30",
+                   "--stages 0:1800:3e-4,1:100:1.5e-4,2:300:8e-5"):
+        assert option in phase2
+    # The recipe's own sizes when nothing is set.
+    recipe = _phase_commands(tmp_path, PHASES="2")["phase2"]
+    for option in ("--batch-size 8", "--workers 1", "--device auto", "--eval-every 550",
+                   "--eval-images 60"):
+        assert option in recipe
+    # FROM replaces phase 1, so it needs a continuation to run.
+    env = dict(os.environ, PYTHON="echo", WORLD="robot", FROM="depthvlm_ros/embedded")
+    done = subprocess.run(["bash", str(ROOT / "scripts" / "train_embedded.sh"),
+                           str(tmp_path / "run")], env=env, capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 2 and "needs PHASES >= 2" in done.stderr

@@ -15,7 +15,8 @@ from .data import AugmentConfig, TextMix
 from .losses import SILOG_LAMBDA
 
 __all__ = ["ARCHITECTURES", "DEFAULT_STAGES", "TEXT_KINDS", "StageSpec", "TrainConfig",
-           "parse_stages", "format_stages", "stage_at", "parse_text_mix", "format_text_mix"]
+           "parse_stages", "format_stages", "scale_stages", "stage_at", "parse_text_mix",
+           "format_text_mix"]
 
 #: Named CPU-friendly architectures for models trained from scratch (sizes for tiny_config;
 #: the ViT patch, hence the token size, is TrainConfig.patch_size).
@@ -70,6 +71,25 @@ def parse_stages(text: str) -> list[StageSpec]:
 def format_stages(stages: list[StageSpec]) -> str:
     """The text form of ``stages`` that :func:`parse_stages` reads back."""
     return ",".join(f"{s.stage}:{s.steps}:{s.lr!r}" for s in stages)
+
+
+def scale_stages(stages: list[StageSpec], total_steps: int) -> list[StageSpec]:
+    """``stages`` with the same proportions and learning rates in ``total_steps`` steps.
+
+    Each stage keeps at least one step (a stage of 0 steps stays 0), and the rounding goes to
+    the first stage, so the lengths add up to ``total_steps`` exactly whenever that is at least
+    the number of stages kept.
+    """
+    kept = [s for s in stages if s.steps > 0]
+    if total_steps < len(kept):
+        raise ValueError(f"{total_steps} steps cannot hold {len(kept)} stages")
+    whole = sum(s.steps for s in kept)
+    steps = [max(1, round(total_steps * s.steps / whole)) if s.steps else 0 for s in stages]
+    first = next(i for i, s in enumerate(stages) if s.steps > 0)
+    steps[first] += total_steps - sum(steps)
+    if steps[first] < 1:
+        raise ValueError(f"{total_steps} steps cannot hold the stages {format_stages(stages)}")
+    return [StageSpec(s.stage, n, s.lr) for s, n in zip(stages, steps)]
 
 
 def stage_at(stages: list[StageSpec], step: int) -> int:

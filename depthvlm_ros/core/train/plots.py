@@ -14,7 +14,7 @@ from typing import Sequence
 
 import numpy as np
 
-__all__ = ["chain_logs", "plot_losses"]
+__all__ = ["chain_logs", "plot_losses", "seconds_per_step"]
 
 #: Losses a ``train`` row may carry and their legend labels; the training-only grounding
 #: losses of :mod:`.locate` are drawn dotted, and only by runs that had them.
@@ -64,6 +64,28 @@ def chain_logs(log_paths: Sequence[Path], branch_steps: Sequence[int | None] | N
         if i < len(runs) - 1:
             starts.append(offset)
     return train_rows, eval_rows, starts
+
+
+def seconds_per_step(log_path: Path, skip_rows: int = 1) -> float:
+    """The median pace (seconds per optimizer step) a run's ``train`` rows logged.
+
+    The first ``skip_rows`` rows are left out when later ones exist: they include the start-up
+    (data-loading workers, the first kernels) that every later step does not pay.
+
+    Raises:
+        ValueError: the log has no ``train`` row with a pace.
+    """
+    paces = []
+    for line in Path(log_path).read_text().splitlines():
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if row.get("type") == "train" and isinstance(row.get("sec_per_step"), (int, float)):
+            paces.append(float(row["sec_per_step"]))
+    if not paces:
+        raise ValueError(f"{log_path} has no train row with sec_per_step")
+    return float(np.median(paces[skip_rows:] if len(paces) > skip_rows else paces))
 
 
 def plot_losses(log_path: Path | Sequence[Path], png_path: Path,
