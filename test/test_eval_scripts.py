@@ -119,3 +119,34 @@ def test_average_models_writes_the_mean_of_the_weights(tmp_path, capsys):
         ["--out", str(tmp_path / "bad"), str(folders[0]), str(tmp_path / "other")]) == 1
     assert "another config" in capsys.readouterr().err
     assert not (tmp_path / "bad").exists()
+
+
+def test_shape_errors_splits_the_bad_pixels_and_draws_them(tiny_model_dir, small_split,
+                                                           tmp_path, capsys):
+    shape_errors = _script("shape_errors")
+    # A step in depth between columns 14 and 15: the band is the step grown by 2 pixels.
+    gt = np.full((20, 30), 2.0)
+    gt[:, 15:] = 4.0
+    band = shape_errors.edge_band(gt, 0.05, 2)
+    assert np.array_equal(np.flatnonzero(band[7]), np.arange(12, 18)) and band.all(0).sum() == 6
+    # Right shape at twice the scale: nothing bad; one quadrant 2x too deep: that quadrant.
+    bad, valid, scale = shape_errors.bad_pixels(2 * gt, gt)
+    assert scale == pytest.approx(2.0) and not bad.any() and valid.all()
+    pred = gt.copy()
+    pred[:10, :10] *= 2
+    bad, _, _ = shape_errors.bad_pixels(pred, gt)
+    assert bad.sum() == 100 and bad[:10, :10].all()
+
+    out, js = tmp_path / "errors.png", tmp_path / "errors.json"
+    rc = shape_errors.main(["--model", str(tiny_model_dir), "--data",
+                            str(small_split / "synthetic.jsonl"), "--images", "4",
+                            "--frames", "2", "--out", str(out), "--json", str(js)])
+    assert rc == 0 and out.stat().st_size > 0
+    result = json.loads(js.read_text())
+    counts, summary = result["counts"], result["summary"]
+    assert summary["images"] == 4
+    assert summary["bad"] == pytest.approx(counts["bad"] / counts["valid"])
+    assert sum(counts[f"{b}_bad"] for b in ("top", "middle", "bottom")) == counts["bad"]
+    assert sum(counts[f"{b}_valid"] for b in ("top", "middle", "bottom")) == counts["valid"]
+    assert counts["edge_bad"] <= min(counts["edge"], counts["bad"])
+    assert "pixels bad after scale alignment" in capsys.readouterr().out
