@@ -48,8 +48,8 @@ def main(argv: list[str] | None = None) -> int:
     from depthvlm_ros.core.train.locate import (LocateReadouts, box_attention_mass, box_tokens,
                                                 check_llm_layer, grounding_passes,
                                                 head_attention, load_for_grounding,
-                                                load_readouts, named_objects, reply_positions,
-                                                token_readout_error)
+                                                load_training_module, named_objects,
+                                                reply_positions, token_readout_error)
 
     torch.set_num_threads(args.threads)
     model, tok, builder = load_for_grounding(args.checkpoint)
@@ -59,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
         print(err, file=sys.stderr)
         return 2
     readouts = LocateReadouts(model.config.text_config.hidden_size)
-    if not load_readouts(readouts, args.checkpoint):
+    if not load_training_module(readouts, args.checkpoint):
         readouts = None
         print(f"{args.checkpoint} has no position readouts (train with --locate-weight); "
               "scoring selection only", file=sys.stderr)

@@ -53,8 +53,8 @@ from torch import nn
 from ..bench.synthetic.objects import COLOUR_NAMES, OBJECT_SHAPES
 
 __all__ = ["LocateReadouts", "READOUTS_FILE", "token_centres", "token_readout_error",
-           "locate_loss", "save_readouts", "load_readouts", "box_tokens", "AttentionInputs",
-           "capture_attention_inputs", "head_attention", "box_attention_mass",
+           "locate_loss", "save_training_module", "load_training_module", "box_tokens",
+           "AttentionInputs", "capture_attention_inputs", "head_attention", "box_attention_mass",
            "selection_loss", "reply_positions", "check_llm_layer", "load_for_grounding",
            "named_objects", "grounding_passes", "ObjectProbes", "OBJECT_PROBES_FILE",
            "object_classes", "object_loss"]
@@ -133,22 +133,22 @@ def locate_loss(readouts: LocateReadouts, hidden: torch.Tensor, image_hidden: to
     return token_err + reply_err
 
 
-def save_readouts(readouts: nn.Module, folder: Path, file: str = READOUTS_FILE) -> None:
+def save_training_module(module: nn.Module, folder: Path, file: str = READOUTS_FILE) -> None:
     """Write a training-only module's weights (readouts, object probes) into ``folder/file``."""
     from safetensors.torch import save_file
 
-    save_file({k: v.detach().cpu().contiguous() for k, v in readouts.state_dict().items()},
+    save_file({k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()},
               str(Path(folder) / file))
 
 
-def load_readouts(readouts: nn.Module, folder: Path, file: str = READOUTS_FILE) -> bool:
+def load_training_module(module: nn.Module, folder: Path, file: str = READOUTS_FILE) -> bool:
     """Load a training-only module from ``folder/file``; False when absent (left as it is)."""
     from safetensors.torch import load_file
 
     path = Path(folder) / file
     if not path.is_file():
         return False
-    readouts.load_state_dict(load_file(str(path)))
+    module.load_state_dict(load_file(str(path)))
     return True
 
 

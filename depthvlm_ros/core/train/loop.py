@@ -57,8 +57,8 @@ from .distributed import (DistEnv, all_reduce_mean, barrier, fsdp_full_state_dic
                           wrap_model)
 from .evaluate import eval_subset, evaluate_model, selection_score
 from .locate import (OBJECT_PROBES_FILE, READOUTS_FILE, LocateReadouts, ObjectProbes,
-                     capture_attention_inputs, check_llm_layer, load_readouts, locate_loss,
-                     object_loss, save_readouts, selection_loss)
+                     capture_attention_inputs, check_llm_layer, load_training_module,
+                     locate_loss, object_loss, save_training_module, selection_loss)
 from .losses import SILOG_LAMBDA, answer_lm_loss, silog_loss
 from .plots import chain_logs, plot_losses
 
@@ -227,7 +227,7 @@ class Trainer:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.cfg.seed)
             module = make()
-        if resume_dir is not None and not load_readouts(module, resume_dir, file) \
+        if resume_dir is not None and not load_training_module(module, resume_dir, file) \
                 and self.env.is_main:
             print(f"[train] {resume_dir} has no {what}; they start afresh",
                   file=sys.stderr, flush=True)
@@ -553,9 +553,9 @@ class Trainer:
                 if osd is not None:
                     save_optimizer(path, osd)
                 if self.readouts is not None:
-                    save_readouts(self.readouts, path)
+                    save_training_module(self.readouts, path)
                 if self.object_probes is not None:
-                    save_readouts(self.object_probes, path, OBJECT_PROBES_FILE)
+                    save_training_module(self.object_probes, path, OBJECT_PROBES_FILE)
                 mark_latest(self.ckpt_dir, name)
                 prune_checkpoints(self.ckpt_dir, cfg.keep_checkpoints)
             if self.log_path.is_file():
