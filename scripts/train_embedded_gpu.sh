@@ -65,7 +65,7 @@ print(f"{pace:.4f} {format_stages(scaled)} {max(1, -(-total // max(1, evals)))}"
 PYEOF
 )
 echo "rendering + probe: $(( t1 - t0 )) s; $SEC_PER_STEP s a step at batch $BATCH on $DEVICE"
-echo "run: stages $STAGES2, held-out evaluation every $EVAL_EVERY2 steps"
+echo "run: stages $STAGES2; held-out evaluation every $EVAL_EVERY2 steps"
 export STAGES2 EVAL_EVERY2
 bash scripts/train_embedded.sh "$RUN"
 t2=$(date +%s)

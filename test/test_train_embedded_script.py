@@ -3,9 +3,14 @@ commands instead of running them)."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
+import sys
 from pathlib import Path
+
+from depthvlm_ros.core.bench.synthetic import write_benchmark
+from depthvlm_ros.core.train.config import parse_stages
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -75,3 +80,29 @@ def test_from_a_model_folder_skips_phase_one_and_sizes_the_run(tmp_path):
                            str(tmp_path / "run")], env=env, capture_output=True, text=True,
                           timeout=60)
     assert done.returncode == 2 and "needs PHASES >= 2" in done.stderr
+
+
+def test_gpu_script_probes_sizes_and_runs_a_continuation(tmp_path, tiny_model_dir):
+    """scripts/train_embedded_gpu.sh end to end on the CPU (DEVICE=cpu), with a tiny model:
+    the probe's pace sizes the run's stages in the recipe's proportions, and the run leaves a
+    best checkpoint with its evaluation."""
+    data = tmp_path / "data"
+    for name, n, seed, world in (("train", 2, 1, "robot"), ("heldout", 1, 7001, "robot"),
+                                 ("heldout_v1", 1, 7001, "v1"), ("more", 1, 2, "robot")):
+        write_benchmark(data / name, n, n, seed=seed, progress=False, workers=1, world=world)
+    env = dict(os.environ, DEVICE="cpu", PYTHON=sys.executable, DATA=str(data),
+               FROM=str(tiny_model_dir), BATCH="2", WORKERS="0", THREADS="1", BUDGET_S="4",
+               PROBE_STEPS="10", EVALS="2")
+    run = tmp_path / "run"
+    done = subprocess.run(["bash", str(ROOT / "scripts" / "train_embedded_gpu.sh"), str(run)],
+                          env=env, capture_output=True, text=True, timeout=900, cwd=ROOT)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "s a step at batch 2 on cpu" in done.stdout
+    stages = parse_stages(done.stdout.split("run: stages ")[1].split(";")[0])
+    assert [(s.stage, s.lr) for s in stages] == [(0, 3e-4), (1, 1.5e-4), (2, 8e-5)]
+    total = sum(s.steps for s in stages)
+    meta = json.loads((run / "phase2" / "final" / "depthvlm_meta.json").read_text())
+    assert meta["steps"] == total
+    assert "best checkpoint: step" in done.stdout and "delta1" in done.stdout
+    rows = [json.loads(line) for line in (run / "phase2" / "train_log.jsonl").open()]
+    assert sum(r["type"] == "eval" for r in rows) >= 2
