@@ -41,7 +41,9 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         folders = [resolve_model_path(f) for f in args.folders]
-        configs = [json.loads((f / "config.json").read_text()) for f in folders]
+        # The writer's library version is not part of the architecture.
+        configs = [{k: v for k, v in json.loads((f / "config.json").read_text()).items()
+                    if k != "transformers_version"} for f in folders]
         for folder, config in zip(folders[1:], configs[1:]):
             if config != configs[0]:
                 raise DepthVLMError(f"{folder} has another config than {folders[0]}")
