@@ -51,8 +51,9 @@ STAGES2="0:$PROBE_STEPS:1e-5" EVAL_EVERY2=$(( PROBE_STEPS + 1 )) EVAL_IMAGES=2 \
   bash scripts/train_embedded.sh "$RUN/probe" > "$RUN/probe.log" 2>&1 \
   || { tail -30 "$RUN/probe.log" >&2; exit 1; }
 t1=$(date +%s)
-read -r SEC_PER_STEP STAGES2 EVAL_EVERY2 < <("$PY" - "$RUN/probe/phase2/train_log.jsonl" \
-  "$STAGES" "$BUDGET_S" "$EVALS" <<'PYEOF'
+# An assignment, not a process substitution: a failed sizing stops the script (set -e)
+# instead of leaving STAGES2 empty, which train_embedded.sh would fill with its own default.
+sizing=$("$PY" - "$RUN/probe/phase2/train_log.jsonl" "$STAGES" "$BUDGET_S" "$EVALS" <<'PYEOF'
 import sys
 from pathlib import Path
 from depthvlm_ros.core.train.config import format_stages, parse_stages, scale_stages
@@ -64,6 +65,7 @@ total = sum(s.steps for s in scaled)
 print(f"{pace:.4f} {format_stages(scaled)} {max(1, -(-total // max(1, evals)))}")
 PYEOF
 )
+read -r SEC_PER_STEP STAGES2 EVAL_EVERY2 <<< "$sizing"
 echo "rendering + probe: $(( t1 - t0 )) s; $SEC_PER_STEP s a step at batch $BATCH on $DEVICE"
 echo "run: stages $STAGES2; held-out evaluation every $EVAL_EVERY2 steps"
 export STAGES2 EVAL_EVERY2

@@ -23,6 +23,17 @@ _LOSSES = (("depth_loss", "SILog (depth)"), ("lm_loss", "LM (answers)"),
            ("object_loss", "object probes"))
 
 
+def _log_rows(log_path: Path) -> list[dict]:
+    """The rows of a JSONL log; a line that is not JSON (a run cut off mid-write) is skipped."""
+    rows = []
+    for line in Path(log_path).read_text().splitlines():
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return rows
+
+
 def chain_logs(log_paths: Sequence[Path], branch_steps: Sequence[int | None] | None = None
                ) -> tuple[list[dict], list[dict], list[int]]:
     """Read the JSONL logs of runs that continue one another into one step axis.
@@ -40,11 +51,7 @@ def chain_logs(log_paths: Sequence[Path], branch_steps: Sequence[int | None] | N
     runs = []
     for path in log_paths:
         rows: dict[tuple[str, int], dict] = {}
-        for line in Path(path).read_text().splitlines():
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError:
-                continue
+        for row in _log_rows(path):
             row["step"] = int(row.get("step", 0))
             rows[(str(row.get("type")), row["step"])] = row
         runs.append(sorted(rows.values(), key=lambda r: r["step"]))
@@ -75,14 +82,8 @@ def seconds_per_step(log_path: Path, skip_rows: int = 1) -> float:
     Raises:
         ValueError: the log has no ``train`` row with a pace.
     """
-    paces = []
-    for line in Path(log_path).read_text().splitlines():
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if row.get("type") == "train" and isinstance(row.get("sec_per_step"), (int, float)):
-            paces.append(float(row["sec_per_step"]))
+    paces = [float(row["sec_per_step"]) for row in _log_rows(log_path)
+             if row.get("type") == "train" and isinstance(row.get("sec_per_step"), (int, float))]
     if not paces:
         raise ValueError(f"{log_path} has no train row with sec_per_step")
     return float(np.median(paces[skip_rows:] if len(paces) > skip_rows else paces))
